@@ -1,0 +1,23 @@
+//! Eddy's data model. No I/O lives here.
+//!
+//! Every accepted payload shape (native `/api/v1/events`, sensor readings, click events, device
+//! telemetry, product events, gateway envelopes) is turned into one [`Event`] by
+//! [`normalize::normalize_event`], which also validates it against [`Limits`]. Events travel
+//! through the log as a [`LogEntry`] encoded with protobuf (see [`codec`]); protobuf's
+//! field-number rules are how the record payload evolves without breaking old logs.
+//!
+//! Data flow: raw JSON bytes → [`batch::split_body`] (one raw value per event) →
+//! [`normalize::normalize_event`] (aliases, timestamps, limits) → [`Event`] → [`codec`] → log.
+
+pub mod batch;
+pub mod clock;
+pub mod codec;
+mod error;
+pub mod event;
+pub mod normalize;
+pub mod time;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, EventError, Result};
+pub use event::{Entry, Event, LogEntry, PropertyValue, TenantDeleted, Value};
+pub use normalize::{Limits, TenantPolicy};

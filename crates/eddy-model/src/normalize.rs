@@ -1,0 +1,412 @@
+//! Mapping one JSON event of any accepted shape onto [`Event`], with validation.
+//!
+//! Field aliases (first column is the data model's name):
+//!
+//! | field | also accepted as |
+//! |---|---|
+//! | `event_id` | `id`, `eventId` |
+//! | `time` | `timestamp`, `time_stamp`, `ts` |
+//! | `type` | `event_type`, `eventType` (default `reading` when the event has metrics) |
+//! | `device_id` | `deviceId`, `sensor_id`, `sensorId` |
+//! | `user_id` | `userId` |
+//! | `page_url` | `pageUrl` |
+//! | `metrics` | a bare top-level `value` becomes metric `value` |
+//!
+//! Any other top-level scalar becomes a property (so extra fields that older clients send are
+//! kept, never silently dropped); other top-level objects or arrays are rejected. The tenant is
+//! never read from the body: a body field named `tenant` is just a property.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json};
+
+use crate::batch::kind;
+use crate::time::{epoch_float_to_ns, epoch_int_to_ns, parse_time_str};
+use crate::{Event, EventError, PropertyValue, Value};
+
+/// Size limits applied to every event.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Maximum length in bytes of `event_id`.
+    pub max_id_len: usize,
+    /// Maximum length in bytes of names: type, metric and property names.
+    pub max_name_len: usize,
+    /// Maximum length in bytes of string values (source, device, user, page, properties).
+    pub max_string_len: usize,
+    /// Maximum number of metrics per event.
+    pub max_metrics: usize,
+    /// Maximum number of properties per event.
+    pub max_properties: usize,
+    /// How far in the future an event time may be, in ns.
+    pub max_future_skew_ns: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_id_len: 256,
+            max_name_len: 128,
+            max_string_len: 4096,
+            max_metrics: 256,
+            max_properties: 256,
+            max_future_skew_ns: 3_600 * 1_000_000_000,
+        }
+    }
+}
+
+/// Per-tenant settings that validation needs.
+#[derive(Debug, Clone)]
+pub struct TenantPolicy<'a> {
+    /// The tenant id (from the key).
+    pub tenant: &'a str,
+    /// Events older than `now - retention_ns` are rejected; 0 = keep forever.
+    pub retention_ns: i64,
+}
+
+/// Normalises and validates one event. `now_ns` is the receive time.
+pub fn normalize_event(
+    raw: Json,
+    policy: &TenantPolicy<'_>,
+    limits: &Limits,
+    now_ns: i64,
+) -> Result<Event, EventError> {
+    let Json::Object(map) = raw else {
+        return Err(EventError::new("", format!("an event must be a JSON object, got {}", kind(&raw))));
+    };
+    let mut b = Builder::default();
+    for (key, value) in map {
+        b.field(key, value, limits)?;
+    }
+    b.finish(policy, limits, now_ns)
+}
+
+#[derive(Default)]
+struct Builder {
+    event_id: Option<(String, String)>,
+    time: Option<(String, i64)>,
+    r#type: Option<(String, String)>,
+    source: Option<(String, String)>,
+    device_id: Option<(String, String)>,
+    user_id: Option<(String, String)>,
+    page_url: Option<(String, String)>,
+    metrics: BTreeMap<String, f64>,
+    properties: BTreeMap<String, PropertyValue>,
+    extra: Vec<(String, Json)>,
+    bare_value: Option<f64>,
+}
+
+/// Sets a once-only slot, refusing two spellings of the same field with different values.
+fn set_once(slot: &mut Option<(String, String)>, key: String, v: String) -> Result<(), EventError> {
+    if let Some((prev_key, prev)) = slot {
+        if *prev != v {
+            return Err(EventError::new(key, format!("conflicts with `{prev_key}` (same field, different value)")));
+        }
+        return Ok(());
+    }
+    *slot = Some((key, v));
+    Ok(())
+}
+
+fn string_field(key: &str, v: Json, max: usize) -> Result<Option<String>, EventError> {
+    let s = match v {
+        Json::Null => return Ok(None),
+        Json::String(s) => s,
+        Json::Number(n) => n.to_string(),
+        other => return Err(EventError::new(key, format!("must be a string, got {}", kind(&other)))),
+    };
+    if s.is_empty() {
+        return Err(EventError::new(key, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(EventError::new(key, format!("is {} bytes long, more than the limit of {max}", s.len())));
+    }
+    Ok(Some(s))
+}
+
+fn check_name(field: &str, name: &str, limits: &Limits) -> Result<(), EventError> {
+    if name.is_empty() {
+        return Err(EventError::new(field, "name must not be empty"));
+    }
+    if name.len() > limits.max_name_len {
+        return Err(EventError::new(field, format!("name is longer than the limit of {} bytes", limits.max_name_len)));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(EventError::new(field, "name must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn finite_number(field: &str, v: &Json) -> Result<f64, EventError> {
+    match v {
+        Json::Number(n) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| EventError::new(field, "must be a finite number")),
+        // serde_json cannot produce NaN/Inf from JSON, but clients spell them as strings.
+        Json::String(s) if matches!(s.to_ascii_lowercase().as_str(), "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf") => {
+            Err(EventError::new(field, "NaN and infinities are not accepted"))
+        }
+        other => Err(EventError::new(field, format!("must be a number, got {}", kind(other)))),
+    }
+}
+
+impl Builder {
+    fn field(&mut self, key: String, value: Json, limits: &Limits) -> Result<(), EventError> {
+        match key.as_str() {
+            "event_id" | "id" | "eventId" => {
+                if let Some(v) = string_field(&key, value, limits.max_id_len)? {
+                    set_once(&mut self.event_id, key, v)?;
+                }
+            }
+            "time" | "timestamp" | "time_stamp" | "ts" => {
+                let ns = match &value {
+                    Json::Null => return Ok(()),
+                    Json::String(s) => parse_time_str(s),
+                    Json::Number(n) => match n.as_i64() {
+                        Some(i) => epoch_int_to_ns(i),
+                        None => n.as_f64().map_or(Err("not a usable number".into()), epoch_float_to_ns),
+                    },
+                    other => Err(format!("must be an RFC 3339 string or an epoch number, got {}", kind(other))),
+                }
+                .map_err(|r| EventError::new(key.clone(), r))?;
+                if let Some((prev_key, prev)) = &self.time {
+                    if *prev != ns {
+                        return Err(EventError::new(key, format!("conflicts with `{prev_key}`")));
+                    }
+                }
+                self.time = Some((key, ns));
+            }
+            "type" | "event_type" | "eventType" => {
+                if let Some(v) = string_field(&key, value, limits.max_name_len)? {
+                    check_name(&key, &v, limits)?;
+                    set_once(&mut self.r#type, key, v)?;
+                }
+            }
+            "source" => {
+                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
+                    set_once(&mut self.source, key, v)?;
+                }
+            }
+            "device_id" | "deviceId" | "sensor_id" | "sensorId" => {
+                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
+                    set_once(&mut self.device_id, key, v)?;
+                }
+            }
+            "user_id" | "userId" => {
+                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
+                    set_once(&mut self.user_id, key, v)?;
+                }
+            }
+            "page_url" | "pageUrl" => {
+                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
+                    set_once(&mut self.page_url, key, v)?;
+                }
+            }
+            "value" => {
+                if !value.is_null() {
+                    self.bare_value = Some(finite_number("value", &value)?);
+                }
+            }
+            "metrics" => match value {
+                Json::Null => {}
+                Json::Object(m) => self.metrics(m, limits)?,
+                other => return Err(EventError::new("metrics", format!("must be an object of name → number, got {}", kind(&other)))),
+            },
+            "properties" => match value {
+                Json::Null => {}
+                Json::Object(m) => {
+                    for (name, v) in m {
+                        self.property(format!("properties.{name}"), name, v, limits)?;
+                    }
+                }
+                other => return Err(EventError::new("properties", format!("must be an object, got {}", kind(&other)))),
+            },
+            _ => self.extra.push((key, value)),
+        }
+        Ok(())
+    }
+
+    fn metrics(&mut self, m: Map<String, Json>, limits: &Limits) -> Result<(), EventError> {
+        for (name, v) in m {
+            let field = format!("metrics.{name}");
+            check_name(&field, &name, limits)?;
+            if v.is_null() {
+                continue;
+            }
+            let f = finite_number(&field, &v)?;
+            self.metrics.insert(name, f);
+        }
+        Ok(())
+    }
+
+    fn property(&mut self, field: String, name: String, v: Json, limits: &Limits) -> Result<(), EventError> {
+        check_name(&field, &name, limits)?;
+        let value = match v {
+            Json::Null => return Ok(()),
+            Json::Bool(b) => Value::Bool(b),
+            Json::Number(_) => Value::Number(finite_number(&field, &v)?),
+            Json::String(s) => {
+                if s.len() > limits.max_string_len {
+                    return Err(EventError::new(field, format!("is {} bytes long, more than the limit of {}", s.len(), limits.max_string_len)));
+                }
+                Value::String(s)
+            }
+            other => {
+                return Err(EventError::new(field, format!("must be a string, number or boolean, got {}", kind(&other))));
+            }
+        };
+        if self.properties.insert(name, value.into()).is_some() {
+            return Err(EventError::new(field, "property given twice"));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, policy: &TenantPolicy<'_>, limits: &Limits, now_ns: i64) -> Result<Event, EventError> {
+        for (key, value) in std::mem::take(&mut self.extra) {
+            match value {
+                Json::Object(_) | Json::Array(_) => {
+                    return Err(EventError::new(
+                        key.clone(),
+                        format!("unknown field `{key}` holds {}; put nested data under `properties` or `metrics`", kind(&value)),
+                    ));
+                }
+                v => self.property(key.clone(), key, v, limits)?,
+            }
+        }
+        if let Some(v) = self.bare_value {
+            if self.metrics.insert("value".into(), v).is_some() {
+                return Err(EventError::new("value", "conflicts with `metrics.value`"));
+            }
+        }
+        if self.metrics.len() > limits.max_metrics {
+            return Err(EventError::new("metrics", format!("{} metrics, more than the limit of {}", self.metrics.len(), limits.max_metrics)));
+        }
+        if self.properties.len() > limits.max_properties {
+            return Err(EventError::new(
+                "properties",
+                format!("{} properties, more than the limit of {}", self.properties.len(), limits.max_properties),
+            ));
+        }
+        let r#type = match self.r#type {
+            Some((_, t)) => t,
+            None if !self.metrics.is_empty() => "reading".to_string(),
+            None => return Err(EventError::new("type", "is required (or send metrics, which makes a `reading`)")),
+        };
+        let time = match self.time {
+            Some((key, t)) => {
+                if t > now_ns.saturating_add(limits.max_future_skew_ns) {
+                    return Err(EventError::new(
+                        key,
+                        format!("is more than {} in the future", human_ns(limits.max_future_skew_ns)),
+                    ));
+                }
+                if policy.retention_ns > 0 && t < now_ns.saturating_sub(policy.retention_ns) {
+                    return Err(EventError::new(
+                        key,
+                        format!("is older than the tenant's retention of {}", human_ns(policy.retention_ns)),
+                    ));
+                }
+                t
+            }
+            None => now_ns,
+        };
+        let (event_id, client_id) = match self.event_id {
+            Some((_, id)) => (id, true),
+            None => (uuid::Uuid::now_v7().to_string(), false),
+        };
+        Ok(Event {
+            tenant: policy.tenant.to_string(),
+            event_id,
+            time,
+            received_at: now_ns,
+            r#type,
+            source: self.source.map(|s| s.1),
+            device_id: self.device_id.map(|s| s.1),
+            user_id: self.user_id.map(|s| s.1),
+            page_url: self.page_url.map(|s| s.1),
+            metrics: self.metrics,
+            properties: self.properties,
+            client_id,
+        })
+    }
+}
+
+fn human_ns(ns: i64) -> String {
+    let secs = ns / 1_000_000_000;
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_764_000_000_000_000_000; // 2025-11-24
+
+    fn norm(v: Json) -> Result<Event, EventError> {
+        let p = TenantPolicy { tenant: "t1", retention_ns: 30 * 86_400 * 1_000_000_000 };
+        normalize_event(v, &p, &Limits::default(), NOW)
+    }
+
+    #[test]
+    fn sensor_reading_shapes() {
+        for key in ["sensorId", "sensor_id", "device_id", "deviceId"] {
+            let e = norm(json!({key: "sensor-001", "value": 23.5, "timestamp": "2025-11-23T10:00:00Z"})).unwrap();
+            assert_eq!(e.device_id.as_deref(), Some("sensor-001"));
+            assert_eq!(e.metrics["value"], 23.5);
+            assert_eq!(e.r#type, "reading");
+            assert_eq!(e.tenant, "t1");
+            assert!(!e.client_id);
+        }
+    }
+
+    #[test]
+    fn telemetry_and_click_and_product() {
+        let t = norm(json!({"device_id":"d","ts":1_763_999_000_000i64,"metrics":{"temperature":23.5,"humidity":45.2}})).unwrap();
+        assert_eq!(t.time, 1_763_999_000_000_000_000);
+        assert_eq!(t.metrics.len(), 2);
+        let c = norm(json!({"event_id":"test_123","user_id":"user_1","event_type":"click","page_url":"https://example.com","time_stamp":"2025-11-23T20:00:00Z"})).unwrap();
+        assert_eq!((c.event_id.as_str(), c.r#type.as_str(), c.client_id), ("test_123", "click", true));
+        assert_eq!(c.page_url.as_deref(), Some("https://example.com"));
+        let p = norm(json!({"id":"event_123","user_id":"user_456","event_type":"page_view","properties":{"page":"/dashboard","duration":"45"},"timestamp":1_763_990_000,"source":"web-app"})).unwrap();
+        assert_eq!(p.properties["page"], Value::String("/dashboard".into()).into());
+        assert_eq!(p.source.as_deref(), Some("web-app"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"type":"x","metrics":{"t":"hot"}}), "metrics.t"),
+            (json!({"type":"x","value":"NaN"}), "value"),
+            (json!({"type":"x","timestamp":"soon"}), "timestamp"),
+            (json!({"type":"x","ts": NOW + 7_200_000_000_000i64}), "ts"),
+            (json!({"type":"x","time":"2020-01-01T00:00:00Z"}), "time"),
+            (json!({"metrics":{}}), "type"),
+            (json!({"type":"x","nested":{"a":1}}), "nested"),
+            (json!({"type":"x","properties":{"a":[1]}}), "properties.a"),
+            (json!({"type":"x","sensorId":"a","device_id":"b"}), "sensorId"),
+            (json!({"type":"x","device_id":"x".repeat(5000)}), "device_id"),
+            (json!({"type":"","value":1}), "type"),
+            (json!({"type":"x","value":1,"metrics":{"value":2}}), "value"),
+        ];
+        for (body, field) in cases {
+            let err = norm(body.clone()).unwrap_err();
+            assert!(err.field == field || err.field.ends_with(field), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_time_is_receive_time_and_extras_become_properties() {
+        let e = norm(json!({"type":"signup","plan":"pro","tenant":"evil","seats":3})).unwrap();
+        assert_eq!(e.time, NOW);
+        assert_eq!(e.received_at, NOW);
+        assert_eq!(e.tenant, "t1");
+        assert_eq!(e.properties["tenant"], Value::String("evil".into()).into());
+        assert_eq!(e.properties["seats"], Value::Number(3.0).into());
+    }
+}
