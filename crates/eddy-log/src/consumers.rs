@@ -40,8 +40,11 @@ impl Consumers {
     }
 
     pub(crate) fn save(&self) -> Result<()> {
-        let body = serde_json::to_vec_pretty(&File { version: 1, consumers: self.offsets.clone() })
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(&File {
+            version: 1,
+            consumers: self.offsets.clone(),
+        })
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
         write_atomic(&self.path, &body)
     }
 }

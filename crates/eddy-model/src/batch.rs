@@ -40,7 +40,11 @@ pub enum BodyError {
 }
 
 /// Splits `body` into events, enforcing `max_events`.
-pub fn split_body(body: &[u8], format: BodyFormat, max_events: usize) -> Result<SplitBody, BodyError> {
+pub fn split_body(
+    body: &[u8],
+    format: BodyFormat,
+    max_events: usize,
+) -> Result<SplitBody, BodyError> {
     let split = match format {
         BodyFormat::Json => split_json(body)?,
         BodyFormat::Ndjson => split_ndjson(body, max_events)?,
@@ -49,7 +53,10 @@ pub fn split_body(body: &[u8], format: BodyFormat, max_events: usize) -> Result<
         return Err(BodyError::Empty);
     }
     if split.events.len() > max_events {
-        return Err(BodyError::TooMany { count: split.events.len(), max: max_events });
+        return Err(BodyError::TooMany {
+            count: split.events.len(),
+            max: max_events,
+        });
     }
     Ok(split)
 }
@@ -57,14 +64,24 @@ pub fn split_body(body: &[u8], format: BodyFormat, max_events: usize) -> Result<
 fn split_json(body: &[u8]) -> Result<SplitBody, BodyError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| BodyError::Syntax(e.to_string()))?;
     match doc {
-        Value::Array(items) => Ok(SplitBody { events: items.into_iter().map(unwrap_envelope).collect(), is_batch: true }),
+        Value::Array(items) => Ok(SplitBody {
+            events: items.into_iter().map(unwrap_envelope).collect(),
+            is_batch: true,
+        }),
         Value::Object(mut map) => {
-            if map.len() == 1 && matches!(map.get("events"), Some(Value::Array(_))) {
-                if let Some(Value::Array(items)) = map.remove("events") {
-                    return Ok(SplitBody { events: items.into_iter().map(unwrap_envelope).collect(), is_batch: true });
-                }
+            if map.len() == 1
+                && matches!(map.get("events"), Some(Value::Array(_)))
+                && let Some(Value::Array(items)) = map.remove("events")
+            {
+                return Ok(SplitBody {
+                    events: items.into_iter().map(unwrap_envelope).collect(),
+                    is_batch: true,
+                });
             }
-            Ok(SplitBody { events: vec![unwrap_envelope(Value::Object(map))], is_batch: false })
+            Ok(SplitBody {
+                events: vec![unwrap_envelope(Value::Object(map))],
+                is_batch: false,
+            })
         }
         _ => Err(BodyError::Shape),
     }
@@ -79,26 +96,44 @@ fn split_ndjson(body: &[u8], max_events: usize) -> Result<SplitBody, BodyError> 
         }
         if events.len() == max_events {
             // Count the rest without parsing it, so the error states the real size.
-            let rest = body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count();
-            return Err(BodyError::TooMany { count: rest, max: max_events });
+            let rest = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count();
+            return Err(BodyError::TooMany {
+                count: rest,
+                max: max_events,
+            });
         }
         let index = events.len();
         let parsed = serde_json::from_slice::<Value>(line)
-            .map_err(|e| EventError { index, field: String::new(), reason: format!("line is not valid JSON: {e}") })
+            .map_err(|e| EventError {
+                index,
+                field: String::new(),
+                reason: format!("line is not valid JSON: {e}"),
+            })
             .and_then(unwrap_envelope);
         events.push(parsed);
     }
-    Ok(SplitBody { events, is_batch: true })
+    Ok(SplitBody {
+        events,
+        is_batch: true,
+    })
 }
 
 /// `{"event": {...}}` (gateway style) becomes its inner object.
 fn unwrap_envelope(v: Value) -> Result<Value, EventError> {
     match v {
-        Value::Object(mut map) if map.len() == 1 && matches!(map.get("event"), Some(Value::Object(_))) => {
+        Value::Object(mut map)
+            if map.len() == 1 && matches!(map.get("event"), Some(Value::Object(_))) =>
+        {
             Ok(map.remove("event").unwrap_or(Value::Null))
         }
         Value::Object(_) => Ok(v),
-        other => Err(EventError::new("", format!("an event must be a JSON object, got {}", kind(&other)))),
+        other => Err(EventError::new(
+            "",
+            format!("an event must be a JSON object, got {}", kind(&other)),
+        )),
     }
 }
 
@@ -128,13 +163,33 @@ mod tests {
         assert!(wrapped.is_batch);
         let gw = split_body(br#"{"event":{"type":"a"}}"#, BodyFormat::Json, 10).unwrap();
         assert_eq!(gw.events[0].as_ref().unwrap()["type"], "a");
-        let nd = split_body(b"{\"type\":\"a\"}\n\n{bad\n{\"type\":\"c\"}\r\n", BodyFormat::Ndjson, 10).unwrap();
+        let nd = split_body(
+            b"{\"type\":\"a\"}\n\n{bad\n{\"type\":\"c\"}\r\n",
+            BodyFormat::Ndjson,
+            10,
+        )
+        .unwrap();
         assert_eq!(nd.events.len(), 3);
         assert_eq!(nd.events[1].as_ref().unwrap_err().index, 1);
-        assert_eq!(split_body(b"[]", BodyFormat::Json, 10).unwrap_err(), BodyError::Empty);
-        assert_eq!(split_body(b"3", BodyFormat::Json, 10).unwrap_err(), BodyError::Shape);
-        assert!(matches!(split_body(b"[{}, {}, {}]", BodyFormat::Json, 2), Err(BodyError::TooMany { count: 3, max: 2 })));
-        assert!(matches!(split_body(b"{}\n{}\n{}\n", BodyFormat::Ndjson, 2), Err(BodyError::TooMany { count: 3, max: 2 })));
-        assert!(matches!(split_body(b"{", BodyFormat::Json, 2), Err(BodyError::Syntax(_))));
+        assert_eq!(
+            split_body(b"[]", BodyFormat::Json, 10).unwrap_err(),
+            BodyError::Empty
+        );
+        assert_eq!(
+            split_body(b"3", BodyFormat::Json, 10).unwrap_err(),
+            BodyError::Shape
+        );
+        assert!(matches!(
+            split_body(b"[{}, {}, {}]", BodyFormat::Json, 2),
+            Err(BodyError::TooMany { count: 3, max: 2 })
+        ));
+        assert!(matches!(
+            split_body(b"{}\n{}\n{}\n", BodyFormat::Ndjson, 2),
+            Err(BodyError::TooMany { count: 3, max: 2 })
+        ));
+        assert!(matches!(
+            split_body(b"{", BodyFormat::Json, 2),
+            Err(BodyError::Syntax(_))
+        ));
     }
 }

@@ -7,7 +7,10 @@ use crate::{Entry, Event, LogEntry, Result};
 
 /// Encodes an event as a log entry.
 pub fn encode_event(event: Event) -> Vec<u8> {
-    LogEntry { entry: Some(Entry::Event(event)) }.encode_to_vec()
+    LogEntry {
+        entry: Some(Entry::Event(event)),
+    }
+    .encode_to_vec()
 }
 
 /// Encodes any log entry.
@@ -54,7 +57,10 @@ mod tests {
                 user_id: None,
                 page_url: None,
                 metrics,
-                properties: props.into_iter().map(|(k, v)| (k, PropertyValue::from(v))).collect(),
+                properties: props
+                    .into_iter()
+                    .map(|(k, v)| (k, PropertyValue::from(v)))
+                    .collect(),
                 client_id: true,
             })
     }

@@ -27,12 +27,20 @@ pub struct EventError {
 
 impl EventError {
     pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { index: 0, field: field.into(), reason: reason.into() }
+        Self {
+            index: 0,
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl std::fmt::Display for EventError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "event {}: field `{}`: {}", self.index, self.field, self.reason)
+        write!(
+            f,
+            "event {}: field `{}`: {}",
+            self.index, self.field, self.reason
+        )
     }
 }

@@ -81,6 +81,9 @@ pub struct LogEntry {
 }
 
 /// What a log record carries.
+// Events are by far the common case; boxing them would cost an allocation per event to save
+// space on rare tombstones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Entry {
     #[prost(message, tag = "1")]
@@ -95,7 +98,10 @@ impl Event {
         let mut m = serde_json::Map::new();
         m.insert("event_id".into(), self.event_id.clone().into());
         m.insert("time".into(), crate::time::format_rfc3339(self.time).into());
-        m.insert("received_at".into(), crate::time::format_rfc3339(self.received_at).into());
+        m.insert(
+            "received_at".into(),
+            crate::time::format_rfc3339(self.received_at).into(),
+        );
         m.insert("type".into(), self.r#type.clone().into());
         for (k, v) in [
             ("source", &self.source),
@@ -110,22 +116,28 @@ impl Event {
         let metrics: serde_json::Map<_, _> = self
             .metrics
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)))
-            .collect();
-        m.insert("metrics".into(), metrics.into());
-        let props: serde_json::Map<_, _> = self
-            .properties
-            .iter()
             .map(|(k, v)| {
-                let j = match &v.value {
-                    Some(Value::String(s)) => s.clone().into(),
-                    Some(Value::Number(n)) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into),
-                    Some(Value::Bool(b)) => (*b).into(),
-                    None => serde_json::Value::Null,
-                };
-                (k.clone(), j)
+                (
+                    k.clone(),
+                    serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into),
+                )
             })
             .collect();
+        m.insert("metrics".into(), metrics.into());
+        let props: serde_json::Map<_, _> =
+            self.properties
+                .iter()
+                .map(|(k, v)| {
+                    let j = match &v.value {
+                        Some(Value::String(s)) => s.clone().into(),
+                        Some(Value::Number(n)) => serde_json::Number::from_f64(*n)
+                            .map_or(serde_json::Value::Null, Into::into),
+                        Some(Value::Bool(b)) => (*b).into(),
+                        None => serde_json::Value::Null,
+                    };
+                    (k.clone(), j)
+                })
+                .collect();
         m.insert("properties".into(), props.into());
         serde_json::Value::Object(m)
     }

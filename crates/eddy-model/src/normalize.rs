@@ -71,7 +71,10 @@ pub fn normalize_event(
     now_ns: i64,
 ) -> Result<Event, EventError> {
     let Json::Object(map) = raw else {
-        return Err(EventError::new("", format!("an event must be a JSON object, got {}", kind(&raw))));
+        return Err(EventError::new(
+            "",
+            format!("an event must be a JSON object, got {}", kind(&raw)),
+        ));
     };
     let mut b = Builder::default();
     for (key, value) in map {
@@ -99,7 +102,10 @@ struct Builder {
 fn set_once(slot: &mut Option<(String, String)>, key: String, v: String) -> Result<(), EventError> {
     if let Some((prev_key, prev)) = slot {
         if *prev != v {
-            return Err(EventError::new(key, format!("conflicts with `{prev_key}` (same field, different value)")));
+            return Err(EventError::new(
+                key,
+                format!("conflicts with `{prev_key}` (same field, different value)"),
+            ));
         }
         return Ok(());
     }
@@ -112,13 +118,21 @@ fn string_field(key: &str, v: Json, max: usize) -> Result<Option<String>, EventE
         Json::Null => return Ok(None),
         Json::String(s) => s,
         Json::Number(n) => n.to_string(),
-        other => return Err(EventError::new(key, format!("must be a string, got {}", kind(&other)))),
+        other => {
+            return Err(EventError::new(
+                key,
+                format!("must be a string, got {}", kind(&other)),
+            ));
+        }
     };
     if s.is_empty() {
         return Err(EventError::new(key, "must not be empty"));
     }
     if s.len() > max {
-        return Err(EventError::new(key, format!("is {} bytes long, more than the limit of {max}", s.len())));
+        return Err(EventError::new(
+            key,
+            format!("is {} bytes long, more than the limit of {max}", s.len()),
+        ));
     }
     Ok(Some(s))
 }
@@ -128,10 +142,19 @@ fn check_name(field: &str, name: &str, limits: &Limits) -> Result<(), EventError
         return Err(EventError::new(field, "name must not be empty"));
     }
     if name.len() > limits.max_name_len {
-        return Err(EventError::new(field, format!("name is longer than the limit of {} bytes", limits.max_name_len)));
+        return Err(EventError::new(
+            field,
+            format!(
+                "name is longer than the limit of {} bytes",
+                limits.max_name_len
+            ),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(EventError::new(field, "name must not contain control characters"));
+        return Err(EventError::new(
+            field,
+            "name must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -143,10 +166,21 @@ fn finite_number(field: &str, v: &Json) -> Result<f64, EventError> {
             .filter(|f| f.is_finite())
             .ok_or_else(|| EventError::new(field, "must be a finite number")),
         // serde_json cannot produce NaN/Inf from JSON, but clients spell them as strings.
-        Json::String(s) if matches!(s.to_ascii_lowercase().as_str(), "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf") => {
-            Err(EventError::new(field, "NaN and infinities are not accepted"))
+        Json::String(s)
+            if matches!(
+                s.to_ascii_lowercase().as_str(),
+                "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf"
+            ) =>
+        {
+            Err(EventError::new(
+                field,
+                "NaN and infinities are not accepted",
+            ))
         }
-        other => Err(EventError::new(field, format!("must be a number, got {}", kind(other)))),
+        other => Err(EventError::new(
+            field,
+            format!("must be a number, got {}", kind(other)),
+        )),
     }
 }
 
@@ -164,15 +198,20 @@ impl Builder {
                     Json::String(s) => parse_time_str(s),
                     Json::Number(n) => match n.as_i64() {
                         Some(i) => epoch_int_to_ns(i),
-                        None => n.as_f64().map_or(Err("not a usable number".into()), epoch_float_to_ns),
+                        None => n
+                            .as_f64()
+                            .map_or(Err("not a usable number".into()), epoch_float_to_ns),
                     },
-                    other => Err(format!("must be an RFC 3339 string or an epoch number, got {}", kind(other))),
+                    other => Err(format!(
+                        "must be an RFC 3339 string or an epoch number, got {}",
+                        kind(other)
+                    )),
                 }
                 .map_err(|r| EventError::new(key.clone(), r))?;
-                if let Some((prev_key, prev)) = &self.time {
-                    if *prev != ns {
-                        return Err(EventError::new(key, format!("conflicts with `{prev_key}`")));
-                    }
+                if let Some((prev_key, prev)) = &self.time
+                    && *prev != ns
+                {
+                    return Err(EventError::new(key, format!("conflicts with `{prev_key}`")));
                 }
                 self.time = Some((key, ns));
             }
@@ -210,7 +249,12 @@ impl Builder {
             "metrics" => match value {
                 Json::Null => {}
                 Json::Object(m) => self.metrics(m, limits)?,
-                other => return Err(EventError::new("metrics", format!("must be an object of name → number, got {}", kind(&other)))),
+                other => {
+                    return Err(EventError::new(
+                        "metrics",
+                        format!("must be an object of name → number, got {}", kind(&other)),
+                    ));
+                }
             },
             "properties" => match value {
                 Json::Null => {}
@@ -219,7 +263,12 @@ impl Builder {
                         self.property(format!("properties.{name}"), name, v, limits)?;
                     }
                 }
-                other => return Err(EventError::new("properties", format!("must be an object, got {}", kind(&other)))),
+                other => {
+                    return Err(EventError::new(
+                        "properties",
+                        format!("must be an object, got {}", kind(&other)),
+                    ));
+                }
             },
             _ => self.extra.push((key, value)),
         }
@@ -239,7 +288,13 @@ impl Builder {
         Ok(())
     }
 
-    fn property(&mut self, field: String, name: String, v: Json, limits: &Limits) -> Result<(), EventError> {
+    fn property(
+        &mut self,
+        field: String,
+        name: String,
+        v: Json,
+        limits: &Limits,
+    ) -> Result<(), EventError> {
         check_name(&field, &name, limits)?;
         let value = match v {
             Json::Null => return Ok(()),
@@ -247,12 +302,22 @@ impl Builder {
             Json::Number(_) => Value::Number(finite_number(&field, &v)?),
             Json::String(s) => {
                 if s.len() > limits.max_string_len {
-                    return Err(EventError::new(field, format!("is {} bytes long, more than the limit of {}", s.len(), limits.max_string_len)));
+                    return Err(EventError::new(
+                        field,
+                        format!(
+                            "is {} bytes long, more than the limit of {}",
+                            s.len(),
+                            limits.max_string_len
+                        ),
+                    ));
                 }
                 Value::String(s)
             }
             other => {
-                return Err(EventError::new(field, format!("must be a string, number or boolean, got {}", kind(&other))));
+                return Err(EventError::new(
+                    field,
+                    format!("must be a string, number or boolean, got {}", kind(&other)),
+                ));
             }
         };
         if self.properties.insert(name, value.into()).is_some() {
@@ -261,49 +326,79 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(mut self, policy: &TenantPolicy<'_>, limits: &Limits, now_ns: i64) -> Result<Event, EventError> {
+    fn finish(
+        mut self,
+        policy: &TenantPolicy<'_>,
+        limits: &Limits,
+        now_ns: i64,
+    ) -> Result<Event, EventError> {
         for (key, value) in std::mem::take(&mut self.extra) {
             match value {
                 Json::Object(_) | Json::Array(_) => {
                     return Err(EventError::new(
                         key.clone(),
-                        format!("unknown field `{key}` holds {}; put nested data under `properties` or `metrics`", kind(&value)),
+                        format!(
+                            "unknown field `{key}` holds {}; put nested data under `properties` or `metrics`",
+                            kind(&value)
+                        ),
                     ));
                 }
                 v => self.property(key.clone(), key, v, limits)?,
             }
         }
-        if let Some(v) = self.bare_value {
-            if self.metrics.insert("value".into(), v).is_some() {
-                return Err(EventError::new("value", "conflicts with `metrics.value`"));
-            }
+        if let Some(v) = self.bare_value
+            && self.metrics.insert("value".into(), v).is_some()
+        {
+            return Err(EventError::new("value", "conflicts with `metrics.value`"));
         }
         if self.metrics.len() > limits.max_metrics {
-            return Err(EventError::new("metrics", format!("{} metrics, more than the limit of {}", self.metrics.len(), limits.max_metrics)));
+            return Err(EventError::new(
+                "metrics",
+                format!(
+                    "{} metrics, more than the limit of {}",
+                    self.metrics.len(),
+                    limits.max_metrics
+                ),
+            ));
         }
         if self.properties.len() > limits.max_properties {
             return Err(EventError::new(
                 "properties",
-                format!("{} properties, more than the limit of {}", self.properties.len(), limits.max_properties),
+                format!(
+                    "{} properties, more than the limit of {}",
+                    self.properties.len(),
+                    limits.max_properties
+                ),
             ));
         }
         let r#type = match self.r#type {
             Some((_, t)) => t,
             None if !self.metrics.is_empty() => "reading".to_string(),
-            None => return Err(EventError::new("type", "is required (or send metrics, which makes a `reading`)")),
+            None => {
+                return Err(EventError::new(
+                    "type",
+                    "is required (or send metrics, which makes a `reading`)",
+                ));
+            }
         };
         let time = match self.time {
             Some((key, t)) => {
                 if t > now_ns.saturating_add(limits.max_future_skew_ns) {
                     return Err(EventError::new(
                         key,
-                        format!("is more than {} in the future", human_ns(limits.max_future_skew_ns)),
+                        format!(
+                            "is more than {} in the future",
+                            human_ns(limits.max_future_skew_ns)
+                        ),
                     ));
                 }
                 if policy.retention_ns > 0 && t < now_ns.saturating_sub(policy.retention_ns) {
                     return Err(EventError::new(
                         key,
-                        format!("is older than the tenant's retention of {}", human_ns(policy.retention_ns)),
+                        format!(
+                            "is older than the tenant's retention of {}",
+                            human_ns(policy.retention_ns)
+                        ),
                     ));
                 }
                 t
@@ -349,14 +444,20 @@ mod tests {
     const NOW: i64 = 1_764_000_000_000_000_000; // 2025-11-24
 
     fn norm(v: Json) -> Result<Event, EventError> {
-        let p = TenantPolicy { tenant: "t1", retention_ns: 30 * 86_400 * 1_000_000_000 };
+        let p = TenantPolicy {
+            tenant: "t1",
+            retention_ns: 30 * 86_400 * 1_000_000_000,
+        };
         normalize_event(v, &p, &Limits::default(), NOW)
     }
 
     #[test]
     fn sensor_reading_shapes() {
         for key in ["sensorId", "sensor_id", "device_id", "deviceId"] {
-            let e = norm(json!({key: "sensor-001", "value": 23.5, "timestamp": "2025-11-23T10:00:00Z"})).unwrap();
+            let e = norm(
+                json!({key: "sensor-001", "value": 23.5, "timestamp": "2025-11-23T10:00:00Z"}),
+            )
+            .unwrap();
             assert_eq!(e.device_id.as_deref(), Some("sensor-001"));
             assert_eq!(e.metrics["value"], 23.5);
             assert_eq!(e.r#type, "reading");
@@ -371,10 +472,16 @@ mod tests {
         assert_eq!(t.time, 1_763_999_000_000_000_000);
         assert_eq!(t.metrics.len(), 2);
         let c = norm(json!({"event_id":"test_123","user_id":"user_1","event_type":"click","page_url":"https://example.com","time_stamp":"2025-11-23T20:00:00Z"})).unwrap();
-        assert_eq!((c.event_id.as_str(), c.r#type.as_str(), c.client_id), ("test_123", "click", true));
+        assert_eq!(
+            (c.event_id.as_str(), c.r#type.as_str(), c.client_id),
+            ("test_123", "click", true)
+        );
         assert_eq!(c.page_url.as_deref(), Some("https://example.com"));
         let p = norm(json!({"id":"event_123","user_id":"user_456","event_type":"page_view","properties":{"page":"/dashboard","duration":"45"},"timestamp":1_763_990_000,"source":"web-app"})).unwrap();
-        assert_eq!(p.properties["page"], Value::String("/dashboard".into()).into());
+        assert_eq!(
+            p.properties["page"],
+            Value::String("/dashboard".into()).into()
+        );
         assert_eq!(p.source.as_deref(), Some("web-app"));
     }
 
@@ -389,14 +496,23 @@ mod tests {
             (json!({"metrics":{}}), "type"),
             (json!({"type":"x","nested":{"a":1}}), "nested"),
             (json!({"type":"x","properties":{"a":[1]}}), "properties.a"),
-            (json!({"type":"x","sensorId":"a","device_id":"b"}), "sensorId"),
-            (json!({"type":"x","device_id":"x".repeat(5000)}), "device_id"),
+            (
+                json!({"type":"x","sensorId":"a","device_id":"b"}),
+                "sensorId",
+            ),
+            (
+                json!({"type":"x","device_id":"x".repeat(5000)}),
+                "device_id",
+            ),
             (json!({"type":"","value":1}), "type"),
             (json!({"type":"x","value":1,"metrics":{"value":2}}), "value"),
         ];
         for (body, field) in cases {
             let err = norm(body.clone()).unwrap_err();
-            assert!(err.field == field || err.field.ends_with(field), "{body}: {err}");
+            assert!(
+                err.field == field || err.field.ends_with(field),
+                "{body}: {err}"
+            );
         }
     }
 

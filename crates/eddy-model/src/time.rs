@@ -19,19 +19,24 @@ pub fn parse_time_str(s: &str) -> Result<i64, String> {
     if t.is_empty() {
         return Err("empty timestamp".into());
     }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
-        let n: f64 = t.parse().map_err(|_| format!("`{s}` is not a number or RFC 3339 time"))?;
-        if !t.contains('.') {
-            if let Ok(i) = t.parse::<i64>() {
-                return epoch_int_to_ns(i);
-            }
+    if t.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        let n: f64 = t
+            .parse()
+            .map_err(|_| format!("`{s}` is not a number or RFC 3339 time"))?;
+        if !t.contains('.')
+            && let Ok(i) = t.parse::<i64>()
+        {
+            return epoch_int_to_ns(i);
         }
         return epoch_float_to_ns(n);
     }
     let dt = DateTime::parse_from_rfc3339(t)
         .or_else(|_| DateTime::parse_from_rfc3339(&t.replacen(' ', "T", 1)))
         .map_err(|e| format!("`{s}` is not an RFC 3339 time ({e})"))?;
-    dt.timestamp_nanos_opt().ok_or_else(|| format!("`{s}` is out of the representable range"))
+    dt.timestamp_nanos_opt()
+        .ok_or_else(|| format!("`{s}` is out of the representable range"))
 }
 
 /// Converts an integer epoch timestamp (s/ms/µs/ns by magnitude) to ns.
@@ -46,7 +51,8 @@ pub fn epoch_int_to_ns(v: i64) -> Result<i64, String> {
     } else {
         1
     };
-    v.checked_mul(mul).ok_or_else(|| format!("timestamp {v} is out of range"))
+    v.checked_mul(mul)
+        .ok_or_else(|| format!("timestamp {v} is out of range"))
 }
 
 /// Converts a fractional epoch timestamp (s/ms/µs/ns by magnitude) to ns.
@@ -83,19 +89,46 @@ mod tests {
 
     #[test]
     fn units_by_magnitude() {
-        assert_eq!(epoch_int_to_ns(1_640_995_200).unwrap(), 1_640_995_200_000_000_000);
-        assert_eq!(epoch_int_to_ns(1_699_123_456_789).unwrap(), 1_699_123_456_789_000_000);
-        assert_eq!(epoch_int_to_ns(1_699_123_456_789_123).unwrap(), 1_699_123_456_789_123_000);
-        assert_eq!(epoch_int_to_ns(1_699_123_456_789_123_456).unwrap(), 1_699_123_456_789_123_456);
-        assert_eq!(epoch_float_to_ns(1_640_995_200.5).unwrap(), 1_640_995_200_500_000_000);
+        assert_eq!(
+            epoch_int_to_ns(1_640_995_200).unwrap(),
+            1_640_995_200_000_000_000
+        );
+        assert_eq!(
+            epoch_int_to_ns(1_699_123_456_789).unwrap(),
+            1_699_123_456_789_000_000
+        );
+        assert_eq!(
+            epoch_int_to_ns(1_699_123_456_789_123).unwrap(),
+            1_699_123_456_789_123_000
+        );
+        assert_eq!(
+            epoch_int_to_ns(1_699_123_456_789_123_456).unwrap(),
+            1_699_123_456_789_123_456
+        );
+        assert_eq!(
+            epoch_float_to_ns(1_640_995_200.5).unwrap(),
+            1_640_995_200_500_000_000
+        );
     }
 
     #[test]
     fn rfc3339_forms() {
-        assert_eq!(parse_time_str("2025-05-25T10:00:00Z").unwrap(), 1_748_167_200_000_000_000);
-        assert_eq!(parse_time_str("2025-05-25T12:00:00+02:00").unwrap(), 1_748_167_200_000_000_000);
-        assert_eq!(parse_time_str("2025-05-25 10:00:00.123456789Z").unwrap(), 1_748_167_200_123_456_789);
-        assert_eq!(parse_time_str("1640995200").unwrap(), 1_640_995_200_000_000_000);
+        assert_eq!(
+            parse_time_str("2025-05-25T10:00:00Z").unwrap(),
+            1_748_167_200_000_000_000
+        );
+        assert_eq!(
+            parse_time_str("2025-05-25T12:00:00+02:00").unwrap(),
+            1_748_167_200_000_000_000
+        );
+        assert_eq!(
+            parse_time_str("2025-05-25 10:00:00.123456789Z").unwrap(),
+            1_748_167_200_123_456_789
+        );
+        assert_eq!(
+            parse_time_str("1640995200").unwrap(),
+            1_640_995_200_000_000_000
+        );
         assert!(parse_time_str("yesterday").is_err());
         assert!(parse_time_str("").is_err());
         assert!(parse_time_str("2025-13-01T00:00:00Z").is_err());

@@ -1,1 +1,171 @@
-//! placeholder
+//! Eddy's server: everything between a client's HTTP request and the log.
+//!
+//! Request path: `routes` (axum handlers; request id, tracing and metrics layers) →
+//! `auth` (key → [`catalog::Principal`], tenant from the key only) → [`ingest`] (body limits,
+//! gzip, NDJSON, validation via `eddy-model`, quota, dedup) → [`eddy_log::Log::append`] →
+//! ack after the fsync that covers the request.
+//!
+//! [`Server::open`] opens the WAL (recovering its tail), the catalog (creating the default tenant
+//! and admin key on first start) and rebuilds the dedup index from the log; [`Server::serve`]
+//! runs until the shutdown future resolves, then drains requests and flushes the log.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod dedup;
+mod error;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod quota;
+mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eddy_log::Log;
+use eddy_log::wal::{Wal, WalConfig};
+use eddy_model::{Clock, Entry, codec};
+
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+use state::{AppInner, AppState};
+
+/// A server ready to serve: log recovered, catalog loaded, dedup rebuilt.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    wal: Arc<Wal>,
+}
+
+/// What opening the server found.
+#[derive(Debug)]
+pub struct Opened {
+    pub server: Server,
+    /// The admin key generated on first start (also written to `<data-dir>/admin.key`).
+    pub generated_admin_key: Option<String>,
+}
+
+fn startup(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+impl Server {
+    /// Opens the data dir: WAL, catalog, dedup index.
+    pub fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            startup(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let prometheus = metrics::prometheus_handle();
+        let mut wal_config = WalConfig::new(config.data_dir.join("wal"));
+        wal_config.segment_bytes = config.wal_segment_bytes;
+        wal_config.max_queue_bytes = config.wal_queue_bytes;
+        let wal = Arc::new(Wal::open(wal_config).map_err(startup)?);
+        let (catalog, generated) =
+            catalog::Catalog::open(&config.data_dir, config.admin_key.as_deref())?;
+        let catalog = Arc::new(catalog);
+        let window_ns = i64::try_from(config.dedup_window.as_nanos()).unwrap_or(i64::MAX);
+        let dedup = dedup::Dedup::new(window_ns, config.dedup_max_entries);
+        let t = Instant::now();
+        let scanned = rebuild_dedup(wal.as_ref(), &dedup, clock.as_ref())?;
+        tracing::info!(
+            records = scanned,
+            ids = dedup.len(),
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "dedup index rebuilt from the log"
+        );
+        let max_batch = config.max_batch_events;
+        let state: AppState = Arc::new(AppInner {
+            log: wal.clone(),
+            auth: catalog.clone(),
+            catalog,
+            dedup,
+            quotas: quota::Quotas::new(max_batch),
+            clock,
+            stats: state::TenantStats::default(),
+            prometheus,
+            started: Instant::now(),
+            config,
+        });
+        Ok(Opened {
+            server: Server { state, wal },
+            generated_admin_key: generated,
+        })
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The HTTP router.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
+    /// requests finish (up to the configured grace), and flushes and fsyncs the log.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let mut graceful = rx.clone();
+        let mut deadline = rx;
+        let grace = self.state.config.shutdown_grace;
+        let app = self.router();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = graceful.wait_for(|v| *v).await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        });
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Internal(format!("server error: {e}")))?,
+            _ = async move {
+                let _ = deadline.wait_for(|v| *v).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed; dropping remaining connections"),
+        }
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.shutdown())
+            .await
+            .map_err(|e| Error::Internal(format!("log shutdown task failed: {e}")))?
+            .map_err(startup)?;
+        tracing::info!(end_offset = self.wal.end_offset(), "log flushed; bye");
+        Ok(())
+    }
+}
+
+fn rebuild_dedup(log: &dyn Log, dedup: &dedup::Dedup, clock: &dyn Clock) -> Result<u64> {
+    let now = clock.now_ns();
+    let mut from = log.start_offset();
+    let mut scanned = 0u64;
+    loop {
+        let batch = log.read(from, 8192).map_err(startup)?;
+        let Some(last) = batch.last() else { break };
+        from = last.offset + 1;
+        for rec in &batch {
+            scanned += 1;
+            match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                Ok(Some(Entry::Event(ev))) if ev.client_id => {
+                    dedup.insert_recovered(&ev.tenant, &ev.event_id, ev.received_at, now)
+                }
+                Ok(Some(Entry::TenantDeleted(t))) => dedup.drop_tenant(&t.tenant),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by dedup rebuild")
+                }
+            }
+        }
+    }
+    Ok(scanned)
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! The `eddy` binary: `serve` (default), `loadgen`, and admin commands (`tenants`, `keys`)
+//! that talk to a running server's admin API.
+
+mod admin;
+mod config;
+mod loadgen;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = config::Cli::parse();
+    let result = match cli.command {
+        None => serve::run(cli.serve),
+        Some(config::Command::Serve(args)) => serve::run(*args),
+        Some(config::Command::Loadgen(args)) => loadgen::run(args),
+        Some(config::Command::Tenants(args)) => admin::run_tenants(args),
+        Some(config::Command::Keys(args)) => admin::run_keys(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -47,7 +47,12 @@ pub struct WalConfig {
 impl WalConfig {
     /// Defaults for a directory: 64 MiB segments, 256 MiB queue, 16 MiB groups.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), segment_bytes: 64 << 20, max_queue_bytes: 256 << 20, max_group_bytes: 16 << 20 }
+        Self {
+            dir: dir.into(),
+            segment_bytes: 64 << 20,
+            max_queue_bytes: 256 << 20,
+            max_group_bytes: 16 << 20,
+        }
     }
 }
 
@@ -115,7 +120,12 @@ impl Wal {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).at(&dir)?;
         let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
@@ -125,38 +135,53 @@ impl Wal {
         let mut bases: Vec<Offset> = Vec::new();
         for entry in std::fs::read_dir(&dir).at(&dir)? {
             let entry = entry.at(&dir)?;
-            if let Some(base) = entry.file_name().to_str().and_then(segment::parse_segment_name) {
+            if let Some(base) = entry
+                .file_name()
+                .to_str()
+                .and_then(segment::parse_segment_name)
+            {
                 bases.push(base);
             }
         }
         bases.sort_unstable();
 
-        let mut report = RecoveryReport { segments: bases.len(), ..Default::default() };
+        let mut report = RecoveryReport {
+            segments: bases.len(),
+            ..Default::default()
+        };
         let mut segments = BTreeMap::new();
         let mut expected_base: Option<Offset> = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = segment::segment_path(&dir, base);
-            if let Some(exp) = expected_base {
-                if exp != base {
-                    return Err(Error::Corrupt {
-                        path,
-                        position: 0,
-                        reason: format!("gap in the log: previous segment ends at offset {exp}"),
-                    });
-                }
+            if let Some(exp) = expected_base
+                && exp != base
+            {
+                return Err(Error::Corrupt {
+                    path,
+                    position: 0,
+                    reason: format!("gap in the log: previous segment ends at offset {exp}"),
+                });
             }
             let last = i + 1 == bases.len();
             let mut scan = segment::scan(&path, base)?;
             if let Some(reason) = scan.damage.clone() {
                 if !last {
-                    return Err(Error::Corrupt { path, position: scan.valid_len, reason });
+                    return Err(Error::Corrupt {
+                        path,
+                        position: scan.valid_len,
+                        reason,
+                    });
                 }
                 if scan.valid_len == 0 && scan.file_len > HEADER_LEN {
                     // The header itself is damaged but the file holds records: not a torn
                     // creation. Refuse rather than throw acknowledged records away.
-                    return Err(Error::Corrupt { path, position: 0, reason });
+                    return Err(Error::Corrupt {
+                        path,
+                        position: 0,
+                        reason,
+                    });
                 }
-                let cut = scan.file_len - scan.valid_len.max(0);
+                let cut = scan.file_len - scan.valid_len;
                 tracing::warn!(segment = %path.display(), valid_bytes = scan.valid_len, cut_bytes = cut, %reason,
                     "WAL tail was torn or corrupt; cutting it back to the last good record");
                 let f = OpenOptions::new().write(true).open(&path).at(&path)?;
@@ -193,12 +218,19 @@ impl Wal {
             segments.insert(0, seg);
             report.segments = 1;
         }
-        let active = segments.values().next_back().cloned().ok_or(Error::Closed)?;
+        let active = segments
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or(Error::Closed)?;
         let (end, durable_len) = {
             let st = active.state.read().map_err(|_| lock_poisoned())?;
             (st.end_offset, st.durable_len)
         };
-        let write_file = OpenOptions::new().write(true).open(&active.path).at(&active.path)?;
+        let write_file = OpenOptions::new()
+            .write(true)
+            .open(&active.path)
+            .at(&active.path)?;
         let (end_tx, _) = watch::channel(end);
         let shared = Arc::new(Shared {
             segments: RwLock::new(segments),
@@ -285,7 +317,12 @@ impl Wal {
 
 fn create_segment(dir: &Path, base: Offset) -> Result<Arc<Segment>> {
     let path = segment::segment_path(dir, base);
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).at(&path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
     f.write_all(&segment::encode_header(base)).at(&path)?;
     f.sync_all().at(&path)?;
     sync_dir(dir)?;
@@ -294,7 +331,12 @@ fn create_segment(dir: &Path, base: Offset) -> Result<Arc<Segment>> {
         base,
         path,
         file,
-        state: RwLock::new(SegState { index: Vec::new(), durable_len: HEADER_LEN, end_offset: base, sealed: false }),
+        state: RwLock::new(SegState {
+            index: Vec::new(),
+            durable_len: HEADER_LEN,
+            end_offset: base,
+            sealed: false,
+        }),
     }))
 }
 
@@ -347,7 +389,8 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Request>, bytes: usize) {
         let result = self.write_group(&group);
         self.shared.queued.fetch_sub(bytes, Ordering::SeqCst);
-        metrics::gauge!("eddy_log_queue_bytes").set(self.shared.queued.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("eddy_log_queue_bytes")
+            .set(self.shared.queued.load(Ordering::Relaxed) as f64);
         match result {
             Ok(ranges) => {
                 for (req, range) in group.into_iter().zip(ranges) {
@@ -366,12 +409,13 @@ impl Writer {
         if let Some(reason) = self.failed() {
             return Err(reason);
         }
-        if self.len >= self.segment_bytes && self.next > self.seg.base {
-            if let Err(e) = self.roll() {
-                let reason = format!("cannot roll segment: {e}");
-                self.fail(reason.clone());
-                return Err(reason);
-            }
+        if self.len >= self.segment_bytes
+            && self.next > self.seg.base
+            && let Err(e) = self.roll()
+        {
+            let reason = format!("cannot roll segment: {e}");
+            self.fail(reason.clone());
+            return Err(reason);
         }
         self.buf.clear();
         let start = self.next;
@@ -421,11 +465,18 @@ impl Writer {
 
     fn roll(&mut self) -> Result<()> {
         let seg = create_segment(&self.dir, self.next)?;
-        let file = OpenOptions::new().write(true).open(&seg.path).at(&seg.path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .at(&seg.path)?;
         if let Ok(mut st) = self.seg.state.write() {
             st.sealed = true;
         }
-        self.shared.segments.write().map_err(|_| lock_poisoned())?.insert(seg.base, seg.clone());
+        self.shared
+            .segments
+            .write()
+            .map_err(|_| lock_poisoned())?
+            .insert(seg.base, seg.clone());
         self.file = file;
         self.seg = seg;
         self.len = HEADER_LEN;
@@ -438,7 +489,10 @@ impl Writer {
 impl Log for Wal {
     fn append(&self, records: Vec<Bytes>) -> Result<AppendTicket> {
         if let Some(big) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
-            return Err(Error::RecordTooLarge { size: big.len(), max: MAX_RECORD_BYTES });
+            return Err(Error::RecordTooLarge {
+                size: big.len(),
+                max: MAX_RECORD_BYTES,
+            });
         }
         match self.health() {
             LogHealth::Ok => {}
@@ -451,19 +505,29 @@ impl Log for Wal {
         // refused forever; otherwise the queue stays under its byte bound.
         if before > 0 && before + bytes > self.max_queue_bytes {
             self.shared.queued.fetch_sub(bytes, Ordering::SeqCst);
-            return Err(Error::QueueFull { queued: before, limit: self.max_queue_bytes });
+            return Err(Error::QueueFull {
+                queued: before,
+                limit: self.max_queue_bytes,
+            });
         }
         let (reply, rx) = oneshot::channel();
         let guard = self.tx.read().map_err(|_| lock_poisoned())?;
         let sent = match guard.as_ref() {
-            Some(tx) => tx.send(Request { records, bytes, reply }).is_ok(),
+            Some(tx) => tx
+                .send(Request {
+                    records,
+                    bytes,
+                    reply,
+                })
+                .is_ok(),
             None => false,
         };
         if !sent {
             self.shared.queued.fetch_sub(bytes, Ordering::SeqCst);
             return Err(Error::Closed);
         }
-        metrics::gauge!("eddy_log_queue_bytes").set(self.shared.queued.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("eddy_log_queue_bytes")
+            .set(self.shared.queued.load(Ordering::Relaxed) as f64);
         Ok(AppendTicket::new(rx))
     }
 
@@ -477,9 +541,16 @@ impl Log for Wal {
             let map = self.shared.segments.read().map_err(|_| lock_poisoned())?;
             let start = map.keys().next().copied().unwrap_or(0);
             if from < start {
-                return Err(Error::OffsetDeleted { requested: from, start });
+                return Err(Error::OffsetDeleted {
+                    requested: from,
+                    start,
+                });
             }
-            let first = map.range(..=from).next_back().map(|(b, _)| *b).unwrap_or(start);
+            let first = map
+                .range(..=from)
+                .next_back()
+                .map(|(b, _)| *b)
+                .unwrap_or(start);
             map.range(first..).map(|(_, s)| s.clone()).collect()
         };
         let mut cursor = from;
@@ -493,7 +564,11 @@ impl Log for Wal {
                     continue;
                 }
                 let i = st.index.partition_point(|(o, _)| *o <= cursor);
-                let (o, p) = if i == 0 { (seg.base, HEADER_LEN) } else { st.index[i - 1] };
+                let (o, p) = if i == 0 {
+                    (seg.base, HEADER_LEN)
+                } else {
+                    st.index[i - 1]
+                };
                 (o, p, st.durable_len, st.end_offset)
             };
             let mut buf: Vec<u8> = Vec::new();
@@ -503,7 +578,10 @@ impl Log for Wal {
                 match segment::decode_record(&buf[consumed..], expected) {
                     Ok(Some((payload, used))) => {
                         if expected >= cursor {
-                            out.push(Record { offset: expected, payload: Bytes::copy_from_slice(payload) });
+                            out.push(Record {
+                                offset: expected,
+                                payload: Bytes::copy_from_slice(payload),
+                            });
                         }
                         expected += 1;
                         pos += used as u64;
@@ -512,15 +590,28 @@ impl Log for Wal {
                         // Need more bytes: keep the unconsumed tail, read the next chunk.
                         buf.drain(..consumed);
                         buf_start = pos;
-                        let want = (durable_len - (buf_start + buf.len() as u64)).min(4 << 20) as usize;
+                        let want =
+                            (durable_len - (buf_start + buf.len() as u64)).min(4 << 20) as usize;
                         if want == 0 {
-                            return Err(Error::Corrupt { path: seg.path.clone(), position: pos, reason: "record runs past the durable end".into() });
+                            return Err(Error::Corrupt {
+                                path: seg.path.clone(),
+                                position: pos,
+                                reason: "record runs past the durable end".into(),
+                            });
                         }
                         let old = buf.len();
                         buf.resize(old + want, 0);
-                        seg.file.read_exact_at(&mut buf[old..], buf_start + old as u64).at(&seg.path)?;
+                        seg.file
+                            .read_exact_at(&mut buf[old..], buf_start + old as u64)
+                            .at(&seg.path)?;
                     }
-                    Err(reason) => return Err(Error::Corrupt { path: seg.path.clone(), position: pos, reason }),
+                    Err(reason) => {
+                        return Err(Error::Corrupt {
+                            path: seg.path.clone(),
+                            position: pos,
+                            reason,
+                        });
+                    }
                 }
             }
             cursor = expected;
@@ -529,7 +620,12 @@ impl Log for Wal {
     }
 
     fn start_offset(&self) -> Offset {
-        self.shared.segments.read().ok().and_then(|m| m.keys().next().copied()).unwrap_or(0)
+        self.shared
+            .segments
+            .read()
+            .ok()
+            .and_then(|m| m.keys().next().copied())
+            .unwrap_or(0)
     }
 
     fn end_offset(&self) -> Offset {
@@ -569,7 +665,11 @@ impl Log for Wal {
     fn commit(&self, name: &str, next_offset: Offset) -> Result<()> {
         let end = self.end_offset();
         if next_offset > end {
-            return Err(Error::CommitBeyondEnd { name: name.to_string(), offset: next_offset, end });
+            return Err(Error::CommitBeyondEnd {
+                name: name.to_string(),
+                offset: next_offset,
+                end,
+            });
         }
         let min = {
             let mut c = self.consumers.lock().map_err(|_| lock_poisoned())?;
@@ -586,12 +686,24 @@ impl Log for Wal {
     fn consumers(&self) -> Vec<ConsumerOffset> {
         self.consumers
             .lock()
-            .map(|c| c.offsets.iter().map(|(n, o)| ConsumerOffset { name: n.clone(), next_offset: *o }).collect())
+            .map(|c| {
+                c.offsets
+                    .iter()
+                    .map(|(n, o)| ConsumerOffset {
+                        name: n.clone(),
+                        next_offset: *o,
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     fn health(&self) -> LogHealth {
-        self.shared.health.lock().map(|h| h.clone()).unwrap_or(LogHealth::Failed("lock poisoned".into()))
+        self.shared
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or(LogHealth::Failed("lock poisoned".into()))
     }
 
     fn queued_bytes(&self) -> usize {
@@ -602,15 +714,15 @@ impl Log for Wal {
         // Dropping the sender lets the writer drain what is queued, then exit.
         self.tx.write().map_err(|_| lock_poisoned())?.take();
         let handle = self.writer.lock().map_err(|_| lock_poisoned())?.take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                return Err(Error::Unavailable("WAL writer thread panicked".into()));
-            }
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            return Err(Error::Unavailable("WAL writer thread panicked".into()));
         }
-        if let Ok(mut h) = self.shared.health.lock() {
-            if *h == LogHealth::Ok {
-                *h = LogHealth::Closed;
-            }
+        if let Ok(mut h) = self.shared.health.lock()
+            && *h == LogHealth::Ok
+        {
+            *h = LogHealth::Closed;
         }
         Ok(())
     }

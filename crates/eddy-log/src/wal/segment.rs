@@ -61,7 +61,10 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, offset: Offset, payload: &[u8]) {
 
 /// Decodes the record at the start of `buf`, expecting `expected` as its offset.
 /// `Ok(None)` means `buf` is too short to hold the whole record.
-pub(crate) fn decode_record(buf: &[u8], expected: Offset) -> Result<Option<(&[u8], usize)>, String> {
+pub(crate) fn decode_record(
+    buf: &[u8],
+    expected: Offset,
+) -> Result<Option<(&[u8], usize)>, String> {
     if buf.len() < RECORD_HEADER_LEN {
         return Ok(None);
     }
@@ -111,7 +114,13 @@ pub(crate) fn scan(path: &Path, base: Offset) -> Result<ScanResult> {
     let file_len = file.metadata().at(path)?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; HEADER_LEN as usize];
-    let mut res = ScanResult { valid_len: 0, end_offset: base, index: Vec::new(), damage: None, file_len };
+    let mut res = ScanResult {
+        valid_len: 0,
+        end_offset: base,
+        index: Vec::new(),
+        damage: None,
+        file_len,
+    };
     if let Err(e) = r.read_exact(&mut header) {
         res.damage = Some(format!("segment header unreadable: {e}"));
         return Ok(res);
@@ -139,13 +148,16 @@ pub(crate) fn scan(path: &Path, base: Offset) -> Result<ScanResult> {
         match read_full(&mut r, &mut rec_header) {
             Ok(0) => break,
             Ok(n) if n < RECORD_HEADER_LEN => {
-                res.damage = Some(format!("torn record header ({n} of {RECORD_HEADER_LEN} bytes)"));
+                res.damage = Some(format!(
+                    "torn record header ({n} of {RECORD_HEADER_LEN} bytes)"
+                ));
                 break;
             }
             Ok(_) => {}
             Err(e) => return Err(e).at(path),
         }
-        let len = u32::from_le_bytes([rec_header[0], rec_header[1], rec_header[2], rec_header[3]]) as usize;
+        let len = u32::from_le_bytes([rec_header[0], rec_header[1], rec_header[2], rec_header[3]])
+            as usize;
         if len > MAX_RECORD_BYTES {
             res.damage = Some(format!("record length {len} exceeds the maximum"));
             break;

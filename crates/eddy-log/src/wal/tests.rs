@@ -9,13 +9,21 @@ fn payload(i: u64) -> Bytes {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn append_n(wal: &Wal, from: u64, n: u64) {
     rt().block_on(async {
         for i in from..from + n {
-            let r = wal.append(vec![payload(i)]).unwrap().durable().await.unwrap();
+            let r = wal
+                .append(vec![payload(i)])
+                .unwrap()
+                .durable()
+                .await
+                .unwrap();
             assert_eq!(r, i..i + 1);
         }
     });
@@ -31,10 +39,19 @@ fn append_read_reopen() {
     {
         let wal = Wal::open(cfg(dir.path())).unwrap();
         append_n(&wal, 0, 10);
-        let t = wal.append(vec![payload(10), payload(11), payload(12)]).unwrap();
+        let t = wal
+            .append(vec![payload(10), payload(11), payload(12)])
+            .unwrap();
         assert_eq!(rt().block_on(t.durable()).unwrap(), 10..13);
         assert_eq!(wal.end_offset(), 13);
-        assert_eq!(wal.read(5, 3).unwrap().iter().map(|r| r.offset).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(
+            wal.read(5, 3)
+                .unwrap()
+                .iter()
+                .map(|r| r.offset)
+                .collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
         assert!(wal.read(13, 10).unwrap().is_empty());
     }
     let wal = Wal::open(cfg(dir.path())).unwrap();
@@ -51,7 +68,11 @@ fn append_read_reopen() {
 fn concurrent_appends_share_fsyncs_and_stay_contiguous() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Arc::new(Wal::open(cfg(dir.path())).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let ranges = rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..16u64 {
@@ -59,7 +80,9 @@ fn concurrent_appends_share_fsyncs_and_stay_contiguous() {
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 for i in 0..50u64 {
-                    let recs = (0..3).map(|k| Bytes::from(format!("{t}-{i}-{k}"))).collect();
+                    let recs = (0..3)
+                        .map(|k| Bytes::from(format!("{t}-{i}-{k}")))
+                        .collect();
                     out.push(wal.append(recs).unwrap().durable().await.unwrap());
                 }
                 out
@@ -82,7 +105,10 @@ fn concurrent_appends_share_fsyncs_and_stay_contiguous() {
     assert_eq!(wal.end_offset(), 16 * 50 * 3);
     // Every append's records are contiguous and in order.
     for r in read_all(&wal).chunks(3) {
-        let s: Vec<_> = r.iter().map(|x| String::from_utf8_lossy(&x.payload).to_string()).collect();
+        let s: Vec<_> = r
+            .iter()
+            .map(|x| String::from_utf8_lossy(&x.payload).to_string())
+            .collect();
         let p0: Vec<_> = s[0].rsplitn(2, '-').collect();
         assert!(s[1].starts_with(p0[1]) && s[2].starts_with(p0[1]));
     }
@@ -95,9 +121,12 @@ fn segments_roll_and_reads_cross_them() {
     c.segment_bytes = 4096;
     {
         let wal = Wal::open(c.clone()).unwrap();
-        let big: Vec<Bytes> = (0..2000u64).map(|i| Bytes::from(vec![(i % 251) as u8; 700])).collect();
+        let big: Vec<Bytes> = (0..2000u64)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 700]))
+            .collect();
         for chunk in big.chunks(50) {
-            rt().block_on(wal.append(chunk.to_vec()).unwrap().durable()).unwrap();
+            rt().block_on(wal.append(chunk.to_vec()).unwrap().durable())
+                .unwrap();
         }
         assert!(wal.segment_count() > 10);
         // Reads from arbitrary offsets use the sparse index and cross segment boundaries.
@@ -147,16 +176,30 @@ fn torn_tail_at_every_byte_keeps_every_earlier_record() {
     for cut in 1..=last_len {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(src.path(), dir.path());
-        let f = OpenOptions::new().write(true).open(last_segment(dir.path())).unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(last_segment(dir.path()))
+            .unwrap();
         f.set_len(full - cut).unwrap();
         drop(f);
         let wal = Wal::open(cfg(dir.path())).unwrap();
         let recs = read_all(&wal);
         assert_eq!(recs.len(), 4, "cut {cut}");
-        assert_eq!(wal.recovery_report().truncated.is_some(), cut < last_len, "a whole-record cut leaves a clean file");
-        assert_eq!(recs.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), (0..4).map(payload).collect::<Vec<_>>());
+        assert_eq!(
+            wal.recovery_report().truncated.is_some(),
+            cut < last_len,
+            "a whole-record cut leaves a clean file"
+        );
+        assert_eq!(
+            recs.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+            (0..4).map(payload).collect::<Vec<_>>()
+        );
         // The log goes on from the cut.
-        assert_eq!(rt().block_on(wal.append(vec![payload(99)]).unwrap().durable()).unwrap(), 4..5);
+        assert_eq!(
+            rt().block_on(wal.append(vec![payload(99)]).unwrap().durable())
+                .unwrap(),
+            4..5
+        );
         drop(wal);
         let wal = Wal::open(cfg(dir.path())).unwrap();
         assert_eq!(read_all(&wal).len(), 5);
@@ -173,7 +216,9 @@ fn flipped_bytes_in_the_tail_keep_every_earlier_record() {
     }
     let seg = last_segment(src.path());
     let bytes = std::fs::read(&seg).unwrap();
-    let rec_lens: Vec<u64> = (0..6).map(|i| (RECORD_HEADER_LEN + payload(i).len()) as u64).collect();
+    let rec_lens: Vec<u64> = (0..6)
+        .map(|i| (RECORD_HEADER_LEN + payload(i).len()) as u64)
+        .collect();
     let mut start = HEADER_LEN;
     for (i, len) in rec_lens.iter().enumerate() {
         for b in start..start + len {
@@ -231,18 +276,31 @@ fn consumers_hold_segments_until_all_have_passed() {
         let segs = wal.segment_count();
         assert!(segs > 3);
         wal.commit("store", 60).unwrap();
-        assert_eq!(wal.segment_count(), segs, "stream has not passed anything yet");
+        assert_eq!(
+            wal.segment_count(),
+            segs,
+            "stream has not passed anything yet"
+        );
         wal.commit("stream", 30).unwrap();
         assert!(wal.segment_count() < segs);
         assert!(wal.start_offset() > 0 && wal.start_offset() <= 30);
         assert!(matches!(wal.read(0, 1), Err(Error::OffsetDeleted { .. })));
         assert_eq!(wal.read(30, 100).unwrap().len(), 30);
-        assert!(matches!(wal.commit("nobody", 1), Err(Error::UnknownConsumer(_))));
-        assert!(matches!(wal.commit("store", 61), Err(Error::CommitBeyondEnd { .. })));
+        assert!(matches!(
+            wal.commit("nobody", 1),
+            Err(Error::UnknownConsumer(_))
+        ));
+        assert!(matches!(
+            wal.commit("store", 61),
+            Err(Error::CommitBeyondEnd { .. })
+        ));
     }
     let wal = Wal::open(c).unwrap();
     let offsets = wal.consumers();
-    assert_eq!(offsets.iter().map(|c| c.next_offset).collect::<Vec<_>>(), vec![60, 30]);
+    assert_eq!(
+        offsets.iter().map(|c| c.next_offset).collect::<Vec<_>>(),
+        vec![60, 30]
+    );
     assert_eq!(wal.register_consumer("stream").unwrap(), 30);
     assert_eq!(read_all(&wal).last().unwrap().offset, 59);
 }
@@ -281,11 +339,20 @@ fn fsync_failure_stops_acknowledgements() {
     let wal = Wal::open(cfg(dir.path())).unwrap();
     append_n(&wal, 0, 3);
     wal.inject_sync_failure();
-    let err = rt().block_on(wal.append(vec![payload(3)]).unwrap().durable()).unwrap_err();
+    let err = rt()
+        .block_on(wal.append(vec![payload(3)]).unwrap().durable())
+        .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err}");
     assert!(matches!(wal.health(), LogHealth::Failed(_)));
-    assert!(matches!(wal.append(vec![payload(4)]), Err(Error::Unavailable(_))));
-    assert_eq!(wal.end_offset(), 3, "nothing unacknowledged becomes visible");
+    assert!(matches!(
+        wal.append(vec![payload(4)]),
+        Err(Error::Unavailable(_))
+    ));
+    assert_eq!(
+        wal.end_offset(),
+        3,
+        "nothing unacknowledged becomes visible"
+    );
 }
 
 #[test]

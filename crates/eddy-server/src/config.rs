@@ -1,0 +1,58 @@
+//! Settings of the server. The binary fills this from flags, `EDDY_…` variables and the TOML
+//! file; defaults here work on a laptop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use eddy_model::Limits;
+
+/// Everything the server needs to know at start-up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Operator-chosen admin secret (`EDDY_ADMIN_KEY`), at least 32 characters.
+    pub admin_key: Option<String>,
+    /// Per-event limits and the allowed future skew.
+    pub limits: Limits,
+    /// Largest request body accepted, as sent (compressed or not).
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression.
+    pub max_decompressed_bytes: usize,
+    /// Most events per request.
+    pub max_batch_events: usize,
+    /// Window in which a repeated client `event_id` is a duplicate.
+    pub dedup_window: Duration,
+    /// Most ids the dedup index holds.
+    pub dedup_max_entries: usize,
+    /// Retention of tenants that do not set their own (0 = forever).
+    pub default_retention: Duration,
+    /// Ingest quota of tenants that do not set their own, events/s (0 = unlimited).
+    pub default_events_per_sec: u32,
+    /// WAL segment size.
+    pub wal_segment_bytes: u64,
+    /// Bound of the WAL append queue.
+    pub wal_queue_bytes: usize,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            admin_key: None,
+            limits: Limits::default(),
+            max_body_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+            max_batch_events: 10_000,
+            dedup_window: Duration::from_secs(24 * 3600),
+            dedup_max_entries: 2_000_000,
+            default_retention: Duration::from_secs(30 * 86_400),
+            default_events_per_sec: 0,
+            wal_segment_bytes: 64 << 20,
+            wal_queue_bytes: 256 << 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics: one recorder per process, metric names and help texts in one place.
+//! Names follow Prometheus conventions (`_total` counters, `_seconds` base units).
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first call).
+pub fn prometheus_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+                10000.0, 50000.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Prefix("eddy_log_group_commit".into()),
+                        &sizes,
+                    )
+                });
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                // Bucket lists above are constant and non-empty; fall back to defaults anyway.
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!(
+                    "a metrics recorder was already installed; /metrics may be incomplete"
+                );
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        "eddy_http_requests_total",
+        "HTTP requests by method, route and status."
+    );
+    describe_histogram!(
+        "eddy_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route."
+    );
+    describe_counter!("eddy_events_accepted_total", "Events stored, per tenant.");
+    describe_counter!(
+        "eddy_events_rejected_total",
+        "Events rejected by validation, per tenant."
+    );
+    describe_counter!(
+        "eddy_events_deduplicated_total",
+        "Events acknowledged but not stored again (duplicate event_id), per tenant."
+    );
+    describe_counter!(
+        "eddy_quota_rejections_total",
+        "Requests refused by the tenant's events/s quota."
+    );
+    describe_histogram!(
+        "eddy_log_fsync_duration_seconds",
+        Unit::Seconds,
+        "Time of one WAL group write + fsync."
+    );
+    describe_histogram!(
+        "eddy_log_group_commit_records",
+        "Records covered by one WAL fsync."
+    );
+    describe_histogram!(
+        "eddy_log_group_commit_requests",
+        "Append requests covered by one WAL fsync."
+    );
+    describe_counter!(
+        "eddy_log_written_bytes_total",
+        Unit::Bytes,
+        "Bytes written to the WAL."
+    );
+    describe_gauge!(
+        "eddy_log_queue_bytes",
+        Unit::Bytes,
+        "Bytes queued for the WAL writer."
+    );
+    describe_gauge!(
+        "eddy_log_end_offset",
+        "Offset after the last durable WAL record."
+    );
+    describe_gauge!("eddy_log_segments", "WAL segment files.");
+    describe_gauge!(
+        "eddy_log_healthy",
+        "1 while the WAL acknowledges appends, 0 after a write/fsync failure."
+    );
+    describe_gauge!(
+        "eddy_dedup_entries",
+        "Event ids held by the deduplication index."
+    );
+    describe_counter!(
+        "eddy_dedup_evicted_total",
+        "Event ids evicted from the dedup index before their window ended (index full)."
+    );
+    describe_gauge!("eddy_tenants", "Tenants in the catalog.");
+    describe_gauge!(
+        "eddy_build_info",
+        "Build information; the value is always 1."
+    );
+}
+
+/// Refreshes gauges that are read rather than pushed.
+pub(crate) fn update_gauges(state: &AppState) {
+    metrics::gauge!("eddy_log_queue_bytes").set(state.log.queued_bytes() as f64);
+    metrics::gauge!("eddy_log_end_offset").set(state.log.end_offset() as f64);
+    metrics::gauge!("eddy_log_healthy").set(if state.log.health() == eddy_log::LogHealth::Ok {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("eddy_dedup_entries").set(state.dedup.len() as f64);
+    metrics::gauge!("eddy_tenants")
+        .set(state.catalog.tenants().map(|t| t.len()).unwrap_or(0) as f64);
+    metrics::gauge!("eddy_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}

@@ -1,0 +1,225 @@
+//! Admin API (admin scope): tenants and their keys. `whoami` is open to any valid key.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::catalog::{Scope, Tenant};
+use crate::state::AppState;
+use crate::{Error, Result};
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+}
+
+fn parse_retention(s: Option<&str>) -> Result<Option<u64>> {
+    s.map(|s| {
+        if s.trim() == "0" {
+            return Ok(0);
+        }
+        humantime::parse_duration(s)
+            .map(|d| d.as_secs())
+            .map_err(|e| {
+                Error::bad_request(
+                    "invalid_retention",
+                    format!("`retention`: {e} (e.g. \"30d\", \"0\" for forever)"),
+                )
+            })
+    })
+    .transpose()
+}
+
+fn tenant_json(t: &Tenant) -> serde_json::Value {
+    let mut v = json!(t);
+    if let Some(r) = t.retention_secs {
+        v["retention"] = json!(if r == 0 {
+            "0".to_string()
+        } else {
+            humantime::format_duration(std::time::Duration::from_secs(r)).to_string()
+        });
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+    events_per_sec: Option<u32>,
+    retention: Option<String>,
+}
+
+pub(crate) async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    let req: CreateTenant = parse_json(&body)?;
+    let t = state.catalog.create_tenant(
+        &req.name,
+        req.events_per_sec,
+        parse_retention(req.retention.as_deref())?,
+    )?;
+    tracing::info!(tenant = %t.id, name = %t.name, "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant_json(&t))).into_response())
+}
+
+pub(crate) async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    let data: Vec<_> = state.catalog.tenants()?.iter().map(tenant_json).collect();
+    Ok(Json(json!({"data": data})).into_response())
+}
+
+pub(crate) async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    Ok(Json(tenant_json(&state.catalog.tenant(&id)?)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTenant {
+    #[serde(default, with = "double_option")]
+    events_per_sec: Option<Option<u32>>,
+    #[serde(default, with = "double_option")]
+    retention: Option<Option<String>>,
+}
+
+/// `absent` → None, `null` → Some(None), value → Some(Some(v)).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+pub(crate) async fn update_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    let req: UpdateTenant = parse_json(&body)?;
+    let retention = match req.retention {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(s)) => Some(parse_retention(Some(&s))?),
+    };
+    let t = state
+        .catalog
+        .update_tenant(&id, req.events_per_sec, retention)?;
+    Ok(Json(tenant_json(&t)).into_response())
+}
+
+/// Deleting a tenant first appends a tombstone to the log (consumers drop everything of the
+/// tenant before it), then removes the tenant and its keys from the catalog.
+pub(crate) async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    state.catalog.tenant(&id)?;
+    if id == crate::catalog::DEFAULT_TENANT {
+        return Err(Error::Conflict(
+            "the default tenant holds the admin key and cannot be deleted".into(),
+        ));
+    }
+    let entry = eddy_model::LogEntry {
+        entry: Some(eddy_model::Entry::TenantDeleted(
+            eddy_model::TenantDeleted {
+                tenant: id.clone(),
+                deleted_at: state.clock.now_ns(),
+            },
+        )),
+    };
+    state
+        .log
+        .append(vec![eddy_model::codec::encode_entry(&entry).into()])?
+        .durable()
+        .await?;
+    state.catalog.delete_tenant(&id)?;
+    state.dedup.drop_tenant(&id);
+    state.quotas.drop_tenant(&id);
+    state.stats.drop_tenant(&id);
+    tracing::info!(tenant = %id, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    #[serde(default)]
+    name: String,
+    scopes: Vec<String>,
+}
+
+pub(crate) async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    let req: CreateKey = parse_json(&body)?;
+    let scopes = Scope::parse_set(&req.scopes)?;
+    let created = state.catalog.create_key(&id, &req.name, scopes)?;
+    tracing::info!(tenant = %id, key = %created.key.id, "key created");
+    let mut v = json!(created);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("hash");
+    }
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    let data: Vec<_> = state
+        .catalog
+        .keys(&id)?
+        .into_iter()
+        .map(|k| {
+            let mut v = json!(k);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("hash");
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"data": data})).into_response())
+}
+
+pub(crate) async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<Response> {
+    caller.require(Scope::Admin)?;
+    state.catalog.revoke_key(&id, &key_id)?;
+    tracing::info!(tenant = %id, key = %key_id, "key revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The tenant and scopes of the presented key.
+pub(crate) async fn whoami(caller: Caller) -> Result<Response> {
+    Ok(Json(json!({"tenant_id": caller.0.tenant_id, "key_id": caller.0.key_id, "scopes": caller.0.scopes})).into_response())
+}

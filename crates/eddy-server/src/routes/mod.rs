@@ -1,0 +1,82 @@
+//! The HTTP routes. Ingestion routes (native and compatibility) all call [`crate::ingest`].
+
+pub(crate) mod admin;
+pub(crate) mod ingest;
+pub(crate) mod ops;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// The whole HTTP API.
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        // Native ingestion.
+        .route("/api/v1/events", post(ingest::native))
+        // Compatibility routes onto the same code path.
+        .route("/api/data", post(ingest::sensor_data))
+        .route("/ingest", post(ingest::click))
+        .route("/telemetry", post(ingest::telemetry))
+        .route("/events", post(ingest::product_sync))
+        .route("/events/async", post(ingest::product_async))
+        .route("/events/batch", post(ingest::product_batch))
+        .route("/v1/events", post(ingest::gateway))
+        // Admin.
+        .route(
+            "/api/v1/tenants",
+            post(admin::create_tenant).get(admin::list_tenants),
+        )
+        .route(
+            "/api/v1/tenants/{id}",
+            get(admin::get_tenant)
+                .patch(admin::update_tenant)
+                .delete(admin::delete_tenant),
+        )
+        .route(
+            "/api/v1/tenants/{id}/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route(
+            "/api/v1/tenants/{id}/keys/{key_id}",
+            delete(admin::revoke_key),
+        )
+        .route("/api/v1/whoami", get(admin::whoami))
+        // Operations.
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/stats", get(ops::stats))
+        .route("/lag", get(ops::lag))
+        .fallback(ops::not_found)
+        .with_state(state);
+    api.layer(middleware::from_fn(track_metrics))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("eddy_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("eddy_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,83 @@
+//! Health, readiness, Prometheus metrics, per-tenant stats and consumer lag.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use eddy_log::LogHealth;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::catalog::Scope;
+use crate::state::AppState;
+use crate::{Error, Result};
+
+/// Liveness: the process answers.
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    }))
+    .into_response()
+}
+
+/// Readiness: recovery is done (it is before the listener opens) and the log acknowledges.
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    match state.log.health() {
+        LogHealth::Ok => Json(json!({"status": "ready", "log": "ok"})).into_response(),
+        LogHealth::Failed(reason) => {
+            tracing::warn!(%reason, "not ready: log failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "log": "failed", "reason": "a log write or fsync failed; restart to recover"})))
+                .into_response()
+        }
+        LogHealth::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "log": "closed"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    crate::metrics::update_gauges(&state);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+/// Ingest counters of the caller's tenant since the process started, and the log position.
+pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let c = state.stats.get(&p.tenant_id).snapshot();
+    Ok(Json(json!({
+        "tenant_id": p.tenant_id,
+        "since_start": c,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "log": {"start_offset": state.log.start_offset(), "end_offset": state.log.end_offset(), "queued_bytes": state.log.queued_bytes()},
+    }))
+    .into_response())
+}
+
+/// How far each log consumer is behind the end of the log.
+pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require(Scope::Read)?;
+    let end = state.log.end_offset();
+    let consumers: Vec<_> = state
+        .log
+        .consumers()
+        .into_iter()
+        .map(|c| json!({"name": c.name, "next_offset": c.next_offset, "lag": end.saturating_sub(c.next_offset)}))
+        .collect();
+    Ok(Json(json!({"end_offset": end, "consumers": consumers})).into_response())
+}
+
+pub(crate) async fn not_found() -> Error {
+    Error::NotFound("no such route".into())
+}

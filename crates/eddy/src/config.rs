@@ -1,0 +1,343 @@
+//! Command line and configuration: every setting is a flag, an `EDDY_…` environment variable
+//! and a key of the optional TOML file (`--config`), in that order of precedence; defaults
+//! work on a laptop. Invalid values fail at start-up naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Eddy: a real-time analytics platform in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "eddy", version, about, args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    /// Settings of `serve`, which runs when no subcommand is given.
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the platform (the default).
+    Serve(Box<ServeArgs>),
+    /// Generate realistic load against a running server and report throughput and latency.
+    Loadgen(crate::loadgen::LoadgenArgs),
+    /// Manage tenants through a running server's admin API.
+    Tenants(crate::admin::TenantsArgs),
+    /// Manage a tenant's API keys through a running server's admin API.
+    Keys(crate::admin::KeysArgs),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of `eddy serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case).
+    #[arg(long, env = "EDDY_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where the log, catalog and admin key live [default: ./data].
+    #[arg(long, env = "EDDY_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// HTTP listen address; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "EDDY_HTTP_ADDR")]
+    pub(crate) http_addr: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, env = "EDDY_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `eddy_server=debug` [default: info].
+    #[arg(long, env = "EDDY_LOG_LEVEL")]
+    pub(crate) log_level: Option<String>,
+    /// Largest request body as sent, e.g. `16MiB`.
+    #[arg(long, env = "EDDY_MAX_BODY_SIZE")]
+    pub(crate) max_body_size: Option<String>,
+    /// Largest body after gzip decompression, e.g. `64MiB`.
+    #[arg(long, env = "EDDY_MAX_DECOMPRESSED_SIZE")]
+    pub(crate) max_decompressed_size: Option<String>,
+    /// Most events per request [default: 10000].
+    #[arg(long, env = "EDDY_MAX_BATCH_EVENTS")]
+    pub(crate) max_batch_events: Option<usize>,
+    /// Most properties per event [default: 256].
+    #[arg(long, env = "EDDY_MAX_PROPERTIES")]
+    pub(crate) max_properties: Option<usize>,
+    /// Most metrics per event [default: 256].
+    #[arg(long, env = "EDDY_MAX_METRICS")]
+    pub(crate) max_metrics: Option<usize>,
+    /// Longest string value in bytes [default: 4096].
+    #[arg(long, env = "EDDY_MAX_STRING_LEN")]
+    pub(crate) max_string_len: Option<usize>,
+    /// How far in the future an event time may be [default: 1h].
+    #[arg(long, env = "EDDY_MAX_FUTURE_SKEW")]
+    pub(crate) max_future_skew: Option<String>,
+    /// Window in which a repeated event_id is a duplicate [default: 24h].
+    #[arg(long, env = "EDDY_DEDUP_WINDOW")]
+    pub(crate) dedup_window: Option<String>,
+    /// Most event ids the dedup index holds [default: 2000000].
+    #[arg(long, env = "EDDY_DEDUP_MAX_ENTRIES")]
+    pub(crate) dedup_max_entries: Option<usize>,
+    /// Retention of tenants without their own; `0` keeps forever [default: 30d].
+    #[arg(long, env = "EDDY_DEFAULT_RETENTION")]
+    pub(crate) default_retention: Option<String>,
+    /// Ingest quota of tenants without their own, events/s; `0` = unlimited [default: 0].
+    #[arg(long, env = "EDDY_DEFAULT_EVENTS_PER_SEC")]
+    pub(crate) default_events_per_sec: Option<u32>,
+    /// WAL segment size [default: 64MiB].
+    #[arg(long, env = "EDDY_WAL_SEGMENT_SIZE")]
+    pub(crate) wal_segment_size: Option<String>,
+    /// Bound of the WAL append queue; beyond it ingest answers 429 [default: 256MiB].
+    #[arg(long, env = "EDDY_WAL_QUEUE_SIZE")]
+    pub(crate) wal_queue_size: Option<String>,
+    /// How long in-flight requests get on shutdown [default: 30s].
+    #[arg(long, env = "EDDY_SHUTDOWN_GRACE")]
+    pub(crate) shutdown_grace: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    http_addr: Option<String>,
+    admin_key: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    max_body_size: Option<String>,
+    max_decompressed_size: Option<String>,
+    max_batch_events: Option<usize>,
+    max_properties: Option<usize>,
+    max_metrics: Option<usize>,
+    max_string_len: Option<usize>,
+    max_future_skew: Option<String>,
+    dedup_window: Option<String>,
+    dedup_max_entries: Option<usize>,
+    default_retention: Option<String>,
+    default_events_per_sec: Option<u32>,
+    wal_segment_size: Option<String>,
+    wal_queue_size: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+/// Fully resolved settings of `serve`.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_level: String,
+    pub(crate) server: eddy_server::ServerConfig,
+}
+
+fn size(name: &str, v: &str) -> Result<usize> {
+    let b: ByteSize = v
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid {name} `{v}`: {e} (e.g. 16MiB)"))?;
+    let n =
+        usize::try_from(b.as_u64()).with_context(|| format!("invalid {name} `{v}`: too large"))?;
+    if n == 0 {
+        bail!("invalid {name} `{v}`: must be greater than 0");
+    }
+    Ok(n)
+}
+
+fn duration(name: &str, v: &str, zero_ok: bool) -> Result<Duration> {
+    if v.trim() == "0" {
+        if zero_ok {
+            return Ok(Duration::ZERO);
+        }
+        bail!("invalid {name} `{v}`: must be greater than 0");
+    }
+    humantime::parse_duration(v.trim())
+        .map_err(|e| anyhow::anyhow!("invalid {name} `{v}`: {e} (e.g. 1h, 30d)"))
+}
+
+fn positive(name: &str, v: usize) -> Result<usize> {
+    if v == 0 {
+        bail!("invalid {name}: must be greater than 0");
+    }
+    Ok(v)
+}
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl ServeArgs {
+    /// Resolves flags/env over the file over defaults, validating every value.
+    pub(crate) fn resolve(self) -> Result<Settings> {
+        let file = match &self.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        let admin_key = std::env::var("EDDY_ADMIN_KEY")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or(file.admin_key);
+        if let Some(k) = &admin_key {
+            if k.chars().count() < 32 {
+                bail!(
+                    "invalid EDDY_ADMIN_KEY: must be at least 32 characters (it is {})",
+                    k.chars().count()
+                );
+            }
+            if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("invalid EDDY_ADMIN_KEY: must not contain whitespace or control characters");
+            }
+        }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let addr_s = self
+            .http_addr
+            .or(file.http_addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let http_addr: SocketAddr = addr_s.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "invalid --http-addr / EDDY_HTTP_ADDR `{addr_s}`: {e} (e.g. 127.0.0.1:8080)"
+            )
+        })?;
+        let mut c = eddy_server::ServerConfig::new(data_dir);
+        c.admin_key = admin_key;
+        if let Some(v) = self.max_body_size.or(file.max_body_size) {
+            c.max_body_bytes = size("--max-body-size / EDDY_MAX_BODY_SIZE", &v)?;
+        }
+        if let Some(v) = self.max_decompressed_size.or(file.max_decompressed_size) {
+            c.max_decompressed_bytes =
+                size("--max-decompressed-size / EDDY_MAX_DECOMPRESSED_SIZE", &v)?;
+        }
+        if let Some(v) = self.max_batch_events.or(file.max_batch_events) {
+            c.max_batch_events = positive("--max-batch-events / EDDY_MAX_BATCH_EVENTS", v)?;
+        }
+        if let Some(v) = self.max_properties.or(file.max_properties) {
+            c.limits.max_properties = v;
+        }
+        if let Some(v) = self.max_metrics.or(file.max_metrics) {
+            c.limits.max_metrics = v;
+        }
+        if let Some(v) = self.max_string_len.or(file.max_string_len) {
+            c.limits.max_string_len = positive("--max-string-len / EDDY_MAX_STRING_LEN", v)?;
+        }
+        if let Some(v) = self.max_future_skew.or(file.max_future_skew) {
+            c.limits.max_future_skew_ns = ns(duration(
+                "--max-future-skew / EDDY_MAX_FUTURE_SKEW",
+                &v,
+                true,
+            )?);
+        }
+        if let Some(v) = self.dedup_window.or(file.dedup_window) {
+            c.dedup_window = duration("--dedup-window / EDDY_DEDUP_WINDOW", &v, true)?;
+        }
+        if let Some(v) = self.dedup_max_entries.or(file.dedup_max_entries) {
+            c.dedup_max_entries = v;
+        }
+        if let Some(v) = self.default_retention.or(file.default_retention) {
+            c.default_retention =
+                duration("--default-retention / EDDY_DEFAULT_RETENTION", &v, true)?;
+        }
+        if let Some(v) = self.default_events_per_sec.or(file.default_events_per_sec) {
+            c.default_events_per_sec = v;
+        }
+        if let Some(v) = self.wal_segment_size.or(file.wal_segment_size) {
+            c.wal_segment_bytes = size("--wal-segment-size / EDDY_WAL_SEGMENT_SIZE", &v)? as u64;
+        }
+        if let Some(v) = self.wal_queue_size.or(file.wal_queue_size) {
+            c.wal_queue_bytes = size("--wal-queue-size / EDDY_WAL_QUEUE_SIZE", &v)?;
+        }
+        if let Some(v) = self.shutdown_grace.or(file.shutdown_grace) {
+            c.shutdown_grace = duration("--shutdown-grace / EDDY_SHUTDOWN_GRACE", &v, true)?;
+        }
+        if c.max_decompressed_bytes < c.max_body_bytes {
+            bail!("invalid --max-decompressed-size: must be at least --max-body-size");
+        }
+        Ok(Settings {
+            http_addr,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            log_level: self
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            server: c,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid --config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/eddy.example.toml");
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.server.dedup_window, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let bad = ServeArgs {
+            http_addr: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("EDDY_HTTP_ADDR")
+        );
+        let bad = ServeArgs {
+            max_body_size: Some("lots".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("EDDY_MAX_BODY_SIZE")
+        );
+        let bad = ServeArgs {
+            dedup_window: Some("forever".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("EDDY_DEDUP_WINDOW")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "http_adr = \"x\"").unwrap();
+        let bad = ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        };
+        assert!(bad.resolve().unwrap_err().to_string().contains("http_adr"));
+    }
+}

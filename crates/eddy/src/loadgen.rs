@@ -1,0 +1,342 @@
+//! `eddy loadgen`: realistic readings and product events against a running server, with live
+//! progress and a final summary (requests, events, success rate, events/s, latency
+//! percentiles, bytes, errors by status).
+//!
+//! Workers run closed-loop (each waits for its response before the next request); `--rate`
+//! paces the total so the run is open to a fixed offered load as long as the server keeps up.
+//! Latency is measured from the moment a request is sent to its full response.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// Settings of `eddy loadgen`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadgenArgs {
+    /// Server URL.
+    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key with the write scope.
+    #[arg(long, env = "EDDY_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Target events per second in total (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to run, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Number of simulated devices (and users).
+    #[arg(long, default_value_t = 100)]
+    devices: u64,
+    /// Events per request (1 sends a single JSON object).
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Inject spikes into readings (about 1 in 200).
+    #[arg(long)]
+    anomalies: bool,
+    /// Event kinds to generate: readings, clicks, page_views.
+    #[arg(long, value_delimiter = ',', default_value = "readings")]
+    mix: Vec<String>,
+    /// Route to post to.
+    #[arg(long, default_value = "/api/v1/events")]
+    path: String,
+    /// Ask for `?sync=false` (202 once queued) instead of durable acks.
+    #[arg(long)]
+    no_sync: bool,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Reading,
+    Click,
+    PageView,
+}
+
+struct Gen {
+    kinds: Vec<Kind>,
+    devices: u64,
+    anomalies: bool,
+    seq: AtomicU64,
+    run_id: String,
+}
+
+impl Gen {
+    fn event(&self, rng: &mut impl Rng) -> Value {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let kind = self.kinds[rng.random_range(0..self.kinds.len())];
+        let dev = rng.random_range(0..self.devices.max(1));
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match kind {
+            Kind::Reading => {
+                let mut temp = 20.0 + (dev % 10) as f64 + rng.random_range(-0.5..0.5);
+                if self.anomalies && rng.random_range(0..200) == 0 {
+                    temp += 25.0;
+                }
+                json!({
+                    "device_id": format!("sensor-{dev:05}"),
+                    "ts": now_ms,
+                    "metrics": {
+                        "temperature": (temp * 100.0).round() / 100.0,
+                        "humidity": (rng.random_range(30.0..60.0f64) * 10.0).round() / 10.0,
+                        "pressure": (rng.random_range(1000.0..1025.0f64) * 100.0).round() / 100.0,
+                    }
+                })
+            }
+            Kind::Click => json!({
+                "event_id": format!("{}-{n}", self.run_id),
+                "user_id": format!("user-{dev}"),
+                "event_type": "click",
+                "page_url": format!("https://example.com/p/{}", rng.random_range(0..50)),
+                "time_stamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            }),
+            Kind::PageView => json!({
+                "id": format!("{}-{n}", self.run_id),
+                "user_id": format!("user-{dev}"),
+                "event_type": "page_view",
+                "properties": {"page": format!("/page/{}", rng.random_range(0..20)), "duration": rng.random_range(1..120).to_string()},
+                "timestamp": now_ms,
+                "source": if rng.random_bool(0.7) { "web-app" } else { "mobile-app" },
+            }),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: AtomicU64,
+    ok_requests: AtomicU64,
+    events: AtomicU64,
+    ok_events: AtomicU64,
+    bytes: AtomicU64,
+}
+
+pub(crate) fn run(args: LoadgenArgs) -> Result<()> {
+    if args.batch == 0 || args.concurrency == 0 {
+        bail!("--batch and --concurrency must be at least 1");
+    }
+    let kinds = args
+        .mix
+        .iter()
+        .map(|m| match m.trim() {
+            "readings" | "reading" => Ok(Kind::Reading),
+            "clicks" | "click" => Ok(Kind::Click),
+            "page_views" | "page_view" => Ok(Kind::PageView),
+            other => bail!("unknown --mix kind `{other}`; use readings, clicks, page_views"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args, kinds))
+}
+
+async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .build()?;
+    let sep = if args.path.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{}{}",
+        args.url.trim_end_matches('/'),
+        args.path,
+        if args.no_sync {
+            format!("{sep}sync=false")
+        } else {
+            String::new()
+        }
+    );
+    let generator = Arc::new(Gen {
+        kinds,
+        devices: args.devices,
+        anomalies: args.anomalies,
+        seq: AtomicU64::new(0),
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+    });
+    let totals = Arc::new(Totals::default());
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
+    ));
+    let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    // Pacing: request k of the whole run is due at start + k * interval.
+    let interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate as f64));
+    let next_slot = Arc::new(AtomicU64::new(0));
+
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, url, key, generator, totals, hist, errors, next_slot) = (
+            client.clone(),
+            url.clone(),
+            args.api_key.clone(),
+            generator.clone(),
+            totals.clone(),
+            hist.clone(),
+            errors.clone(),
+            next_slot.clone(),
+        );
+        let batch = args.batch;
+        workers.push(tokio::spawn(async move {
+            loop {
+                if let Some(iv) = interval {
+                    let k = next_slot.fetch_add(1, Ordering::Relaxed);
+                    let due = start + iv.mul_f64(k as f64);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+                let body = {
+                    let mut rng = rand::rng();
+                    if batch == 1 {
+                        serde_json::to_vec(&generator.event(&mut rng))
+                    } else {
+                        serde_json::to_vec(
+                            &(0..batch)
+                                .map(|_| generator.event(&mut rng))
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                };
+                let Ok(body) = body else { break };
+                let len = body.len() as u64;
+                let t = Instant::now();
+                let res = client
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let outcome = match res {
+                    Ok(r) => {
+                        let status = r.status();
+                        let _ = r.bytes().await;
+                        if status.is_success() {
+                            Ok(())
+                        } else {
+                            Err(status.as_u16().to_string())
+                        }
+                    }
+                    Err(e) => Err(if e.is_connect() {
+                        "connect".to_string()
+                    } else {
+                        "transport".to_string()
+                    }),
+                };
+                let us = t.elapsed().as_micros().max(1) as u64;
+                totals.requests.fetch_add(1, Ordering::Relaxed);
+                totals.events.fetch_add(batch as u64, Ordering::Relaxed);
+                totals.bytes.fetch_add(len, Ordering::Relaxed);
+                match outcome {
+                    Ok(()) => {
+                        totals.ok_requests.fetch_add(1, Ordering::Relaxed);
+                        totals.ok_events.fetch_add(batch as u64, Ordering::Relaxed);
+                        let _ = hist.lock().await.record(us);
+                    }
+                    Err(code) => {
+                        *errors.lock().await.entry(code).or_default() += 1;
+                        if Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    let progress = {
+        let totals = totals.clone();
+        tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let ev = totals.ok_events.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>5.1}s] requests {:>9}  events ok {:>11}  {:>9} ev/s  failed requests {}",
+                    start.elapsed().as_secs_f64(),
+                    totals.requests.load(Ordering::Relaxed),
+                    ev,
+                    ev - last,
+                    totals.requests.load(Ordering::Relaxed)
+                        - totals.ok_requests.load(Ordering::Relaxed),
+                );
+                last = ev;
+            }
+        })
+    };
+    for w in workers {
+        let _ = w.await;
+    }
+    progress.abort();
+    let elapsed = start.elapsed().as_secs_f64();
+    let h = hist.lock().await;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let requests = totals.requests.load(Ordering::Relaxed);
+    let ok = totals.ok_requests.load(Ordering::Relaxed);
+    let ok_events = totals.ok_events.load(Ordering::Relaxed);
+    let summary = json!({
+        "url": url,
+        "duration_s": (elapsed * 100.0).round() / 100.0,
+        "concurrency": args.concurrency,
+        "batch": args.batch,
+        "target_rate": args.rate,
+        "requests": requests,
+        "events_sent": totals.events.load(Ordering::Relaxed),
+        "events_ok": ok_events,
+        "success_rate": if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },
+        "events_per_sec": (ok_events as f64 / elapsed).round(),
+        "requests_per_sec": (ok as f64 / elapsed).round(),
+        "latency_ms": {
+            "min": ms(h.min()), "avg": (h.mean() / 10.0).round() / 100.0, "p50": ms(h.value_at_quantile(0.5)),
+            "p90": ms(h.value_at_quantile(0.9)), "p99": ms(h.value_at_quantile(0.99)), "max": ms(h.max()),
+        },
+        "bytes_sent": totals.bytes.load(Ordering::Relaxed),
+        "errors_by_status": *errors.lock().await,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let l = &summary["latency_ms"];
+        println!(
+            "requests        {requests} ({} ok, success rate {:.2}%)",
+            ok,
+            summary["success_rate"].as_f64().unwrap_or(0.0) * 100.0
+        );
+        println!(
+            "events          {} sent, {ok_events} acknowledged",
+            summary["events_sent"]
+        );
+        println!(
+            "throughput      {} events/s, {} requests/s over {:.1}s",
+            summary["events_per_sec"], summary["requests_per_sec"], elapsed
+        );
+        println!(
+            "latency (ms)    min {} avg {} p50 {} p90 {} p99 {} max {}",
+            l["min"], l["avg"], l["p50"], l["p90"], l["p99"], l["max"]
+        );
+        println!("bytes sent      {}", summary["bytes_sent"]);
+        println!("errors          {}", summary["errors_by_status"]);
+    }
+    Ok(())
+}
