@@ -1,0 +1,12 @@
+//! End-to-end tests: each starts the real `eddy` binary on port 0 and a temp data dir and
+//! talks to it over HTTP, the way a user would. One test binary with modules keeps link time
+//! down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod admin;
+mod auth_matrix;
+mod common;
+mod crash;
+mod ingest;
+mod ops;

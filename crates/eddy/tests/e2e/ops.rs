@@ -1,0 +1,196 @@
+//! Health, readiness, metrics, request ids, configuration errors, the data dir lock, and
+//! graceful shutdown.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{TestServer, events};
+
+#[tokio::test]
+async fn health_ready_stats_lag_and_request_ids() {
+    let s = TestServer::spawn().await;
+    let (st, h) = s.request("GET", "/health", None, None).await;
+    assert_eq!((st, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    let (st, r) = s.request("GET", "/ready", None, None).await;
+    assert_eq!((st, r["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let (st, l) = s.get("/lag", &s.admin_key).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(l["consumers"].is_array() && l["end_offset"].is_u64());
+    let r = s
+        .client
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers()["x-request-id"].is_empty());
+    let r = s
+        .client
+        .get(format!("{}/health", s.url))
+        .header("x-request-id", "my-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "my-trace-42");
+    let r = s
+        .client
+        .post(format!("{}/api/v1/events", s.url))
+        .header("x-request-id", "err-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.headers()["x-request-id"].to_str().unwrap()),
+        (StatusCode::UNAUTHORIZED, "err-7")
+    );
+    let (st, v) = s.request("GET", "/no/such/route", None, None).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_clean() {
+    let s = TestServer::spawn().await;
+    s.post(
+        "/api/v1/events",
+        &s.admin_key,
+        r#"[{"event_id":"m1","type":"a"},{"event_id":"m1","type":"a"}]"#,
+    )
+    .await;
+    s.post(
+        "/api/v1/events",
+        &s.admin_key,
+        r#"{"type":"a","value":"x"}"#,
+    )
+    .await;
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "eddy_http_requests_total",
+        "eddy_http_request_duration_seconds_bucket",
+        "eddy_events_accepted_total{tenant=\"default\"} 1",
+        "eddy_events_rejected_total{tenant=\"default\"} 1",
+        "eddy_events_deduplicated_total{tenant=\"default\"} 1",
+        "eddy_log_fsync_duration_seconds_bucket",
+        "eddy_log_group_commit_records_bucket",
+        "eddy_log_queue_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    // promtool (Debian `prometheus`) must find no problems; CI installs it.
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.stdout.is_empty() && out.stderr.is_empty(),
+                "promtool found problems: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => assert!(
+            std::env::var("CI").is_err(),
+            "promtool is required in CI: {e}"
+        ),
+    }
+}
+
+#[test]
+fn invalid_settings_fail_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
+        (&["--http-addr", "localhost:eighty"], &[], "EDDY_HTTP_ADDR"),
+        (&["--max-body-size", "huge"], &[], "EDDY_MAX_BODY_SIZE"),
+        (&["--dedup-window", "forever"], &[], "EDDY_DEDUP_WINDOW"),
+        (&[], &[("EDDY_ADMIN_KEY", "too-short")], "EDDY_ADMIN_KEY"),
+        (&["--log-level", "[[["], &[], "EDDY_LOG_LEVEL"),
+    ];
+    for (args, env, name) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(name),
+            "{args:?}: error should name {name}: {err}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .env("EDDY_MAX_BATCH_EVENTS", "0")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EDDY_MAX_BATCH_EVENTS"));
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
+    let s = TestServer::spawn().await;
+    let out = TestServer::command(&s.data_dir(), &[], &[])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another eddy process"), "{err}");
+    // The first one is unharmed.
+    assert_eq!(
+        s.request("GET", "/ready", None, None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_flushes_queued_events() {
+    let mut s = TestServer::spawn().await;
+    let k = s.admin_key.clone();
+    let batch: Vec<_> = (0..500)
+        .map(|i| json!({"event_id": format!("q-{i}"), "type": "a"}))
+        .collect();
+    for chunk in batch.chunks(100) {
+        let (st, _) = s
+            .post("/api/v1/events?sync=false", &k, &json!(chunk).to_string())
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED);
+    }
+    let status = s.terminate();
+    assert!(status.success(), "clean exit: {status}");
+    assert!(s.server_log().contains("log flushed"), "{}", s.server_log());
+    let evs = events(&s.stop_and_read_log());
+    assert_eq!(evs.len(), 500, "every queued event was written before exit");
+}
