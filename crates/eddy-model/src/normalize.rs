@@ -388,7 +388,7 @@ impl Builder {
                         key,
                         format!(
                             "is more than {} in the future",
-                            human_ns(limits.max_future_skew_ns)
+                            crate::time::human_duration_ns(limits.max_future_skew_ns)
                         ),
                     ));
                 }
@@ -397,7 +397,7 @@ impl Builder {
                         key,
                         format!(
                             "is older than the tenant's retention of {}",
-                            human_ns(policy.retention_ns)
+                            crate::time::human_duration_ns(policy.retention_ns)
                         ),
                     ));
                 }
@@ -423,16 +423,6 @@ impl Builder {
             properties: self.properties,
             client_id,
         })
-    }
-}
-
-fn human_ns(ns: i64) -> String {
-    let secs = ns / 1_000_000_000;
-    match secs {
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

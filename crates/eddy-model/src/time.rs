@@ -82,6 +82,18 @@ pub fn format_rfc3339(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A duration in ns as the largest whole unit: `30d`, `1h`, `90m`, `45s`.
+pub fn human_duration_ns(ns: i64) -> String {
+    let secs = ns / 1_000_000_000;
+    match secs {
+        0 => "0".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

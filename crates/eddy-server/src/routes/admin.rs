@@ -37,11 +37,10 @@ fn parse_retention(s: Option<&str>) -> Result<Option<u64>> {
 fn tenant_json(t: &Tenant) -> serde_json::Value {
     let mut v = json!(t);
     if let Some(r) = t.retention_secs {
-        v["retention"] = json!(if r == 0 {
-            "0".to_string()
-        } else {
-            humantime::format_duration(std::time::Duration::from_secs(r)).to_string()
-        });
+        let ns = i64::try_from(r)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000);
+        v["retention"] = json!(eddy_model::time::human_duration_ns(ns));
     }
     v
 }

@@ -26,7 +26,7 @@ async fn tenant_and_key_lifecycle() {
             t["events_per_sec"].as_u64(),
             t["retention"].as_str()
         ),
-        (Some("acme"), Some(5000), Some("7days"))
+        (Some("acme"), Some(5000), Some("7d"))
     );
     let (st, _) = s.post("/api/v1/tenants", &a, r#"{"name":"acme"}"#).await;
     assert_eq!(st, StatusCode::CONFLICT);

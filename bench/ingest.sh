@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Ingest benchmark: Eddy beside InfluxDB 1.6 (Debian `influxdb`, WAL fsync on every write),
+# the same readings, batch sizes and connections, driven by wrk and by `eddy loadgen`.
+# Needs: a release build (cargo build --release), wrk, influxd. Loopback only; bounded in time.
+# Usage: bench/ingest.sh [duration, default 15s]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-15s}
+EDDY=target/release/eddy
+work=$(mktemp -d /tmp/eddy-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+python3 - "$work" <<'PY'
+import json, sys, random
+w = sys.argv[1]
+random.seed(7)
+def reading(i):
+    return {"device_id": f"sensor-{i % 1000:05d}", "metrics": {
+        "temperature": round(20 + random.random() * 10, 2),
+        "humidity": round(30 + random.random() * 30, 1),
+        "pressure": round(1000 + random.random() * 25, 2)}}
+def line(r):
+    m = r["metrics"]
+    return f'readings,device_id={r["device_id"]} temperature={m["temperature"]},humidity={m["humidity"]},pressure={m["pressure"]}'
+batch = [reading(i) for i in range(1000)]
+open(f"{w}/eddy_1000.json", "w").write(json.dumps(batch))
+open(f"{w}/eddy_1.json", "w").write(json.dumps(batch[0]))
+open(f"{w}/influx_1000.lp", "w").write("\n".join(line(r) for r in batch) + "\n")
+open(f"{w}/influx_1.lp", "w").write(line(batch[0]) + "\n")
+PY
+
+cat > "$work/influx.conf" <<CONF
+reporting-disabled = true
+[meta]
+  dir = "$work/influx/meta"
+[data]
+  dir = "$work/influx/data"
+  wal-dir = "$work/influx/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:18086"
+  log-enabled = false
+CONF
+
+"$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --log-level warn > "$work/eddy.out" 2>&1 &
+pids+=($!)
+influxd -config "$work/influx.conf" > "$work/influx.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  [[ -f "$work/eddy/admin.key" ]] && curl -sf 127.0.0.1:18086/ping >/dev/null && break
+  sleep 0.2
+done
+KEY=$(cat "$work/eddy/admin.key")
+curl -sf -XPOST 127.0.0.1:18086/query --data-urlencode "q=CREATE DATABASE bench" >/dev/null
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "eddy $("$EDDY" --version), $(influxd version 2>&1 | head -1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+
+run_wrk() { # name conns body content-type url key
+  local name=$1 conns=$2 body=$3 ct=$4 url=$5 key=${6:-}
+  echo "== $name (wrk -t2 -c$conns -d$DUR)"
+  BODY_FILE="$work/$body" CONTENT_TYPE="$ct" API_KEY="$key" wrk -t2 -c"$conns" -d"$DUR" --latency -s bench/post.lua "$url" \
+    | grep -E "Requests/sec|Non-2xx|Socket errors|^ +(50|90|99)%|Latency  "
+}
+
+run_wrk "eddy batched 1000/request" 8 eddy_1000.json application/json "http://127.0.0.1:18080/api/v1/events" "$KEY"
+run_wrk "influxdb batched 1000/request" 8 influx_1000.lp text/plain "http://127.0.0.1:18086/write?db=bench"
+run_wrk "eddy single event" 64 eddy_1.json application/json "http://127.0.0.1:18080/api/v1/events" "$KEY"
+run_wrk "influxdb single point" 64 influx_1.lp text/plain "http://127.0.0.1:18086/write?db=bench"
+
+echo "== eddy loadgen batched: --batch 1000 --concurrency 8"
+"$EDDY" loadgen --url http://127.0.0.1:18080 --api-key "$KEY" --duration "$DUR" --batch 1000 --concurrency 8 --devices 1000 2>/dev/null
+echo "== eddy loadgen single: --batch 1 --concurrency 64"
+"$EDDY" loadgen --url http://127.0.0.1:18080 --api-key "$KEY" --duration "$DUR" --batch 1 --concurrency 64 --devices 1000 2>/dev/null
+echo "== eddy loadgen fixed rate 10k events/s, single events: --rate 10000 --batch 1 --concurrency 64"
+"$EDDY" loadgen --url http://127.0.0.1:18080 --api-key "$KEY" --duration "$DUR" --rate 10000 --batch 1 --concurrency 64 --devices 1000 2>/dev/null
+echo "== eddy loadgen fixed rate 10k events/s, batches of 100: --rate 10000 --batch 100 --concurrency 8"
+"$EDDY" loadgen --url http://127.0.0.1:18080 --api-key "$KEY" --duration "$DUR" --rate 10000 --batch 100 --concurrency 8 --devices 1000 2>/dev/null
+echo "== disk: eddy WAL $(du -sh "$work/eddy/wal" | cut -f1), influxdb $(du -sh "$work/influx" | cut -f1)"
