@@ -169,3 +169,74 @@ fn rebuild_dedup(log: &dyn Log, dedup: &dedup::Dedup, clock: &dyn Clock) -> Resu
     }
     Ok(scanned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn fsync_failure_answers_503_and_reports_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Server::open(
+            ServerConfig::new(dir.path()),
+            Arc::new(eddy_model::SystemClock),
+        )
+        .unwrap();
+        let key = opened.generated_admin_key.unwrap();
+        let server = opened.server;
+        let app = server.router();
+        let post = |body: &'static str| {
+            Request::post("/api/v1/events")
+                .header("x-api-key", &key)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let get = |path: &'static str| Request::get(path).body(Body::empty()).unwrap();
+        assert_eq!(
+            app.clone()
+                .oneshot(post(r#"{"type":"a"}"#))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.clone().oneshot(get("/ready")).await.unwrap().status(),
+            StatusCode::OK
+        );
+
+        server.wal.inject_sync_failure();
+        let r = app
+            .clone()
+            .oneshot(post(r#"{"event_id":"b","type":"b"}"#))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"));
+        assert_eq!(
+            app.clone().oneshot(get("/ready")).await.unwrap().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // No blind retry: later appends are refused too, and nothing unacknowledged is visible.
+        let r = app.clone().oneshot(post(r#"{"type":"c"}"#)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(server.wal.end_offset(), 1);
+        // The failed event's id was released: it is not remembered as stored.
+        let k = [Some(dedup::dedup_key("default", "b"))];
+        let fresh = server
+            .state
+            .dedup
+            .reserve_then("default", &k, 0, |f| Ok::<_, ()>(f.to_vec()))
+            .unwrap();
+        assert_eq!(fresh, vec![true]);
+        // /health still answers (liveness is not readiness).
+        assert_eq!(
+            app.clone().oneshot(get("/health")).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+}
