@@ -8,6 +8,11 @@ mod serve;
 
 use clap::Parser;
 
+// Ingest allocates many small, short-lived objects (JSON values, strings, encoded records);
+// mimalloc spends measurably less time on them than glibc malloc (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = config::Cli::parse();
     let result = match cli.command {
