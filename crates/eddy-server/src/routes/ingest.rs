@@ -67,18 +67,6 @@ fn native_body(o: &Outcome) -> serde_json::Value {
     v
 }
 
-/// `POST /api/v1/events`: one object, an array, `{"events": […]}` or NDJSON.
-pub(crate) async fn native(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<IngestParams>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response> {
-    let o = run(&state, &caller, &params, &headers, body, true, usize::MAX).await?;
-    Ok((status(&o), Json(native_body(&o))).into_response())
-}
-
 /// The response older clients of the compatibility routes expect: a status word, a success
 /// flag and the event id, plus Eddy's counts.
 fn compat_body(o: &Outcome) -> serde_json::Value {
@@ -99,8 +87,10 @@ fn compat_body(o: &Outcome) -> serde_json::Value {
     v
 }
 
-macro_rules! compat_route {
-    ($(#[$doc:meta])* $name:ident, sync = $sync:expr, max = $max:expr) => {
+/// One handler per route, all onto [`run`]; they differ in default sync mode, batch limit and
+/// response shape.
+macro_rules! ingest_route {
+    ($(#[$doc:meta])* $name:ident, sync = $sync:expr, max = $max:expr, body = $body:ident) => {
         $(#[$doc])*
         pub(crate) async fn $name(
             State(state): State<AppState>,
@@ -110,36 +100,40 @@ macro_rules! compat_route {
             body: Body,
         ) -> Result<Response> {
             let o = run(&state, &caller, &params, &headers, body, $sync, $max).await?;
-            Ok((status(&o), Json(compat_body(&o))).into_response())
+            Ok((status(&o), Json($body(&o))).into_response())
         }
     };
 }
 
-compat_route!(
+ingest_route!(
+    /// `POST /api/v1/events`: one object, an array, `{"events": […]}` or NDJSON.
+    native, sync = true, max = usize::MAX, body = native_body
+);
+ingest_route!(
     /// `POST /api/data`: sensor readings (`sensorId`/`sensor_id`, `value`, `timestamp`).
-    sensor_data, sync = true, max = usize::MAX
+    sensor_data, sync = true, max = usize::MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /ingest`: click events (`event_type`, `page_url`, `time_stamp`).
-    click, sync = true, max = usize::MAX
+    click, sync = true, max = usize::MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /telemetry`: device telemetry (`device_id`, `ts`, `metrics`).
-    telemetry, sync = true, max = usize::MAX
+    telemetry, sync = true, max = usize::MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /events`: product events, answered after fsync.
-    product_sync, sync = true, max = usize::MAX
+    product_sync, sync = true, max = usize::MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /events/async`: product events, answered 202 once queued.
-    product_async, sync = false, max = usize::MAX
+    product_async, sync = false, max = usize::MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /events/batch`: up to 1000 product events.
-    product_batch, sync = true, max = PRODUCT_BATCH_MAX
+    product_batch, sync = true, max = PRODUCT_BATCH_MAX, body = compat_body
 );
-compat_route!(
+ingest_route!(
     /// `POST /v1/events`: gateway style `{"event": {…}}`.
-    gateway, sync = true, max = usize::MAX
+    gateway, sync = true, max = usize::MAX, body = compat_body
 );

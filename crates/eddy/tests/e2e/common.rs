@@ -189,6 +189,24 @@ impl TestServer {
         )
     }
 
+    /// POST with exactly the given headers (besides the API key) and a raw body.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("x-api-key", key);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: &str) -> (StatusCode, Value) {
         self.request("POST", path, Some(key), Some(body)).await
     }

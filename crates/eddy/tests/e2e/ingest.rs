@@ -92,14 +92,13 @@ async fn every_payload_shape_lands_in_the_log_as_one_model() {
         "{v}"
     );
     let resp = s
-        .client
-        .post(format!("{}/api/v1/events", s.url))
-        .header("x-api-key", &k)
-        .header("content-type", "application/x-ndjson")
-        .body("{\"type\":\"n1\"}\n{\"type\":\"n2\"}\n")
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &k,
+            &[("content-type", "application/x-ndjson")],
+            "{\"type\":\"n1\"}\n{\"type\":\"n2\"}\n",
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     // gzip.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -110,15 +109,16 @@ async fn every_payload_shape_lands_in_the_log_as_one_model() {
     )
     .unwrap();
     let resp = s
-        .client
-        .post(format!("{}/api/v1/events", s.url))
-        .header("x-api-key", &k)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().unwrap())
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &k,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            gz.finish().unwrap(),
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     let evs = events(&s.stop_and_read_log());
@@ -265,7 +265,6 @@ async fn size_type_and_encoding_limits() {
     )
     .await;
     let k = s.admin_key.clone();
-    let url = format!("{}/api/v1/events", s.url);
     let big = json!({"type":"x","properties":{"blob":"a".repeat(3000)}}).to_string();
     let (st, v) = s.post("/api/v1/events", &k, &big).await;
     assert_eq!(
@@ -290,46 +289,41 @@ async fn size_type_and_encoding_limits() {
     let bomb = gz.finish().unwrap();
     assert!(bomb.len() < 2048);
     let r = s
-        .client
-        .post(&url)
-        .header("x-api-key", &k)
-        .header("content-encoding", "gzip")
-        .header("content-type", "application/json")
-        .body(bomb)
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &k,
+            &[
+                ("content-encoding", "gzip"),
+                ("content-type", "application/json"),
+            ],
+            bomb,
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let r = s
-        .client
-        .post(&url)
-        .header("x-api-key", &k)
-        .header("content-encoding", "gzip")
-        .header("content-type", "application/json")
-        .body("not gzip")
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &k,
+            &[
+                ("content-encoding", "gzip"),
+                ("content-type", "application/json"),
+            ],
+            "not gzip",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = s
-        .client
-        .post(&url)
-        .header("x-api-key", &k)
-        .header("content-encoding", "br")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/api/v1/events", &k, &[("content-encoding", "br")], "{}")
+        .await;
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = s
-        .client
-        .post(&url)
-        .header("x-api-key", &k)
-        .header("content-type", "text/xml")
-        .body("<a/>")
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &k,
+            &[("content-type", "text/xml")],
+            "<a/>",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_media_type");
@@ -417,14 +411,13 @@ async fn quota_answers_429_with_retry_after_and_stores_nothing() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let end = s.log_end().await;
     let r = s
-        .client
-        .post(format!("{}/api/v1/events", s.url))
-        .header("x-api-key", &key)
-        .header("content-type", "application/json")
-        .body(json!(batch[..100]).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_raw(
+            "/api/v1/events",
+            &key,
+            &[("content-type", "application/json")],
+            json!(batch[..100]).to_string(),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
