@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest body after gzip decompression.
     pub max_decompressed_bytes: usize,
+    /// Budget for request bodies being processed at once (after decompression); a request
+    /// that does not fit is answered 503 with `Retry-After`. JSON parsing needs a small
+    /// multiple of this in memory.
+    pub max_inflight_bytes: usize,
     /// Most events per request.
     pub max_batch_events: usize,
     /// Window in which a repeated client `event_id` is a duplicate.
@@ -45,6 +49,7 @@ impl ServerConfig {
             limits: Limits::default(),
             max_body_bytes: 16 << 20,
             max_decompressed_bytes: 64 << 20,
+            max_inflight_bytes: 256 << 20,
             max_batch_events: 10_000,
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_max_entries: 2_000_000,

@@ -50,12 +50,34 @@ pub struct Outcome {
     pub durable: bool,
 }
 
-/// Reads, size-checks and decompresses a request body, and tells its framing.
-pub async fn read_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Bytes, BodyFormat)> {
+/// A request body in memory, with its share of the in-flight budget (released on drop).
+#[derive(Debug)]
+pub struct RequestBody {
+    pub bytes: Bytes,
+    pub format: BodyFormat,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+fn reserve(state: &AppState, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    let n = u32::try_from(bytes.min(state.config.max_inflight_bytes)).unwrap_or(u32::MAX);
+    state
+        .inflight
+        .clone()
+        .try_acquire_many_owned(n.max(1))
+        .map_err(|_| {
+            metrics::counter!("eddy_inflight_rejections_total").increment(1);
+            Error::Unavailable {
+                message:
+                    "the server is processing as much request data as it may hold; retry shortly"
+                        .into(),
+                retry_after_secs: 1,
+            }
+        })
+}
+
+/// Reads, size-checks and decompresses a request body, and tells its framing. The body's
+/// bytes count against the in-flight budget until the returned value is dropped.
+pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<RequestBody> {
     let mut form_encoded = false;
     let format = match headers
         .get(header::CONTENT_TYPE)
@@ -105,6 +127,21 @@ pub async fn read_body(
         }
     };
     let max = state.config.max_body_bytes;
+    // Reserve before reading: the declared length when there is one (the limit otherwise),
+    // or the decompression cap for gzip.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(max, |n| n.min(max));
+    let budget = reserve(
+        state,
+        if gzip {
+            state.config.max_decompressed_bytes
+        } else {
+            declared
+        },
+    )?;
     let raw = axum::body::to_bytes(body, max).await.map_err(|_| {
         Error::PayloadTooLarge(format!(
             "request body is larger than the limit of {max} bytes"
@@ -121,7 +158,11 @@ pub async fn read_body(
         ));
     }
     if !gzip {
-        return Ok((raw, format));
+        return Ok(RequestBody {
+            bytes: raw,
+            format,
+            _budget: budget,
+        });
     }
     let cap = state.config.max_decompressed_bytes;
     let out = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
@@ -141,7 +182,11 @@ pub async fn read_body(
     })
     .await
     .map_err(|e| Error::Internal(format!("decompression task failed: {e}")))??;
-    Ok((Bytes::from(out), format))
+    Ok(RequestBody {
+        bytes: Bytes::from(out),
+        format,
+        _budget: budget,
+    })
 }
 
 struct Prepared {

@@ -89,6 +89,7 @@ impl Server {
             clock,
             stats: state::TenantStats::default(),
             prometheus,
+            inflight: Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes)),
             started: Instant::now(),
             config,
         });

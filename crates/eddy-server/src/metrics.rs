@@ -111,6 +111,10 @@ fn describe() {
         "Event ids evicted from the dedup index before their window ended (index full)."
     );
     describe_gauge!("eddy_tenants", "Tenants in the catalog.");
+    describe_counter!(
+        "eddy_inflight_rejections_total",
+        "Requests refused (503) because the in-flight body budget was spent."
+    );
     describe_gauge!(
         "eddy_build_info",
         "Build information; the value is always 1."

@@ -27,6 +27,8 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     pub stats: TenantStats,
     pub prometheus: PrometheusHandle,
+    /// Permits = bytes of request bodies that may be in memory at once.
+    pub inflight: Arc<tokio::sync::Semaphore>,
     pub started: Instant,
 }
 

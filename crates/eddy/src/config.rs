@@ -68,6 +68,9 @@ pub(crate) struct ServeArgs {
     /// Largest body after gzip decompression, e.g. `64MiB`.
     #[arg(long, env = "EDDY_MAX_DECOMPRESSED_SIZE")]
     pub(crate) max_decompressed_size: Option<String>,
+    /// Request body bytes processed at once; beyond it ingest answers 503 [default: 256MiB].
+    #[arg(long, env = "EDDY_MAX_INFLIGHT_SIZE")]
+    pub(crate) max_inflight_size: Option<String>,
     /// Most events per request [default: 10000].
     #[arg(long, env = "EDDY_MAX_BATCH_EVENTS")]
     pub(crate) max_batch_events: Option<usize>,
@@ -117,6 +120,7 @@ struct FileConfig {
     log_level: Option<String>,
     max_body_size: Option<String>,
     max_decompressed_size: Option<String>,
+    max_inflight_size: Option<String>,
     max_batch_events: Option<usize>,
     max_properties: Option<usize>,
     max_metrics: Option<usize>,
@@ -218,6 +222,9 @@ impl ServeArgs {
         if let Some(v) = self.max_decompressed_size.or(file.max_decompressed_size) {
             c.max_decompressed_bytes =
                 size("--max-decompressed-size / EDDY_MAX_DECOMPRESSED_SIZE", &v)?;
+        }
+        if let Some(v) = self.max_inflight_size.or(file.max_inflight_size) {
+            c.max_inflight_bytes = size("--max-inflight-size / EDDY_MAX_INFLIGHT_SIZE", &v)?;
         }
         if let Some(v) = self.max_batch_events.or(file.max_batch_events) {
             c.max_batch_events = positive("--max-batch-events / EDDY_MAX_BATCH_EVENTS", v)?;

@@ -37,13 +37,14 @@ async fn run(
     max_events: usize,
 ) -> Result<Outcome> {
     let principal = caller.require(Scope::Write)?;
-    let (bytes, format) = read_body(state, headers, body).await?;
+    let body = read_body(state, headers, body).await?;
     let opts = IngestOptions {
         partial: params.partial.unwrap_or(false),
         sync: params.sync.unwrap_or(sync_default),
         max_events: max_events.min(state.config.max_batch_events),
     };
-    ingest(state, principal, bytes, format, opts).await
+    // `body` (and its in-flight budget) lives until the events are queued or refused.
+    ingest(state, principal, body.bytes.clone(), body.format, opts).await
 }
 
 fn status(o: &Outcome) -> StatusCode {

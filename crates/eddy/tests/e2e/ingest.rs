@@ -438,22 +438,45 @@ async fn quota_answers_429_with_retry_after_and_stores_nothing() {
 #[tokio::test]
 async fn full_log_queue_answers_429_not_unbounded_memory() {
     let s = TestServer::spawn_with(&["--wal-queue-size", "1KiB"], &[]).await;
-    let body = json!(
-        (0..200)
-            .map(|i| json!({"type":"q","device_id": format!("dev-{i}"), "metrics":{"v": i}}))
-            .collect::<Vec<_>>()
+    let body = readings_batch(200);
+    let saw_429 = overload_until(&s, &body, 32, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(
+        saw_429,
+        "a 1 KiB queue must overflow under 32 concurrent 10 KiB batches"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_body_budget_answers_503_when_spent() {
+    // Room for one 16 KiB body at a time.
+    let s = TestServer::spawn_with(
+        &["--max-body-size", "16KiB", "--max-inflight-size", "16KiB"],
+        &[],
     )
-    .to_string();
-    let mut saw_429 = false;
-    // Bounded: at most 20 waves of 32 concurrent requests.
+    .await;
+    let body = readings_batch(220);
+    assert!(body.len() > 8 * 1024 && body.len() < 16 * 1024);
+    let saw_503 = overload_until(&s, &body, 16, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        saw_503,
+        "16 concurrent bodies cannot all fit a budget of one"
+    );
+    // Once the load is gone the budget is back.
+    let (st, _) = s.post("/api/v1/events", &s.admin_key, &body).await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+/// Sends waves of `n` concurrent copies of `body` until some answer is `want` (which must carry
+/// `Retry-After`); every other answer must be 200. Bounded: at most 20 waves.
+async fn overload_until(s: &TestServer, body: &str, n: usize, want: StatusCode) -> bool {
     for _ in 0..20 {
         let mut tasks = Vec::new();
-        for _ in 0..32 {
+        for _ in 0..n {
             let (client, url, key, body) = (
                 s.client.clone(),
                 format!("{}/api/v1/events", s.url),
                 s.admin_key.clone(),
-                body.clone(),
+                body.to_string(),
             );
             tasks.push(tokio::spawn(async move {
                 let r = client
@@ -467,23 +490,28 @@ async fn full_log_queue_answers_429_not_unbounded_memory() {
                 (r.status(), r.headers().get("retry-after").is_some())
             }));
         }
+        let mut seen = false;
         for t in tasks {
             let (st, retry) = t.await.unwrap();
-            assert!(
-                st == StatusCode::OK || st == StatusCode::TOO_MANY_REQUESTS,
-                "{st}"
-            );
-            if st == StatusCode::TOO_MANY_REQUESTS {
-                assert!(retry);
-                saw_429 = true;
+            assert!(st == StatusCode::OK || st == want, "{st}");
+            if st == want {
+                assert!(retry, "{want} without Retry-After");
+                seen = true;
             }
         }
-        if saw_429 {
-            break;
+        if seen {
+            return true;
         }
     }
-    assert!(
-        saw_429,
-        "a 1 KiB queue must overflow under 32 concurrent 10 KiB batches"
-    );
+    false
+}
+
+/// A JSON array of `n` small readings (about 54 bytes each).
+fn readings_batch(n: usize) -> String {
+    json!(
+        (0..n)
+            .map(|i| json!({"type":"reading","device_id": format!("dev-{i}"), "metrics":{"v": i}}))
+            .collect::<Vec<_>>()
+    )
+    .to_string()
 }
