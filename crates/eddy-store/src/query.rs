@@ -1,0 +1,259 @@
+//! The questions the REST API asks of the store, behind the [`Store`] trait.
+//!
+//! Filters are built as DataFusion expressions (never by splicing user input into SQL text),
+//! in a session that holds only the calling tenant's tables.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, MapArray, RecordBatch};
+use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
+use async_trait::async_trait;
+use datafusion::functions::core::expr_fn::get_field;
+use datafusion::prelude::{Expr, ident, lit};
+use datafusion::scalar::ScalarValue;
+use serde_json::{Map, Value};
+
+use crate::schema::{TZ, encode_property};
+use crate::store::EmbeddedStore;
+use crate::{Error, Result};
+
+/// A position in a time-ordered listing: the last row's time and log offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: i64,
+    pub offset: u64,
+}
+
+impl Cursor {
+    /// Opaque text form for `next_cursor`.
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.time, self.offset)
+    }
+
+    /// Parses [`Cursor::encode`]'s form.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidQuery(format!("`cursor` `{s}` is not one this server returned"));
+        let (t, o) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            time: t.parse().map_err(|_| bad())?,
+            offset: o.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Inclusive lower bound of event time (ns).
+    pub from: Option<i64>,
+    /// Exclusive upper bound of event time (ns).
+    pub to: Option<i64>,
+    pub r#type: Option<String>,
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+    pub source: Option<String>,
+    /// Property equality: name → value as text (`/home`, `45`, `true`).
+    pub properties: Vec<(String, String)>,
+    pub newest_first: bool,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// One page of events.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// Events as JSON objects with the data model's field names.
+    pub events: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+/// The store seam the query layer uses.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Events of `tenant` matching `filter`, ordered by (time, offset).
+    async fn events(&self, tenant: &str, filter: EventFilter) -> Result<EventPage>;
+}
+
+fn ts(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), Some(TZ.into())))
+}
+
+/// The stored encodings a property filter value may match: a string, and, when it reads as
+/// one, a number or a boolean.
+fn property_candidates(v: &str) -> Vec<Expr> {
+    let mut out = vec![lit(encode_property(&Some(eddy_model::Value::String(
+        v.to_string(),
+    ))))];
+    if let Ok(n) = v.parse::<f64>()
+        && n.is_finite()
+    {
+        out.push(lit(encode_property(&Some(eddy_model::Value::Number(n)))));
+    }
+    if let Ok(b) = v.parse::<bool>() {
+        out.push(lit(encode_property(&Some(eddy_model::Value::Bool(b)))));
+    }
+    out
+}
+
+#[async_trait]
+impl Store for Arc<EmbeddedStore> {
+    async fn events(&self, tenant: &str, f: EventFilter) -> Result<EventPage> {
+        let from = f.from.unwrap_or(i64::MIN);
+        let to = f.to.unwrap_or(i64::MAX);
+        if from >= to {
+            return Ok(EventPage {
+                events: vec![],
+                next_cursor: None,
+            });
+        }
+        let limit = f.limit.clamp(1, self.config().max_result_rows);
+        let ctx = self.session(tenant, from, to).await?;
+        self.run_query(async move {
+            let mut pred = ident("time").gt_eq(ts(from)).and(ident("time").lt(ts(to)));
+            for (name, v) in [
+                ("type", f.r#type),
+                ("device_id", f.device_id),
+                ("user_id", f.user_id),
+                ("source", f.source),
+            ] {
+                if let Some(v) = v {
+                    pred = pred.and(ident(name).eq(lit(v)));
+                }
+            }
+            for (k, v) in f.properties {
+                pred = pred
+                    .and(get_field(ident("properties"), k).in_list(property_candidates(&v), false));
+            }
+            if let Some(c) = f.cursor {
+                let (t, o) = (ts(c.time), lit(c.offset));
+                let after = if f.newest_first {
+                    ident("time")
+                        .lt(t.clone())
+                        .or(ident("time").eq(t).and(ident("offset").lt(o)))
+                } else {
+                    ident("time")
+                        .gt(t.clone())
+                        .or(ident("time").eq(t).and(ident("offset").gt(o)))
+                };
+                pred = pred.and(after);
+            }
+            let asc = !f.newest_first;
+            let df = ctx
+                .table("events")
+                .await?
+                .filter(pred)?
+                .sort(vec![
+                    ident("time").sort(asc, false),
+                    ident("offset").sort(asc, false),
+                ])?
+                .limit(0, Some(limit + 1))?;
+            let batches = df.collect().await?;
+            let mut rows = events_to_json(&batches)?;
+            let next_cursor = if rows.len() > limit {
+                rows.truncate(limit);
+                rows.last().map(|(_, c)| c.encode())
+            } else {
+                None
+            };
+            Ok(EventPage {
+                events: rows.into_iter().map(|(v, _)| v).collect(),
+                next_cursor,
+            })
+        })
+        .await
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Task(format!("result has no column `{name}`")))
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+    let c = column(batch, name)?;
+    let c = if c.data_type() == &DataType::Utf8 {
+        c.clone()
+    } else {
+        arrow::compute::cast(c, &DataType::Utf8).map_err(Error::Arrow)?
+    };
+    Ok(c.as_string::<i32>().clone())
+}
+
+fn map_json(map: &MapArray, row: usize, decode_values: bool) -> Value {
+    if map.is_null(row) {
+        return Value::Object(Map::new());
+    }
+    let entries = map.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let mut out = Map::new();
+    for i in 0..entries.len() {
+        let v = if decode_values {
+            let s = entries.column(1).as_string::<i32>().value(i);
+            serde_json::from_str(s).unwrap_or(Value::Null)
+        } else {
+            serde_json::Number::from_f64(
+                entries
+                    .column(1)
+                    .as_primitive::<arrow::datatypes::Float64Type>()
+                    .value(i),
+            )
+            .map_or(Value::Null, Value::Number)
+        };
+        out.insert(keys.value(i).to_string(), v);
+    }
+    Value::Object(out)
+}
+
+/// Converts `events` rows to JSON objects with the data model's names, with their cursors.
+pub fn events_to_json(batches: &[RecordBatch]) -> Result<Vec<(Value, Cursor)>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let time = column(b, "time")?.as_primitive::<TimestampNanosecondType>();
+        let received = column(b, "received_at")?.as_primitive::<TimestampNanosecondType>();
+        let offset = column(b, "offset")?.as_primitive::<UInt64Type>();
+        let (id, ty, source, device, user, page) = (
+            strings(b, "event_id")?,
+            strings(b, "type")?,
+            strings(b, "source")?,
+            strings(b, "device_id")?,
+            strings(b, "user_id")?,
+            strings(b, "page_url")?,
+        );
+        let metrics = column(b, "metrics")?.as_map();
+        let props = column(b, "properties")?.as_map();
+        for r in 0..b.num_rows() {
+            let mut o = Map::new();
+            o.insert("event_id".into(), id.value(r).into());
+            o.insert(
+                "time".into(),
+                eddy_model::time::format_rfc3339(time.value(r)).into(),
+            );
+            o.insert("type".into(), ty.value(r).into());
+            for (k, col) in [
+                ("source", &source),
+                ("device_id", &device),
+                ("user_id", &user),
+                ("page_url", &page),
+            ] {
+                if !col.is_null(r) {
+                    o.insert(k.into(), col.value(r).into());
+                }
+            }
+            o.insert("metrics".into(), map_json(metrics, r, false));
+            o.insert("properties".into(), map_json(props, r, true));
+            o.insert(
+                "received_at".into(),
+                eddy_model::time::format_rfc3339(received.value(r)).into(),
+            );
+            out.push((
+                Value::Object(o),
+                Cursor {
+                    time: time.value(r),
+                    offset: offset.value(r),
+                },
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,738 @@
+//! The embedded store: a named log consumer that keeps recent events in Arrow buffers (visible
+//! to queries at once) and persists them to Parquet, and the DataFusion sessions queries run in.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use eddy_log::Log;
+use eddy_model::{Entry, codec};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use tokio::sync::watch;
+
+use crate::error::io;
+use crate::manifest::{FileMeta, Manifest, Table, sync_dir};
+use crate::schema::{BatchBuilder, events_schema, samples_schema};
+use crate::{Error, Result};
+
+/// Name of the store's log consumer.
+pub const CONSUMER: &str = "store";
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the manifest and the Parquet files.
+    pub dir: PathBuf,
+    /// Persist once this many bytes are buffered.
+    pub persist_bytes: usize,
+    /// Persist once the oldest buffered row is this old.
+    pub persist_age: Duration,
+    /// The writer stops consuming the log while this many bytes are buffered (persisting
+    /// included); ingest sees the growing lag and answers 503.
+    pub max_buffer_bytes: usize,
+    /// Ingest answers 503 while the store is this many records behind the log.
+    pub max_lag_records: u64,
+    /// Per-query limits.
+    pub query_timeout: Duration,
+    pub query_memory_bytes: usize,
+    pub max_result_rows: usize,
+    /// Threads of the query runtime (kept apart from ingest's).
+    pub query_threads: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for a directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            persist_bytes: 64 << 20,
+            persist_age: Duration::from_secs(60),
+            max_buffer_bytes: 512 << 20,
+            max_lag_records: 5_000_000,
+            query_timeout: Duration::from_secs(30),
+            query_memory_bytes: 512 << 20,
+            max_result_rows: 100_000,
+            query_threads: 2,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Buffer {
+    events: Vec<RecordBatch>,
+    samples: Vec<RecordBatch>,
+    bytes: usize,
+}
+
+impl Buffer {
+    fn add(&mut self, events: RecordBatch, samples: RecordBatch) {
+        self.bytes += events.get_array_memory_size() + samples.get_array_memory_size();
+        if events.num_rows() > 0 {
+            self.events.push(events);
+        }
+        if samples.num_rows() > 0 {
+            self.samples.push(samples);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    active: HashMap<String, Buffer>,
+    persisting: HashMap<String, Buffer>,
+    manifest: Arc<Manifest>,
+    active_since: Option<Instant>,
+    /// Every record below this offset is in a buffer or a file.
+    applied: u64,
+}
+
+impl State {
+    fn buffered_bytes(&self) -> usize {
+        self.active
+            .values()
+            .chain(self.persisting.values())
+            .map(|b| b.bytes)
+            .sum()
+    }
+}
+
+/// What a query of one tenant sees: its files and buffered batches at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub events_files: Vec<PathBuf>,
+    pub samples_files: Vec<PathBuf>,
+    pub events: Vec<RecordBatch>,
+    pub samples: Vec<RecordBatch>,
+}
+
+/// Counters of the store for `/stats` and `/lag`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStats {
+    pub applied_offset: u64,
+    pub persisted_offset: u64,
+    pub buffered_bytes: usize,
+    pub files: usize,
+    pub file_bytes: u64,
+}
+
+/// The embedded Arrow/Parquet/DataFusion store.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    config: StoreConfig,
+    log: Arc<dyn Log>,
+    state: RwLock<State>,
+    query_rt: QueryRuntime,
+    shutdown: watch::Sender<bool>,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A dedicated runtime for queries, so a heavy query does not starve ingest.
+#[derive(Debug)]
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Task("store state lock poisoned".into())
+}
+
+impl EmbeddedStore {
+    /// Opens the store: loads the manifest, removes orphan files, registers the log consumer.
+    /// Call [`EmbeddedStore::start`] to begin consuming.
+    pub fn open(config: StoreConfig, log: Arc<dyn Log>) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.dir).map_err(io(&config.dir))?;
+        let manifest = Manifest::load(&config.dir)?;
+        remove_orphans(&config.dir, &manifest)?;
+        let committed = log.register_consumer(CONSUMER)?;
+        // The manifest is authoritative; the consumer offset only lets the log delete segments.
+        if committed > manifest.persisted_offset || log.start_offset() > manifest.persisted_offset {
+            return Err(Error::LogGap {
+                needed: manifest.persisted_offset,
+                start: log.start_offset().max(committed),
+            });
+        }
+        let query_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.query_threads.max(1))
+            .thread_name("eddy-query")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Task(format!("cannot start the query runtime: {e}")))?;
+        let (shutdown, _) = watch::channel(false);
+        let applied = manifest.persisted_offset;
+        Ok(Arc::new(Self {
+            state: RwLock::new(State {
+                active: HashMap::new(),
+                persisting: HashMap::new(),
+                manifest: Arc::new(manifest),
+                active_since: None,
+                applied,
+            }),
+            config,
+            log,
+            query_rt: QueryRuntime(Some(query_rt)),
+            shutdown,
+            writer: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Starts the writer task on the current runtime.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = me.run_writer().await {
+                tracing::error!(error = %e, "store writer stopped");
+            }
+        });
+        if let Ok(mut w) = self.writer.lock() {
+            *w = Some(handle);
+        }
+    }
+
+    /// Stops the writer after persisting what it holds.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    /// Stops the writer at once, persisting nothing: what a crash does (tests).
+    #[doc(hidden)]
+    pub async fn crash(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    /// The offset up to which events are queryable.
+    pub fn applied_offset(&self) -> u64 {
+        self.state.read().map(|s| s.applied).unwrap_or(0)
+    }
+
+    /// True when ingest should pause: the store is too far behind the log.
+    pub fn overloaded(&self) -> bool {
+        self.log.end_offset().saturating_sub(self.applied_offset()) > self.config.max_lag_records
+    }
+
+    /// Counters for operators.
+    pub fn stats(&self) -> StoreStats {
+        let s = self.state.read();
+        match s {
+            Ok(s) => StoreStats {
+                applied_offset: s.applied,
+                persisted_offset: s.manifest.persisted_offset,
+                buffered_bytes: s.buffered_bytes(),
+                files: s.manifest.files.len(),
+                file_bytes: s.manifest.files.iter().map(|f| f.bytes).sum(),
+            },
+            Err(_) => StoreStats {
+                applied_offset: 0,
+                persisted_offset: 0,
+                buffered_bytes: 0,
+                files: 0,
+                file_bytes: 0,
+            },
+        }
+    }
+
+    /// True when a directory for `tenant` exists in the store (tests).
+    #[doc(hidden)]
+    pub fn dir_has(&self, tenant: &str) -> bool {
+        self.config.dir.join(tenant).exists()
+    }
+
+    /// The limits queries run under.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// What `tenant` has in `[from, to)` right now.
+    pub fn snapshot(&self, tenant: &str, from: i64, to: i64) -> Result<Snapshot> {
+        let s = self.state.read().map_err(|_| poisoned())?;
+        let paths = |t: Table| {
+            s.manifest
+                .files_for(tenant, t, from, to)
+                .map(|f| self.config.dir.join(&f.path))
+                .collect::<Vec<_>>()
+        };
+        let mut snap = Snapshot {
+            events_files: paths(Table::Events),
+            samples_files: paths(Table::MetricSamples),
+            events: vec![],
+            samples: vec![],
+        };
+        for b in [s.persisting.get(tenant), s.active.get(tenant)]
+            .into_iter()
+            .flatten()
+        {
+            snap.events.extend(b.events.iter().cloned());
+            snap.samples.extend(b.samples.iter().cloned());
+        }
+        Ok(snap)
+    }
+
+    /// A DataFusion session holding only `tenant`'s `events` and `metric_samples` in
+    /// `[from, to)` (files outside the range are left out; rows are filtered by the query).
+    pub async fn session(&self, tenant: &str, from: i64, to: i64) -> Result<SessionContext> {
+        let snap = self.snapshot(tenant, from, to)?;
+        let mut config = SessionConfig::new()
+            .with_target_partitions(self.config.query_threads.max(1))
+            .with_information_schema(false);
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.config.query_memory_bytes, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        register(
+            &ctx,
+            "events",
+            events_schema(),
+            snap.events_files,
+            snap.events,
+        )
+        .await?;
+        register(
+            &ctx,
+            "metric_samples",
+            samples_schema(),
+            snap.samples_files,
+            snap.samples,
+        )
+        .await?;
+        Ok(ctx)
+    }
+
+    /// Runs `f` on the query runtime with the configured timeout.
+    pub async fn run_query<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let rt = self
+            .query_rt
+            .0
+            .as_ref()
+            .ok_or_else(|| Error::Task("query runtime stopped".into()))?;
+        let limit = self.config.query_timeout;
+        let handle = rt.spawn(async move { tokio::time::timeout(limit, f).await });
+        match handle.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::Timeout(limit)),
+            Err(e) => Err(Error::Task(format!("query task failed: {e}"))),
+        }
+    }
+
+    async fn run_writer(&self) -> Result<()> {
+        let mut end = self.log.watch_end();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut builders: HashMap<String, BatchBuilder> = HashMap::new();
+        let mut persist: Option<tokio::task::JoinHandle<Result<Manifest>>> = None;
+        let mut next = self.applied_offset();
+        loop {
+            // Finish a completed persistence first: it frees memory and lets the log shrink.
+            if persist.as_ref().is_some_and(|p| p.is_finished())
+                && let Some(p) = persist.take()
+            {
+                self.finish_persist(p).await;
+            }
+            let over_cap = self.state.read().map_err(|_| poisoned())?.buffered_bytes()
+                >= self.config.max_buffer_bytes;
+            if over_cap && let Some(p) = persist.take() {
+                self.finish_persist(p).await;
+                continue;
+            }
+            let records = if over_cap {
+                Vec::new()
+            } else {
+                self.log.read(next, 8192)?
+            };
+            if records.is_empty() {
+                if persist.is_none() && self.persist_due() {
+                    persist = self.start_persist(false)?;
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = end.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            for rec in &records {
+                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                    Ok(Some(Entry::Event(ev))) => builders
+                        .entry(ev.tenant.clone())
+                        .or_default()
+                        .push(&ev, rec.offset)?,
+                    Ok(Some(Entry::TenantDeleted(t))) => {
+                        // Apply what came before the tombstone, then drop the tenant everywhere.
+                        self.apply(&mut builders, rec.offset)?;
+                        if let Some(p) = persist.take() {
+                            self.finish_persist(p).await;
+                        }
+                        self.drop_tenant(&t.tenant)?;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
+                    }
+                }
+            }
+            next = records.last().map_or(next, |r| r.offset + 1);
+            self.apply(&mut builders, next)?;
+            if persist.is_none() && self.persist_due() {
+                persist = self.start_persist(false)?;
+            }
+        }
+        // Graceful stop: persist everything so a restart has nothing to replay.
+        if let Some(p) = persist.take() {
+            self.finish_persist(p).await;
+        }
+        if let Some(p) = self.start_persist(true)? {
+            self.finish_persist(p).await;
+        }
+        Ok(())
+    }
+
+    /// Moves built rows into the active buffers and advances the applied offset to `next`.
+    fn apply(&self, builders: &mut HashMap<String, BatchBuilder>, next: u64) -> Result<()> {
+        let mut built = Vec::new();
+        for (tenant, b) in builders.iter_mut() {
+            if b.rows() > 0 {
+                let (e, s) = b.finish()?;
+                built.push((tenant.clone(), e, s));
+            }
+        }
+        let mut st = self.state.write().map_err(|_| poisoned())?;
+        if !built.is_empty() && st.active_since.is_none() {
+            st.active_since = Some(Instant::now());
+        }
+        for (tenant, e, s) in built {
+            st.active.entry(tenant).or_default().add(e, s);
+        }
+        st.applied = next;
+        metrics::gauge!("eddy_store_applied_offset").set(next as f64);
+        Ok(())
+    }
+
+    fn persist_due(&self) -> bool {
+        let Ok(st) = self.state.read() else {
+            return false;
+        };
+        let bytes: usize = st.active.values().map(|b| b.bytes).sum();
+        bytes > 0
+            && (bytes >= self.config.persist_bytes
+                || st
+                    .active_since
+                    .is_some_and(|t| t.elapsed() >= self.config.persist_age))
+    }
+
+    /// Swaps the active buffers out (they stay visible as "persisting") and writes them in the
+    /// background. With `force`, runs even below the thresholds.
+    fn start_persist(
+        &self,
+        force: bool,
+    ) -> Result<Option<tokio::task::JoinHandle<Result<Manifest>>>> {
+        let (snapshot, manifest, upto) = {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            if st.active.is_empty() && !(force && st.applied > st.manifest.persisted_offset) {
+                return Ok(None);
+            }
+            let snap = std::mem::take(&mut st.active);
+            st.persisting = snap.clone();
+            st.active_since = None;
+            (snap, st.manifest.clone(), st.applied)
+        };
+        let dir = self.config.dir.clone();
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            write_files(&dir, snapshot, &manifest, upto)
+        })))
+    }
+
+    async fn finish_persist(&self, task: tokio::task::JoinHandle<Result<Manifest>>) {
+        let result = task
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+            .and_then(|r| r);
+        match result {
+            Ok(manifest) => {
+                let upto = manifest.persisted_offset;
+                if let Ok(mut st) = self.state.write() {
+                    st.manifest = Arc::new(manifest);
+                    st.persisting.clear();
+                }
+                if let Err(e) = self.log.commit(CONSUMER, upto) {
+                    tracing::warn!(error = %e, "cannot commit the store's log offset");
+                }
+                metrics::counter!("eddy_store_persists_total").increment(1);
+            }
+            Err(e) => {
+                // Keep the data visible and try again later: put it back in front of the
+                // active buffers.
+                tracing::error!(error = %e, "persisting the store failed; will retry");
+                metrics::counter!("eddy_store_persist_failures_total").increment(1);
+                if let Ok(mut st) = self.state.write() {
+                    let failed = std::mem::take(&mut st.persisting);
+                    for (tenant, mut old) in failed {
+                        let newer = st.active.remove(&tenant).unwrap_or_default();
+                        old.events.extend(newer.events);
+                        old.samples.extend(newer.samples);
+                        old.bytes += newer.bytes;
+                        st.active.insert(tenant, old);
+                    }
+                    st.active_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn drop_tenant(&self, tenant: &str) -> Result<()> {
+        let (doomed, manifest) = {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            st.active.remove(tenant);
+            st.persisting.remove(tenant);
+            let mut m = (*st.manifest).clone();
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                m.files.into_iter().partition(|f| f.tenant == tenant);
+            m.files = kept;
+            m.save(&self.config.dir)?;
+            st.manifest = Arc::new(m.clone());
+            (gone, m)
+        };
+        for f in &doomed {
+            let _ = std::fs::remove_file(self.config.dir.join(&f.path));
+        }
+        let _ = std::fs::remove_dir_all(self.config.dir.join(tenant));
+        tracing::info!(
+            tenant,
+            files = doomed.len(),
+            remaining = manifest.files.len(),
+            "store dropped a deleted tenant's data"
+        );
+        Ok(())
+    }
+}
+
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    files: Vec<PathBuf>,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let mem = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
+    if files.is_empty() {
+        ctx.register_table(name, mem)?;
+        return Ok(());
+    }
+    let paths: Vec<String> = files
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let persisted = ctx
+        .read_parquet(paths, ParquetReadOptions::default().schema(&schema))
+        .await?;
+    let all = persisted.union(ctx.read_table(mem)?)?;
+    ctx.register_table(name, all.into_view())?;
+    Ok(())
+}
+
+fn write_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// Sorts `batch` by the given columns.
+fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
+    let cols = columns
+        .iter()
+        .map(|c| {
+            let i = batch.schema().index_of(c).map_err(Error::Arrow)?;
+            Ok(SortColumn {
+                values: batch.column(i).clone(),
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let idx = lexsort_to_indices(&cols, None).map_err(Error::Arrow)?;
+    take_record_batch(batch, &idx).map_err(Error::Arrow)
+}
+
+fn time_column(batch: &RecordBatch) -> Result<&arrow::array::TimestampNanosecondArray> {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+        .ok_or_else(|| Error::Task("time column has an unexpected type".into()))
+}
+
+/// Writes every buffered batch into per-(tenant, table, hour) Parquet files and returns the
+/// manifest that lists them with `persisted_offset = upto`, saved atomically.
+fn write_files(
+    dir: &Path,
+    snapshot: HashMap<String, Buffer>,
+    manifest: &Manifest,
+    upto: u64,
+) -> Result<Manifest> {
+    let start = Instant::now();
+    let mut next = manifest.clone();
+    let mut written = 0u64;
+    for (tenant, buf) in snapshot {
+        for (table, schema, batches) in [
+            (Table::Events, events_schema(), buf.events),
+            (Table::MetricSamples, samples_schema(), buf.samples),
+        ] {
+            if batches.is_empty() {
+                continue;
+            }
+            let all = sort_by(
+                &concat_batches(&schema, &batches).map_err(Error::Arrow)?,
+                &["time"],
+            )?;
+            let times = time_column(&all)?;
+            let mut start_row = 0;
+            while start_row < all.num_rows() {
+                let hour = times.value(start_row).div_euclid(HOUR_NS) * HOUR_NS;
+                let mut end_row = start_row;
+                while end_row < all.num_rows() && times.value(end_row) < hour + HOUR_NS {
+                    end_row += 1;
+                }
+                let mut slice = all.slice(start_row, end_row - start_row);
+                if table == Table::MetricSamples {
+                    slice = sort_by(&slice, &["metric", "device_id", "time"])?;
+                }
+                let meta = write_one(
+                    dir,
+                    &tenant,
+                    table,
+                    hour,
+                    &slice,
+                    times.value(start_row),
+                    times.value(end_row - 1),
+                )?;
+                written += meta.bytes;
+                next.files.push(meta);
+                start_row = end_row;
+            }
+        }
+    }
+    next.persisted_offset = upto;
+    next.save(dir)?;
+    metrics::counter!("eddy_store_written_bytes_total").increment(written);
+    metrics::histogram!("eddy_store_persist_duration_seconds")
+        .record(start.elapsed().as_secs_f64());
+    tracing::debug!(
+        upto,
+        bytes = written,
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        "store persisted"
+    );
+    Ok(next)
+}
+
+fn write_one(
+    dir: &Path,
+    tenant: &str,
+    table: Table,
+    hour: i64,
+    batch: &RecordBatch,
+    min_time: i64,
+    max_time: i64,
+) -> Result<FileMeta> {
+    let rel_dir = PathBuf::from(tenant)
+        .join(table.name())
+        .join(hour.to_string());
+    let abs_dir = dir.join(&rel_dir);
+    let fresh_dir = !abs_dir.exists();
+    std::fs::create_dir_all(&abs_dir).map_err(io(&abs_dir))?;
+    let name = format!("{}.parquet", uuid::Uuid::now_v7().simple());
+    let path = abs_dir.join(&name);
+    let file = std::fs::File::create(&path).map_err(io(&path))?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(write_props()))?;
+    w.write(batch)?;
+    let file = w.into_inner()?;
+    file.sync_all().map_err(io(&path))?;
+    let bytes = file.metadata().map_err(io(&path))?.len();
+    sync_dir(&abs_dir)?;
+    if fresh_dir {
+        // New directories must be durable too, up to the store dir.
+        for d in [
+            abs_dir.parent(),
+            abs_dir.parent().and_then(Path::parent),
+            Some(dir),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            sync_dir(d)?;
+        }
+    }
+    Ok(FileMeta {
+        tenant: tenant.into(),
+        table,
+        hour,
+        path: rel_dir.join(name).to_string_lossy().into_owned(),
+        rows: batch.num_rows() as u64,
+        bytes,
+        min_time,
+        max_time,
+    })
+}
+
+/// Deletes Parquet files the manifest does not list (left by a crash before the manifest swap).
+fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let listed: std::collections::HashSet<PathBuf> =
+        manifest.files.iter().map(|f| dir.join(&f.path)).collect();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut removed = 0;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && !listed.contains(&p) {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed Parquet files not in the manifest (left by an interrupted persist)"
+        );
+    }
+    Ok(())
+}
