@@ -38,13 +38,16 @@ pub struct ServerConfig {
     pub wal_queue_bytes: usize,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Settings of the embedded store (its `dir` is derived from `data_dir`).
+    pub store: eddy_store::StoreConfig,
 }
 
 impl ServerConfig {
     /// Defaults for a data dir.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            data_dir,
             admin_key: None,
             limits: Limits::default(),
             max_body_bytes: 16 << 20,
@@ -58,6 +61,7 @@ impl ServerConfig {
             wal_segment_bytes: 64 << 20,
             wal_queue_bytes: 256 << 20,
             shutdown_grace: Duration::from_secs(30),
+            store: eddy_store::StoreConfig::new(PathBuf::new()),
         }
     }
 }

@@ -112,6 +112,28 @@ impl From<eddy_log::Error> for Error {
     }
 }
 
+impl From<eddy_store::Error> for Error {
+    fn from(e: eddy_store::Error) -> Self {
+        use eddy_store::Error as S;
+        match e {
+            S::InvalidQuery(m) => Self::bad_request("invalid_query", m),
+            S::TooManyRows(_) => Self::bad_request("result_too_large", e.to_string()),
+            S::Timeout(_) => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            S::MemoryLimit(_) => Self::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::Internal("store error".into())
+            }
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -1,6 +1,8 @@
 //! Eddy's server: everything between a client's HTTP request and the log.
 //!
-//! Request path: `routes` (axum handlers; request id, tracing and metrics layers) →
+//! Read path: `routes::query` → [`eddy_store::Store`] (DataFusion over the tenant's Parquet
+//! files and Arrow buffers). Write path: `routes` (axum handlers; request id, tracing and
+//! metrics layers) →
 //! `auth` (key → [`catalog::Principal`], tenant from the key only) → [`ingest`] (body limits,
 //! gzip, NDJSON, validation via `eddy-model`, quota, dedup) → [`eddy_log::Log::append`] →
 //! ack after the fsync that covers the request.
@@ -38,6 +40,7 @@ use state::{AppInner, AppState};
 pub struct Server {
     state: AppState,
     wal: Arc<Wal>,
+    store: Arc<eddy_store::EmbeddedStore>,
 }
 
 /// What opening the server found.
@@ -79,9 +82,16 @@ impl Server {
             elapsed_ms = t.elapsed().as_millis() as u64,
             "dedup index rebuilt from the log"
         );
+        let mut store_config = config.store.clone();
+        store_config.dir = config.data_dir.join("store");
+        let store = eddy_store::EmbeddedStore::open(store_config, wal.clone()).map_err(startup)?;
+        // Needs the runtime: Server::open is called from within it.
+        store.start();
         let max_batch = config.max_batch_events;
         let state: AppState = Arc::new(AppInner {
             log: wal.clone(),
+            store: store.clone(),
+            query: Arc::new(store.clone()),
             auth: catalog.clone(),
             catalog,
             dedup,
@@ -94,7 +104,7 @@ impl Server {
             config,
         });
         Ok(Opened {
-            server: Server { state, wal },
+            server: Server { state, wal, store },
             generated_admin_key: generated,
         })
     }
@@ -141,7 +151,14 @@ impl Server {
             .await
             .map_err(|e| Error::Internal(format!("log shutdown task failed: {e}")))?
             .map_err(startup)?;
-        tracing::info!(end_offset = self.wal.end_offset(), "log flushed; bye");
+        tracing::info!(end_offset = self.wal.end_offset(), "log flushed");
+        // The store applies what is left of the log and persists it, so a restart replays
+        // nothing.
+        self.store.shutdown().await;
+        tracing::info!(
+            persisted_offset = self.store.stats().persisted_offset,
+            "store persisted; bye"
+        );
         Ok(())
     }
 }

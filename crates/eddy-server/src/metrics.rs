@@ -116,6 +116,32 @@ fn describe() {
         "Requests refused (503) because the in-flight body budget was spent."
     );
     describe_gauge!(
+        "eddy_store_applied_offset",
+        "Log offset up to which events are visible to queries."
+    );
+    describe_counter!(
+        "eddy_store_persists_total",
+        "Store buffer persists to Parquet."
+    );
+    describe_counter!(
+        "eddy_store_persist_failures_total",
+        "Store persists that failed (retried later)."
+    );
+    describe_counter!(
+        "eddy_store_written_bytes_total",
+        Unit::Bytes,
+        "Parquet bytes written by the store."
+    );
+    describe_histogram!(
+        "eddy_store_persist_duration_seconds",
+        Unit::Seconds,
+        "Time to write one persist's Parquet files and manifest."
+    );
+    describe_counter!(
+        "eddy_store_backpressure_total",
+        "Ingest requests refused (503) because the store lagged too far behind the log."
+    );
+    describe_gauge!(
         "eddy_build_info",
         "Build information; the value is always 1."
     );

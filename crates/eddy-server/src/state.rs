@@ -20,6 +20,10 @@ use crate::quota::Quotas;
 pub struct AppInner {
     pub config: ServerConfig,
     pub log: Arc<dyn Log>,
+    /// The embedded store, for its operational state (lag, stats, backpressure).
+    pub store: Arc<eddy_store::EmbeddedStore>,
+    /// The store seam queries go through.
+    pub query: Arc<dyn eddy_store::Store>,
     pub catalog: Arc<Catalog>,
     pub auth: Arc<dyn AuthProvider>,
     pub dedup: Dedup,

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("query: {0}")]
-    Query(#[from] datafusion::error::DataFusionError),
+    Query(#[source] datafusion::error::DataFusionError),
+    #[error("the query needs more memory than its limit allows: {0}")]
+    MemoryLimit(String),
     #[error("log: {0}")]
     Log(#[from] eddy_log::Error),
     #[error("manifest {path} is not readable: {reason}")]
@@ -28,6 +30,17 @@ pub enum Error {
     InvalidQuery(String),
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        match e.find_root() {
+            datafusion::error::DataFusionError::ResourcesExhausted(m) => {
+                Error::MemoryLimit(m.clone())
+            }
+            _ => Error::Query(e),
+        }
+    }
 }
 
 /// Result alias of the store crate.

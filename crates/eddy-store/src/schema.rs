@@ -82,6 +82,8 @@ pub fn samples_schema() -> SchemaRef {
 pub fn encode_property(v: &Option<Value>) -> String {
     match v {
         Some(Value::String(s)) => serde_json::Value::String(s.clone()).to_string(),
+        // Whole numbers are written without a fraction, so `3` comes back as `3`, not `3.0`.
+        Some(Value::Number(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => format!("{}", *n as i64),
         Some(Value::Number(n)) => {
             serde_json::Number::from_f64(*n).map_or_else(|| "null".into(), |n| n.to_string())
         }
@@ -278,7 +280,8 @@ mod tests {
         assert_eq!(s.num_rows(), 2);
         assert_eq!(e.schema(), events_schema());
         assert_eq!(b.rows(), 0);
-        assert_eq!(encode_property(&Some(Value::Number(45.0))), "45.0");
+        assert_eq!(encode_property(&Some(Value::Number(45.0))), "45");
+        assert_eq!(encode_property(&Some(Value::Number(0.5))), "0.5");
         assert_eq!(
             encode_property(&Some(Value::String("a\"b".into()))),
             "\"a\\\"b\""

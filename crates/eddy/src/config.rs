@@ -104,6 +104,28 @@ pub(crate) struct ServeArgs {
     /// Bound of the WAL append queue; beyond it ingest answers 429 [default: 256MiB].
     #[arg(long, env = "EDDY_WAL_QUEUE_SIZE")]
     pub(crate) wal_queue_size: Option<String>,
+    /// Persist store buffers to Parquet once they hold this much [default: 64MiB].
+    #[arg(long, env = "EDDY_STORE_PERSIST_SIZE")]
+    pub(crate) store_persist_size: Option<String>,
+    /// Persist store buffers once their oldest row is this old [default: 60s].
+    #[arg(long, env = "EDDY_STORE_PERSIST_AGE")]
+    pub(crate) store_persist_age: Option<String>,
+    /// Most memory the store's buffers may hold; beyond it the store stops reading the log
+    /// until a persist finishes [default: 512MiB].
+    #[arg(long, env = "EDDY_STORE_MAX_BUFFER_SIZE")]
+    pub(crate) store_max_buffer_size: Option<String>,
+    /// Ingest answers 503 while the store is this many events behind the log [default: 5000000].
+    #[arg(long, env = "EDDY_STORE_MAX_LAG")]
+    pub(crate) store_max_lag: Option<u64>,
+    /// Longest a query may run [default: 30s].
+    #[arg(long, env = "EDDY_QUERY_TIMEOUT")]
+    pub(crate) query_timeout: Option<String>,
+    /// Most memory one query may use [default: 512MiB].
+    #[arg(long, env = "EDDY_QUERY_MEMORY")]
+    pub(crate) query_memory: Option<String>,
+    /// Most rows one query may return [default: 100000].
+    #[arg(long, env = "EDDY_MAX_RESULT_ROWS")]
+    pub(crate) max_result_rows: Option<usize>,
     /// How long in-flight requests get on shutdown [default: 30s].
     #[arg(long, env = "EDDY_SHUTDOWN_GRACE")]
     pub(crate) shutdown_grace: Option<String>,
@@ -133,6 +155,13 @@ struct FileConfig {
     wal_segment_size: Option<String>,
     wal_queue_size: Option<String>,
     shutdown_grace: Option<String>,
+    store_persist_size: Option<String>,
+    store_persist_age: Option<String>,
+    store_max_buffer_size: Option<String>,
+    store_max_lag: Option<u64>,
+    query_timeout: Option<String>,
+    query_memory: Option<String>,
+    max_result_rows: Option<usize>,
 }
 
 /// Fully resolved settings of `serve`.
@@ -266,6 +295,32 @@ impl ServeArgs {
         }
         if let Some(v) = self.shutdown_grace.or(file.shutdown_grace) {
             c.shutdown_grace = duration("--shutdown-grace / EDDY_SHUTDOWN_GRACE", &v, true)?;
+        }
+        if let Some(v) = self.store_persist_size.or(file.store_persist_size) {
+            c.store.persist_bytes = size("--store-persist-size / EDDY_STORE_PERSIST_SIZE", &v)?;
+        }
+        if let Some(v) = self.store_persist_age.or(file.store_persist_age) {
+            c.store.persist_age =
+                duration("--store-persist-age / EDDY_STORE_PERSIST_AGE", &v, false)?;
+        }
+        if let Some(v) = self.store_max_buffer_size.or(file.store_max_buffer_size) {
+            c.store.max_buffer_bytes =
+                size("--store-max-buffer-size / EDDY_STORE_MAX_BUFFER_SIZE", &v)?;
+        }
+        if let Some(v) = self.store_max_lag.or(file.store_max_lag) {
+            c.store.max_lag_records = positive(
+                "--store-max-lag / EDDY_STORE_MAX_LAG",
+                usize::try_from(v).unwrap_or(usize::MAX),
+            )? as u64;
+        }
+        if let Some(v) = self.query_timeout.or(file.query_timeout) {
+            c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;
+        }
+        if let Some(v) = self.query_memory.or(file.query_memory) {
+            c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v)?;
+        }
+        if let Some(v) = self.max_result_rows.or(file.max_result_rows) {
+            c.store.max_result_rows = positive("--max-result-rows / EDDY_MAX_RESULT_ROWS", v)?;
         }
         if c.max_decompressed_bytes < c.max_body_bytes {
             bail!("invalid --max-decompressed-size: must be at least --max-body-size");

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod ingest;
 pub(crate) mod ops;
+pub(crate) mod query;
 
 use std::time::Instant;
 
@@ -20,7 +21,12 @@ use crate::state::AppState;
 pub(crate) fn router(state: AppState) -> Router {
     let api = Router::new()
         // Native ingestion.
-        .route("/api/v1/events", post(ingest::native))
+        .route(
+            "/api/v1/events",
+            post(ingest::native).get(query::list_events),
+        )
+        .route("/api/v1/events/recent", get(query::recent_events))
+        .route("/api/data/recent", get(query::recent_sensor_data))
         // Compatibility routes onto the same code path.
         .route("/api/data", post(ingest::sensor_data))
         .route("/ingest", post(ingest::click))

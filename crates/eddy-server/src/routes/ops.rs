@@ -61,6 +61,7 @@ pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> Resu
         "since_start": c,
         "uptime_seconds": state.started.elapsed().as_secs(),
         "log": {"start_offset": state.log.start_offset(), "end_offset": state.log.end_offset(), "queued_bytes": state.log.queued_bytes()},
+        "store": state.store.stats(),
     }))
     .into_response())
 }
@@ -75,7 +76,19 @@ pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result
         .into_iter()
         .map(|c| json!({"name": c.name, "next_offset": c.next_offset, "lag": end.saturating_sub(c.next_offset)}))
         .collect();
-    Ok(Json(json!({"end_offset": end, "consumers": consumers})).into_response())
+    let store = state.store.stats();
+    Ok(Json(json!({
+        "end_offset": end,
+        "consumers": consumers,
+        // Queries see everything below `applied_offset`; the committed offset above moves
+        // only when buffers are persisted.
+        "store": {
+            "applied_offset": store.applied_offset,
+            "persisted_offset": store.persisted_offset,
+            "lag": end.saturating_sub(store.applied_offset),
+        },
+    }))
+    .into_response())
 }
 
 pub(crate) async fn not_found() -> Error {

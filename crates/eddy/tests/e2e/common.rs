@@ -246,6 +246,42 @@ impl TestServer {
         )
     }
 
+    /// Waits until everything in the log is visible to queries.
+    pub async fn wait_visible(&self) {
+        for _ in 0..1000 {
+            let (_, v) = self.get("/lag", &self.admin_key).await;
+            if v["store"]["lag"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the store did not catch up with the log");
+    }
+
+    /// Every event a listing returns, following `next_cursor`.
+    pub async fn list_all(&self, key: &str, path_and_query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let sep = if path_and_query.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path_and_query}{sep}cursor={c}"),
+                None => path_and_query.to_string(),
+            };
+            let (st, v) = self.get(&url, key).await;
+            assert_eq!(st, StatusCode::OK, "{url}: {v}");
+            out.extend(v["data"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
     pub async fn log_end(&self) -> u64 {
         let (s, v) = self.get("/stats", &self.admin_key).await;
         assert_eq!(s, StatusCode::OK);

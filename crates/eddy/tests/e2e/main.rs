@@ -10,3 +10,4 @@ mod common;
 mod crash;
 mod ingest;
 mod ops;
+mod query;

@@ -1,0 +1,262 @@
+//! Read routes served from the store, all scoped to the caller's tenant (`read` scope).
+//!
+//! Lists answer `{"data": [...], "next_cursor": …}` as JSON, or NDJSON / CSV when asked
+//! (`?format=` or `Accept`), with the cursor in the `x-next-cursor` header.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use eddy_store::query::{Cursor, EventFilter};
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::catalog::Scope;
+use crate::state::AppState;
+use crate::{Error, Result};
+
+const DEFAULT_LIMIT: usize = 100;
+
+/// A time parameter: RFC 3339, epoch s/ms/µs/ns, `now`, or relative like `-24h`.
+pub(crate) fn parse_time_param(name: &str, v: &str, now_ns: i64) -> Result<i64> {
+    let t = v.trim();
+    if t == "now" {
+        return Ok(now_ns);
+    }
+    if let Some(rel) = t.strip_prefix('-')
+        && let Ok(d) = humantime::parse_duration(rel)
+    {
+        return Ok(now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
+    }
+    eddy_model::time::parse_time_str(t).map_err(|e| {
+        Error::bad_request(
+            "invalid_parameter",
+            format!("`{name}`: {e} (use RFC 3339, an epoch number, `now` or e.g. `-24h`)"),
+        )
+    })
+}
+
+/// How a list should be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Ndjson,
+    Csv,
+}
+
+fn format_of(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> {
+    if let Some(f) = explicit {
+        return match f {
+            "json" => Ok(Format::Json),
+            "ndjson" => Ok(Format::Ndjson),
+            "csv" => Ok(Format::Csv),
+            other => Err(Error::bad_request(
+                "invalid_parameter",
+                format!("`format` `{other}`: use json, ndjson or csv"),
+            )),
+        };
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(if accept.contains("text/csv") {
+        Format::Csv
+    } else if accept.contains("application/x-ndjson") || accept.contains("application/ndjson") {
+        Format::Ndjson
+    } else {
+        Format::Json
+    })
+}
+
+const CSV_COLUMNS: [&str; 10] = [
+    "time",
+    "event_id",
+    "type",
+    "source",
+    "device_id",
+    "user_id",
+    "page_url",
+    "metrics",
+    "properties",
+    "received_at",
+];
+
+fn render(rows: Vec<Value>, next_cursor: Option<String>, format: Format) -> Result<Response> {
+    let mut resp = match format {
+        Format::Json => Json(json!({"data": rows, "next_cursor": next_cursor})).into_response(),
+        Format::Ndjson => {
+            let mut out = String::new();
+            for r in &rows {
+                out.push_str(&r.to_string());
+                out.push('\n');
+            }
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let cell = |v: Option<&Value>| match v {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            let fail = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+            w.write_record(CSV_COLUMNS).map_err(fail)?;
+            for r in &rows {
+                w.write_record(CSV_COLUMNS.iter().map(|c| cell(r.get(*c))))
+                    .map_err(fail)?;
+            }
+            let body = w
+                .into_inner()
+                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+        }
+    };
+    if let Some(c) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert("x-next-cursor", c);
+    }
+    Ok(resp)
+}
+
+/// Parses the event filters every event list takes; unknown parameters are an error so a typo
+/// never silently widens a query.
+fn event_filter(
+    state: &AppState,
+    pairs: &[(String, String)],
+    newest_first: bool,
+) -> Result<(EventFilter, Option<String>)> {
+    let now = state.clock.now_ns();
+    let mut f = EventFilter {
+        newest_first,
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let mut format = None;
+    let max = state.store.config().max_result_rows;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "from" => f.from = Some(parse_time_param("from", v, now)?),
+            "to" => f.to = Some(parse_time_param("to", v, now)?),
+            "type" => f.r#type = Some(v.clone()),
+            "device_id" | "sensor_id" | "sensorId" => f.device_id = Some(v.clone()),
+            "user_id" => f.user_id = Some(v.clone()),
+            "source" => f.source = Some(v.clone()),
+            "order" => {
+                f.newest_first = match v.as_str() {
+                    "asc" => false,
+                    "desc" => true,
+                    _ => {
+                        return Err(Error::bad_request(
+                            "invalid_parameter",
+                            "`order`: use asc or desc",
+                        ));
+                    }
+                }
+            }
+            "limit" => {
+                f.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        Error::bad_request(
+                            "invalid_parameter",
+                            format!("`limit`: a whole number from 1 to {max}"),
+                        )
+                    })?;
+            }
+            "cursor" => f.cursor = Some(Cursor::parse(v)?),
+            "format" => format = Some(v.clone()),
+            other => match other
+                .strip_prefix("property.")
+                .or_else(|| other.strip_prefix("properties."))
+            {
+                Some(name) if !name.is_empty() => f.properties.push((name.to_string(), v.clone())),
+                _ => {
+                    return Err(Error::bad_request(
+                        "invalid_parameter",
+                        format!(
+                            "unknown parameter `{other}`; use from, to, type, device_id, user_id, source, property.<name>, order, limit, cursor, format"
+                        ),
+                    ));
+                }
+            },
+        }
+    }
+    if let (Some(a), Some(b)) = (f.from, f.to)
+        && a > b
+    {
+        return Err(Error::bad_request(
+            "invalid_parameter",
+            "`from` is after `to`",
+        ));
+    }
+    Ok((f, format))
+}
+
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    pairs: &[(String, String)],
+    headers: &HeaderMap,
+    newest_first: bool,
+) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let (filter, format) = event_filter(state, pairs, newest_first)?;
+    let format = format_of(format.as_deref(), headers)?;
+    let page = state.query.events(&p.tenant_id, filter).await?;
+    render(page.events, page.next_cursor, format)
+}
+
+/// `GET /api/v1/events`: raw events, oldest first unless `order=desc`.
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    list(&state, &caller, &pairs, &headers, false).await
+}
+
+/// `GET /api/v1/events/recent`: the newest events first.
+pub(crate) async fn recent_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    list(&state, &caller, &pairs, &headers, true).await
+}
+
+/// `GET /api/data/recent?limit=&sensor_id=`: the newest sensor readings, as a JSON array in the
+/// shape sensor clients post them (`sensorId`, `value`, `timestamp`), plus all metrics.
+pub(crate) async fn recent_sensor_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let (mut filter, _) = event_filter(&state, &pairs, true)?;
+    filter.r#type.get_or_insert_with(|| "reading".to_string());
+    let page = state.query.events(&p.tenant_id, filter).await?;
+    let rows: Vec<Value> = page
+        .events
+        .into_iter()
+        .map(|e| {
+            let metrics = e.get("metrics").cloned().unwrap_or(json!({}));
+            let value = metrics
+                .get("value")
+                .cloned()
+                .or_else(|| metrics.as_object().and_then(|m| m.values().next().cloned()));
+            json!({
+                "id": e["event_id"],
+                "sensorId": e.get("device_id"),
+                "sensor_id": e.get("device_id"),
+                "value": value,
+                "timestamp": e["time"],
+                "metrics": metrics,
+            })
+        })
+        .collect();
+    Ok(Json(rows).into_response())
+}
