@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
 use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -571,19 +572,31 @@ fn write_props() -> WriterProperties {
         .build()
 }
 
-/// Sorts `batch` by the given columns.
+/// Sorts `batch` by the given columns. Several columns are sorted through Arrow's row format
+/// (one memcmp per comparison), which profiling showed far cheaper than per-column comparators.
 fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
     let cols = columns
         .iter()
         .map(|c| {
-            let i = batch.schema().index_of(c).map_err(Error::Arrow)?;
-            Ok(SortColumn {
-                values: batch.column(i).clone(),
-                options: None,
-            })
+            Ok(batch
+                .column(batch.schema().index_of(c).map_err(Error::Arrow)?)
+                .clone())
         })
         .collect::<Result<Vec<_>>>()?;
-    let idx = lexsort_to_indices(&cols, None).map_err(Error::Arrow)?;
+    let idx = if cols.len() == 1 {
+        arrow::compute::sort_to_indices(&cols[0], None, None).map_err(Error::Arrow)?
+    } else {
+        let fields = cols
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let rows = RowConverter::new(fields)
+            .and_then(|conv| conv.convert_columns(&cols))
+            .map_err(Error::Arrow)?;
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        order.sort_unstable_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+        arrow::array::UInt32Array::from(order)
+    };
     take_record_batch(batch, &idx).map_err(Error::Arrow)
 }
 
@@ -735,4 +748,47 @@ fn remove_orphans(dir: &Path, manifest: &Manifest) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod sort_tests {
+    use super::*;
+    use crate::schema::BatchBuilder;
+    use eddy_model::Event;
+
+    #[test]
+    fn samples_sort_by_metric_device_time_with_nulls() {
+        let mut b = BatchBuilder::default();
+        for (i, (dev, metric, t)) in [
+            (Some("b"), "temp", 3),
+            (None, "temp", 1),
+            (Some("a"), "hum", 9),
+            (Some("a"), "temp", 2),
+            (Some("b"), "temp", 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut ev = Event {
+                event_id: i.to_string(),
+                time: t,
+                r#type: "reading".into(),
+                device_id: dev.map(Into::into),
+                ..Default::default()
+            };
+            ev.metrics.insert(metric.into(), i as f64);
+            b.push(&ev, i as u64).unwrap();
+        }
+        let (_, samples) = b.finish().unwrap();
+        let sorted = sort_by(&samples, &["metric", "device_id", "time"]).unwrap();
+        let values: Vec<f64> = sorted
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow::array::Float64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        // hum/a, then temp: null device first, a, b@1, b@3.
+        assert_eq!(values, vec![2.0, 1.0, 3.0, 4.0, 0.0]);
+    }
 }
