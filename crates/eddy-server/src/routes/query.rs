@@ -244,10 +244,14 @@ pub(crate) async fn recent_sensor_data(
         .into_iter()
         .map(|e| {
             let metrics = e.get("metrics").cloned().unwrap_or(json!({}));
-            let value = metrics
-                .get("value")
-                .cloned()
-                .or_else(|| metrics.as_object().and_then(|m| m.values().next().cloned()));
+            // `value` is the metric of that name, or the only metric; with several it would be a
+            // guess, so it is null and `metrics` carries them all.
+            let value = metrics.get("value").cloned().or_else(|| {
+                metrics
+                    .as_object()
+                    .filter(|m| m.len() == 1)
+                    .and_then(|m| m.values().next().cloned())
+            });
             json!({
                 "id": e["event_id"],
                 "sensorId": e.get("device_id"),

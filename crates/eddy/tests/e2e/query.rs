@@ -235,6 +235,11 @@ async fn formats_compat_shapes_and_parameter_errors() {
     assert_eq!(recent.len(), 2, "{recent:?}");
     assert_eq!(recent[0]["metrics"]["temperature"], 22.5, "newest first");
     assert_eq!(
+        recent[0]["value"],
+        Value::Null,
+        "no guessing among several metrics"
+    );
+    assert_eq!(
         (recent[1]["sensorId"].as_str(), recent[1]["value"].as_f64()),
         (Some("s1"), Some(21.5))
     );
