@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::prelude::{Expr, ident, lit};
 use datafusion::scalar::ScalarValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::schema::{TZ, encode_property};
 use crate::store::EmbeddedStore;
@@ -67,11 +67,46 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// One device: when it was seen, how often, which metrics it reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceSummary {
+    pub device_id: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub event_count: u64,
+    pub metrics: Vec<String>,
+}
+
+/// A page of devices, ordered by id.
+#[derive(Debug, Clone)]
+pub struct DevicePage {
+    pub devices: Vec<DeviceSummary>,
+    /// The last id of this page when more follow.
+    pub next_cursor: Option<String>,
+}
+
 /// The store seam the query layer uses.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Events of `tenant` matching `filter`, ordered by (time, offset).
     async fn events(&self, tenant: &str, filter: EventFilter) -> Result<EventPage>;
+
+    /// Devices of `tenant` with an id after `after`, at most `limit`.
+    async fn devices(
+        &self,
+        tenant: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<DevicePage>;
+
+    /// For each metric of a device: its newest `points` samples (time, value), oldest first.
+    /// `None` when the device has no samples.
+    async fn device_metrics(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        points: usize,
+    ) -> Result<Option<Value>>;
 }
 
 fn ts(ns: i64) -> Expr {
@@ -162,6 +197,119 @@ impl Store for Arc<EmbeddedStore> {
         })
         .await
     }
+
+    async fn devices(
+        &self,
+        tenant: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<DevicePage> {
+        let limit = limit.clamp(1, self.config().max_result_rows);
+        let ctx = self.session(tenant, i64::MIN, i64::MAX).await?;
+        let after = after.unwrap_or_default();
+        self.run_query(async move {
+            // `limit` is a number we produced, the only value written into the SQL text.
+            let sql = format!(
+                "SELECT device_id, min(time) AS first_seen, max(time) AS last_seen, count(*) AS events \
+                 FROM events WHERE device_id IS NOT NULL AND device_id > $1 \
+                 GROUP BY device_id ORDER BY device_id LIMIT {}",
+                limit + 1
+            );
+            let batches = sql_collect(ctx.clone(), sql, vec![utf8(&after)]).await?;
+            let mut devices = Vec::new();
+            for b in &batches {
+                let ids = strings(b, "device_id")?;
+                let first = column(b, "first_seen")?.as_primitive::<TimestampNanosecondType>();
+                let last = column(b, "last_seen")?.as_primitive::<TimestampNanosecondType>();
+                let count = column(b, "events")?.as_primitive::<arrow::datatypes::Int64Type>();
+                for r in 0..b.num_rows() {
+                    devices.push(DeviceSummary {
+                        device_id: ids.value(r).to_string(),
+                        first_seen: eddy_model::time::format_rfc3339(first.value(r)),
+                        last_seen: eddy_model::time::format_rfc3339(last.value(r)),
+                        event_count: u64::try_from(count.value(r)).unwrap_or(0),
+                        metrics: Vec::new(),
+                    });
+                }
+            }
+            let next_cursor = if devices.len() > limit {
+                devices.truncate(limit);
+                devices.last().map(|d| d.device_id.clone())
+            } else {
+                None
+            };
+            if let Some(last) = devices.last().map(|d| d.device_id.clone()) {
+                let sql = "SELECT DISTINCT device_id, metric FROM metric_samples \
+                           WHERE device_id > $1 AND device_id <= $2 ORDER BY device_id, metric";
+                let batches = sql_collect(ctx, sql.to_string(), vec![utf8(&after), utf8(&last)]).await?;
+                let mut names: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+                for b in &batches {
+                    let (ids, metric) = (strings(b, "device_id")?, strings(b, "metric")?);
+                    for r in 0..b.num_rows() {
+                        names.entry(ids.value(r).to_string()).or_default().push(metric.value(r).to_string());
+                    }
+                }
+                for d in &mut devices {
+                    d.metrics = names.remove(&d.device_id).unwrap_or_default();
+                }
+            }
+            Ok(DevicePage { devices, next_cursor })
+        })
+        .await
+    }
+
+    async fn device_metrics(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        points: usize,
+    ) -> Result<Option<Value>> {
+        let points = points.clamp(1, self.config().max_result_rows);
+        let ctx = self.session(tenant, i64::MIN, i64::MAX).await?;
+        let device = device_id.to_string();
+        self.run_query(async move {
+            let sql = format!(
+                "SELECT metric, time, value FROM ( \
+                   SELECT metric, time, value, row_number() OVER (PARTITION BY metric ORDER BY time DESC) AS rn \
+                   FROM metric_samples WHERE device_id = $1) \
+                 WHERE rn <= {points} ORDER BY metric, time"
+            );
+            let batches = sql_collect(ctx, sql, vec![utf8(&device)]).await?;
+            let mut metrics = Map::new();
+            for b in &batches {
+                let metric = strings(b, "metric")?;
+                let time = column(b, "time")?.as_primitive::<TimestampNanosecondType>();
+                let value = column(b, "value")?.as_primitive::<arrow::datatypes::Float64Type>();
+                for r in 0..b.num_rows() {
+                    let point = json!({"time": eddy_model::time::format_rfc3339(time.value(r)), "value": value.value(r)});
+                    let entry = metrics.entry(metric.value(r).to_string()).or_insert_with(|| json!({"points": []}));
+                    entry["latest"] = point.clone();
+                    if let Some(p) = entry["points"].as_array_mut() {
+                        p.push(point);
+                    }
+                }
+            }
+            Ok((!metrics.is_empty()).then(|| json!({"device_id": device, "metrics": metrics})))
+        })
+        .await
+    }
+}
+
+async fn sql_collect(
+    ctx: datafusion::prelude::SessionContext,
+    sql: String,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<RecordBatch>> {
+    Ok(ctx
+        .sql(&sql)
+        .await?
+        .with_param_values(params)?
+        .collect()
+        .await?)
+}
+
+fn utf8(v: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(v.to_string()))
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {

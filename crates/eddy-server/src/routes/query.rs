@@ -153,18 +153,7 @@ fn event_filter(
                     }
                 }
             }
-            "limit" => {
-                f.limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        Error::bad_request(
-                            "invalid_parameter",
-                            format!("`limit`: a whole number from 1 to {max}"),
-                        )
-                    })?;
-            }
+            "limit" => f.limit = whole("limit", v, max)?,
             "cursor" => f.cursor = Some(Cursor::parse(v)?),
             "format" => format = Some(v.clone()),
             other => match other
@@ -263,4 +252,71 @@ pub(crate) async fn recent_sensor_data(
         })
         .collect();
     Ok(Json(rows).into_response())
+}
+
+/// Parses `limit`-style whole-number parameters within `1..=max`.
+fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            Error::bad_request(
+                "invalid_parameter",
+                format!("`{name}`: a whole number from 1 to {max}"),
+            )
+        })
+}
+
+fn unknown(name: &str, known: &str) -> Error {
+    Error::bad_request(
+        "invalid_parameter",
+        format!("unknown parameter `{name}`; use {known}"),
+    )
+}
+
+/// `GET /api/v1/devices`: device ids with first/last seen, event count and metric names,
+/// ordered by id; `limit` (default 1000) and `cursor` page through them.
+pub(crate) async fn list_devices(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let max = state.store.config().max_result_rows;
+    let (mut limit, mut cursor) = (1000.min(max), None);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "limit" => limit = whole("limit", v, max)?,
+            "cursor" => cursor = Some(v.clone()),
+            other => return Err(unknown(other, "limit, cursor")),
+        }
+    }
+    let page = state.query.devices(&p.tenant_id, cursor, limit).await?;
+    Ok(Json(json!({"data": page.devices, "next_cursor": page.next_cursor})).into_response())
+}
+
+/// `GET /api/v1/devices/{id}/metrics?points=`: per metric, the latest value and the newest
+/// `points` (default 20) samples, oldest first.
+pub(crate) async fn device_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(device): axum::extract::Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let mut points = 20;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "points" => points = whole("points", v, 10_000)?,
+            other => return Err(unknown(other, "points")),
+        }
+    }
+    match state
+        .query
+        .device_metrics(&p.tenant_id, &device, points)
+        .await?
+    {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(Error::NotFound(format!("no metrics for device `{device}`"))),
+    }
 }

@@ -65,6 +65,20 @@ async fn every_route_rejects_bad_keys_without_side_effects() {
         body: None,
         scope: "read",
     });
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/recent",
+        "/api/data/recent",
+        "/api/v1/devices",
+        "/api/v1/devices/d/metrics",
+    ] {
+        routes.push(Route {
+            method: "GET",
+            path: path.into(),
+            body: None,
+            scope: "read",
+        });
+    }
     let t = format!("/api/v1/tenants/{victim}");
     for (method, path, body) in [
         (

@@ -301,3 +301,119 @@ async fn formats_compat_shapes_and_parameter_errors() {
         );
     }
 }
+
+fn ms_of(rfc: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn devices_and_device_metrics_match_naive() {
+    let s = TestServer::spawn_with(&["--store-persist-size", "16KiB"], &[]).await;
+    let k = s.admin_key.clone();
+    let now = crate::common::now_ms();
+    let events = generate("d", 400, now);
+    for chunk in events.chunks(100) {
+        assert_eq!(
+            s.post("/api/v1/events", &k, &body(chunk)).await.0,
+            StatusCode::OK
+        );
+    }
+    // A device with two metrics, and an event without a device.
+    s.post(
+        "/telemetry",
+        &k,
+        r#"{"device_id":"dev-9","metrics":{"temperature":20.5,"humidity":40}}"#,
+    )
+    .await;
+    s.post("/api/v1/events", &k, r#"{"type":"signup","user_id":"u1"}"#)
+        .await;
+    s.wait_visible().await;
+
+    // Devices, paged two at a time.
+    let mut got = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let q = if cursor.is_empty() {
+            "/api/v1/devices?limit=2".to_string()
+        } else {
+            format!("/api/v1/devices?limit=2&cursor={cursor}")
+        };
+        let (st, v) = s.get(&q, &k).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        got.extend(v["data"].as_array().unwrap().iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        got.iter()
+            .map(|d| d["device_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["dev-0", "dev-1", "dev-2", "dev-3", "dev-9"]
+    );
+    for d in &got[..4] {
+        let id = d["device_id"].as_str().unwrap();
+        let mine: Vec<&Gen> = events.iter().filter(|g| g.device == id).collect();
+        assert_eq!(
+            d["event_count"].as_u64().unwrap() as usize,
+            mine.len(),
+            "{id}"
+        );
+        assert_eq!(
+            ms_of(&d["first_seen"]),
+            mine.iter().map(|g| g.time_ms).min().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            ms_of(&d["last_seen"]),
+            mine.iter().map(|g| g.time_ms).max().unwrap(),
+            "{id}"
+        );
+        assert_eq!(d["metrics"], json!(["v"]));
+    }
+    assert_eq!(got[4]["metrics"], json!(["humidity", "temperature"]));
+
+    // Newest 3 samples of dev-1's metric `v`, oldest first, and the latest.
+    let (st, v) = s.get("/api/v1/devices/dev-1/metrics?points=3", &k).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut mine: Vec<&Gen> = events.iter().filter(|g| g.device == "dev-1").collect();
+    mine.sort_by_key(|g| g.time_ms);
+    let want: Vec<(i64, f64)> = mine[mine.len() - 3..]
+        .iter()
+        .map(|g| (g.time_ms, g.page as f64 * 1.5))
+        .collect();
+    let points: Vec<(i64, f64)> = v["metrics"]["v"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (ms_of(&p["time"]), p["value"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(points, want);
+    assert_eq!(ms_of(&v["metrics"]["v"]["latest"]["time"]), want[2].0);
+    let (_, v) = s.get("/api/v1/devices/dev-9/metrics", &k).await;
+    assert_eq!(v["metrics"]["temperature"]["latest"]["value"], 20.5);
+
+    // Errors and isolation.
+    assert_eq!(
+        s.get("/api/v1/devices/nope/metrics", &k).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get("/api/v1/devices/dev-1/metrics?points=0", &k).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        s.get("/api/v1/devices?tenant=x", &k).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, other, _) = s.tenant_with_key("other", &["read"]).await;
+    let (st, v) = s.get("/api/v1/devices", &other).await;
+    assert_eq!((st, v["data"].clone()), (StatusCode::OK, json!([])));
+    assert_eq!(
+        s.get("/api/v1/devices/dev-1/metrics", &other).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
