@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod query;
 pub mod schema;
 pub mod store;
+pub mod timeseries;
 
 pub use error::{Error, Result};
 pub use query::Store;

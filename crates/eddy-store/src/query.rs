@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::schema::{TZ, encode_property};
 use crate::store::EmbeddedStore;
+use crate::timeseries::TimeseriesQuery;
 use crate::{Error, Result};
 
 /// A position in a time-ordered listing: the last row's time and log offset.
@@ -107,6 +108,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         device_id: &str,
         points: usize,
     ) -> Result<Option<Value>>;
+
+    /// Buckets of one metric, computed from raw samples.
+    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value>;
 }
 
 fn ts(ns: i64) -> Expr {
@@ -254,6 +258,21 @@ impl Store for Arc<EmbeddedStore> {
                 }
             }
             Ok(DevicePage { devices, next_cursor })
+        })
+        .await
+    }
+
+    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value> {
+        let buckets = (q.to.saturating_sub(q.from) as u128)
+            / (u128::from(q.bucket_secs.max(1)) * 1_000_000_000);
+        if buckets > self.config().max_result_rows as u128 {
+            return Err(Error::TooManyRows(self.config().max_result_rows));
+        }
+        let ctx = self.session(tenant, q.from, q.to).await?;
+        self.run_query(async move {
+            let (sql, params) = q.sql();
+            let batches = sql_collect(ctx, sql, params).await?;
+            q.to_json(&batches)
         })
         .await
     }

@@ -28,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/events/recent", get(query::recent_events))
         .route("/api/data/recent", get(query::recent_sensor_data))
         .route("/api/v1/devices", get(query::list_devices))
+        .route("/api/v1/timeseries", get(query::timeseries))
         .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
         // Compatibility routes onto the same code path.
         .route("/api/data", post(ingest::sensor_data))

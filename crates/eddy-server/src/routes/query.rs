@@ -320,3 +320,81 @@ pub(crate) async fn device_metrics(
         None => Err(Error::NotFound(format!("no metrics for device `{device}`"))),
     }
 }
+
+/// `GET /api/v1/timeseries?metric=&device_id=&from=&to=&bucket=&agg=&group_by=`: one row per
+/// non-empty bucket (`{"data": [{"time", "<agg>": …}]}`), or per device with
+/// `group_by=device_id` (`{"series": [{"device_id", "data"}]}`). Defaults: the last 24 hours,
+/// 1-minute buckets, `avg`.
+pub(crate) async fn timeseries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    use eddy_store::timeseries::{Agg, TimeseriesQuery};
+    let p = caller.require(Scope::Read)?;
+    let now = state.clock.now_ns();
+    let mut q = TimeseriesQuery {
+        metric: String::new(),
+        device_id: None,
+        from: now.saturating_sub(86_400 * 1_000_000_000),
+        to: now,
+        bucket_secs: 60,
+        aggs: vec![Agg::Avg],
+        group_by_device: false,
+    };
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "metric" => q.metric = v.clone(),
+            "device_id" | "sensor_id" => q.device_id = Some(v.clone()),
+            "from" => q.from = parse_time_param("from", v, now)?,
+            "to" => q.to = parse_time_param("to", v, now)?,
+            "bucket" => {
+                let d = humantime::parse_duration(v)
+                    .ok()
+                    .filter(|d| d.subsec_nanos() == 0 && (1..=86_400).contains(&d.as_secs()));
+                q.bucket_secs = d
+                    .ok_or_else(|| {
+                        Error::bad_request(
+                            "invalid_parameter",
+                            "`bucket`: whole seconds from 1s to 1d, e.g. 10s, 1m, 1h",
+                        )
+                    })?
+                    .as_secs();
+            }
+            "agg" => {
+                q.aggs = v
+                    .split(',')
+                    .map(|a| Agg::parse(a.trim()))
+                    .collect::<eddy_store::Result<Vec<_>>>()?
+            }
+            "group_by" => match v.as_str() {
+                "device_id" => q.group_by_device = true,
+                _ => {
+                    return Err(Error::bad_request(
+                        "invalid_parameter",
+                        "`group_by`: only device_id",
+                    ));
+                }
+            },
+            other => {
+                return Err(unknown(
+                    other,
+                    "metric, device_id, from, to, bucket, agg, group_by",
+                ));
+            }
+        }
+    }
+    if q.metric.is_empty() {
+        return Err(Error::bad_request(
+            "invalid_parameter",
+            "`metric` is required",
+        ));
+    }
+    if q.from >= q.to {
+        return Err(Error::bad_request(
+            "invalid_parameter",
+            "`from` must be before `to`",
+        ));
+    }
+    Ok(Json(state.query.timeseries(&p.tenant_id, q).await?).into_response())
+}

@@ -71,6 +71,7 @@ async fn every_route_rejects_bad_keys_without_side_effects() {
         "/api/data/recent",
         "/api/v1/devices",
         "/api/v1/devices/d/metrics",
+        "/api/v1/timeseries?metric=v",
     ] {
         routes.push(Route {
             method: "GET",

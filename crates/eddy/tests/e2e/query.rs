@@ -302,6 +302,21 @@ async fn formats_compat_shapes_and_parameter_errors() {
     }
 }
 
+/// A server with small persist thresholds holding `n` generated events of the admin tenant.
+async fn seeded_server(prefix: &str, n: i64) -> (TestServer, String, i64, Vec<Gen>) {
+    let s = TestServer::spawn_with(&["--store-persist-size", "16KiB"], &[]).await;
+    let k = s.admin_key.clone();
+    let now = crate::common::now_ms();
+    let events = generate(prefix, n, now);
+    for chunk in events.chunks(100) {
+        assert_eq!(
+            s.post("/api/v1/events", &k, &body(chunk)).await.0,
+            StatusCode::OK
+        );
+    }
+    (s, k, now, events)
+}
+
 fn ms_of(rfc: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc.as_str().unwrap())
         .unwrap()
@@ -310,16 +325,7 @@ fn ms_of(rfc: &Value) -> i64 {
 
 #[tokio::test]
 async fn devices_and_device_metrics_match_naive() {
-    let s = TestServer::spawn_with(&["--store-persist-size", "16KiB"], &[]).await;
-    let k = s.admin_key.clone();
-    let now = crate::common::now_ms();
-    let events = generate("d", 400, now);
-    for chunk in events.chunks(100) {
-        assert_eq!(
-            s.post("/api/v1/events", &k, &body(chunk)).await.0,
-            StatusCode::OK
-        );
-    }
+    let (s, k, _, events) = seeded_server("d", 400).await;
     // A device with two metrics, and an event without a device.
     s.post(
         "/telemetry",
@@ -416,4 +422,141 @@ async fn devices_and_device_metrics_match_naive() {
         s.get("/api/v1/devices/dev-1/metrics", &other).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Naive aggregates of one bucket's values (in time order, ties by value).
+fn naive_aggs(mut vals: Vec<(i64, f64)>) -> Value {
+    vals.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let n = vals.len();
+    let sum: f64 = vals.iter().map(|v| v.1).sum();
+    let mut sorted: Vec<f64> = vals.iter().map(|v| v.1).collect();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let idx = p * (n - 1) as f64;
+        let (lo, hi) = (idx.floor() as usize, idx.ceil() as usize);
+        sorted[lo] + (sorted[hi] - sorted[lo]) * (idx - lo as f64)
+    };
+    json!({
+        "count": n, "sum": sum, "min": sorted[0], "max": sorted[n - 1], "avg": sum / n as f64,
+        "first": vals[0].1, "last": vals[n - 1].1, "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
+    })
+}
+
+/// Equal up to float rounding; percentiles additionally within DataFusion's interpolation
+/// bound: its weight is truncated to 1e-6, so the error is at most 1e-6 × (max − min).
+fn close(agg: &str, a: &Value, b: &Value, range: f64) -> bool {
+    let slack = if agg.starts_with('p') {
+        1e-6 * range
+    } else {
+        0.0
+    };
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0) + slack,
+        _ => a == b,
+    }
+}
+
+#[tokio::test]
+async fn timeseries_matches_naive_buckets() {
+    let (s, k, now, events) = seeded_server("t", 600).await;
+    s.wait_visible().await;
+    let aggs = [
+        "count", "sum", "min", "max", "avg", "first", "last", "p50", "p90", "p99",
+    ];
+    let from = now - 240 * MIN_MS;
+    let to = now - 30 * MIN_MS;
+    for (bucket_ms, bucket, device) in [
+        (3_600_000i64, "1h", None),
+        (900_000, "15m", Some("dev-2")),
+        (60_000, "1m", Some("dev-1")),
+    ] {
+        let mut want: std::collections::BTreeMap<i64, Vec<(i64, f64)>> = Default::default();
+        for g in events
+            .iter()
+            .filter(|g| g.time_ms >= from && g.time_ms < to && device.is_none_or(|d| g.device == d))
+        {
+            want.entry(g.time_ms.div_euclid(bucket_ms) * bucket_ms)
+                .or_default()
+                .push((g.time_ms, g.page as f64 * 1.5));
+        }
+        let mut q = format!(
+            "/api/v1/timeseries?metric=v&from={from}&to={to}&bucket={bucket}&agg={}",
+            aggs.join(",")
+        );
+        if let Some(d) = device {
+            q.push_str(&format!("&device_id={d}"));
+        }
+        let (st, v) = s.get(&q, &k).await;
+        assert_eq!(st, StatusCode::OK, "{q}: {v}");
+        let rows = v["data"].as_array().unwrap();
+        assert_eq!(rows.len(), want.len(), "{q}: one row per non-empty bucket");
+        for (row, (start, vals)) in rows.iter().zip(want) {
+            assert_eq!(ms_of(&row["time"]), start, "{q}");
+            let expect = naive_aggs(vals);
+            for a in aggs {
+                assert!(
+                    close(
+                        a,
+                        &row[a],
+                        &expect[a],
+                        expect["max"].as_f64().unwrap() - expect["min"].as_f64().unwrap()
+                    ),
+                    "{q} bucket {start} {a}: got {} want {}",
+                    row[a],
+                    expect[a]
+                );
+            }
+        }
+    }
+    // group_by=device_id: one series per device, each equal to the filtered query.
+    let base = format!("/api/v1/timeseries?metric=v&from={from}&to={to}&bucket=30m&agg=sum,count");
+    let (_, grouped) = s.get(&format!("{base}&group_by=device_id"), &k).await;
+    let series = grouped["series"].as_array().unwrap();
+    assert_eq!(series.len(), 4);
+    for sr in series {
+        let (_, single) = s
+            .get(
+                &format!("{base}&device_id={}", sr["device_id"].as_str().unwrap()),
+                &k,
+            )
+            .await;
+        assert_eq!(sr["data"], single["data"]);
+    }
+    // Empty range, unknown metric, other tenant: no rows.
+    let (_, v) = s
+        .get(
+            &format!(
+                "/api/v1/timeseries?metric=v&from={}&to={}",
+                now - 600 * MIN_MS,
+                now - 500 * MIN_MS
+            ),
+            &k,
+        )
+        .await;
+    assert_eq!(v["data"], json!([]));
+    assert_eq!(
+        s.get("/api/v1/timeseries?metric=nope", &k).await.1["data"],
+        json!([])
+    );
+    let (_, other, _) = s.tenant_with_key("other", &["read"]).await;
+    assert_eq!(
+        s.get("/api/v1/timeseries?metric=v&from=-6h", &other)
+            .await
+            .1["data"],
+        json!([])
+    );
+    // Parameter errors name the parameter.
+    for q in [
+        "/api/v1/timeseries",
+        "/api/v1/timeseries?metric=v&bucket=7d",
+        "/api/v1/timeseries?metric=v&bucket=1.5s",
+        "/api/v1/timeseries?metric=v&agg=mode",
+        "/api/v1/timeseries?metric=v&group_by=type",
+        "/api/v1/timeseries?metric=v&from=-1h&to=-2h",
+        "/api/v1/timeseries?metric=v&tenant=x",
+        "/api/v1/timeseries?metric=v&from=-3650d&bucket=1s",
+    ] {
+        let (st, v) = s.get(q, &k).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
+    }
 }
