@@ -85,6 +85,11 @@ impl Server {
         let mut store_config = config.store.clone();
         store_config.dir = config.data_dir.join("store");
         let store = eddy_store::EmbeddedStore::open(store_config, wal.clone()).map_err(startup)?;
+        store.set_retention(Arc::new(CatalogRetention {
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+            default_ns: i64::try_from(config.default_retention.as_nanos()).unwrap_or(i64::MAX),
+        }));
         // Needs the runtime: Server::open is called from within it.
         store.start();
         let max_batch = config.max_batch_events;
@@ -160,6 +165,34 @@ impl Server {
             "store persisted; bye"
         );
         Ok(())
+    }
+}
+
+/// Retention as the catalog says (a tenant's own, or the server default), on the server's clock.
+#[derive(Debug)]
+struct CatalogRetention {
+    catalog: Arc<catalog::Catalog>,
+    clock: Arc<dyn Clock>,
+    default_ns: i64,
+}
+
+impl eddy_store::RetentionPolicy for CatalogRetention {
+    fn retention_ns(&self, tenant: &str) -> i64 {
+        match self
+            .catalog
+            .tenant(tenant)
+            .ok()
+            .and_then(|t| t.retention_secs)
+        {
+            Some(secs) => i64::try_from(secs)
+                .unwrap_or(i64::MAX / 1_000_000_000)
+                .saturating_mul(1_000_000_000),
+            None => self.default_ns,
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.clock.now_ns()
     }
 }
 

@@ -19,7 +19,7 @@ pub mod timeseries;
 
 pub use error::{Error, Result};
 pub use query::Store;
-pub use store::{EmbeddedStore, StoreConfig};
+pub use store::{EmbeddedStore, RetentionPolicy, StoreConfig};
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,14 @@ use crate::{Error, Result};
 pub const CONSUMER: &str = "store";
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// Who decides what has expired: per-tenant retention and the clock (injectable for tests).
+pub trait RetentionPolicy: Send + Sync + std::fmt::Debug {
+    /// Retention of `tenant` in ns; 0 keeps forever.
+    fn retention_ns(&self, tenant: &str) -> i64;
+    /// Now, ns since the epoch.
+    fn now_ns(&self) -> i64;
+}
+
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -49,6 +57,8 @@ pub struct StoreConfig {
     pub max_result_rows: usize,
     /// Threads of the query runtime (kept apart from ingest's).
     pub query_threads: usize,
+    /// How often expired partitions are looked for.
+    pub retention_interval: Duration,
 }
 
 impl StoreConfig {
@@ -64,6 +74,7 @@ impl StoreConfig {
             query_memory_bytes: 512 << 20,
             max_result_rows: 100_000,
             query_threads: 2,
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -135,6 +146,9 @@ pub struct EmbeddedStore {
     query_rt: QueryRuntime,
     shutdown: watch::Sender<bool>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    retention: std::sync::Mutex<Option<Arc<dyn RetentionPolicy>>>,
+    /// Files already out of the manifest, unlinked once no query can still be reading them.
+    retired: std::sync::Mutex<Vec<(Instant, PathBuf)>>,
 }
 
 /// A dedicated runtime for queries, so a heavy query does not starve ingest.
@@ -189,7 +203,87 @@ impl EmbeddedStore {
             query_rt: QueryRuntime(Some(query_rt)),
             shutdown,
             writer: std::sync::Mutex::new(None),
+            retention: std::sync::Mutex::new(None),
+            retired: std::sync::Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Sets who decides retention; without one nothing expires.
+    pub fn set_retention(&self, policy: Arc<dyn RetentionPolicy>) {
+        if let Ok(mut r) = self.retention.lock() {
+            *r = Some(policy);
+        }
+    }
+
+    /// Deletes every persisted hour partition whose newest row is older than its tenant's
+    /// retention. Runs in the writer loop, never beside a persist (whose manifest would
+    /// otherwise bring the files back). Returns how many files went.
+    fn enforce_retention(&self) -> Result<usize> {
+        let Some(policy) = self.retention.lock().ok().and_then(|r| r.clone()) else {
+            return Ok(0);
+        };
+        let now = policy.now_ns();
+        let mut horizons: HashMap<String, i64> = HashMap::new();
+        let doomed = {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            let mut m = (*st.manifest).clone();
+            let (gone, kept): (Vec<_>, Vec<_>) = m.files.into_iter().partition(|f| {
+                let horizon = *horizons.entry(f.tenant.clone()).or_insert_with(|| {
+                    match policy.retention_ns(&f.tenant) {
+                        0 => i64::MIN,
+                        r => now.saturating_sub(r),
+                    }
+                });
+                f.max_time < horizon
+            });
+            m.files = kept;
+            if gone.is_empty() {
+                return Ok(0);
+            }
+            m.save(&self.config.dir)?;
+            st.manifest = Arc::new(m);
+            gone
+        };
+        self.retire(doomed.iter().map(|f| self.config.dir.join(&f.path)));
+        metrics::counter!("eddy_store_expired_files_total").increment(doomed.len() as u64);
+        tracing::info!(files = doomed.len(), "retention deleted expired partitions");
+        Ok(doomed.len())
+    }
+
+    /// Queues files that left the manifest for deletion once every query that may have listed
+    /// them is over (the query timeout, plus a margin). A crash meanwhile leaves orphans, which
+    /// opening removes.
+    fn retire(&self, paths: impl Iterator<Item = PathBuf>) {
+        let due = Instant::now() + self.config.query_timeout + Duration::from_secs(1);
+        if let Ok(mut r) = self.retired.lock() {
+            r.extend(paths.map(|p| (due, p)));
+        }
+    }
+
+    /// Unlinks retired files whose grace period is over.
+    fn reap_retired(&self) {
+        let now = Instant::now();
+        let due: Vec<PathBuf> = match self.retired.lock() {
+            Ok(mut r) => {
+                let (due, keep): (Vec<_>, Vec<_>) = r.drain(..).partition(|(t, _)| *t <= now);
+                *r = keep;
+                due.into_iter().map(|(_, p)| p).collect()
+            }
+            Err(_) => return,
+        };
+        for path in due {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot delete a retired file");
+            }
+            // Empty hour, table and tenant directories go too; a non-empty one stays.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != self.config.dir.as_path()) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
     }
 
     /// Starts the writer task on the current runtime.
@@ -253,6 +347,21 @@ impl EmbeddedStore {
                 file_bytes: 0,
             },
         }
+    }
+
+    /// Files the manifest lists for `tenant` (tests).
+    #[doc(hidden)]
+    pub fn stats_files_of(&self, tenant: &str) -> usize {
+        self.state
+            .read()
+            .map(|s| {
+                s.manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.tenant == tenant)
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// True when a directory for `tenant` exists in the store (tests).
@@ -353,7 +462,15 @@ impl EmbeddedStore {
         let mut builders: HashMap<String, BatchBuilder> = HashMap::new();
         let mut persist: Option<tokio::task::JoinHandle<Result<Manifest>>> = None;
         let mut next = self.applied_offset();
+        let mut last_retention = Instant::now();
         loop {
+            self.reap_retired();
+            if persist.is_none() && last_retention.elapsed() >= self.config.retention_interval {
+                last_retention = Instant::now();
+                if let Err(e) = self.enforce_retention() {
+                    tracing::error!(error = %e, "retention failed; will retry");
+                }
+            }
             // Finish a completed persistence first: it frees memory and lets the log shrink.
             if persist.as_ref().is_some_and(|p| p.is_finished())
                 && let Some(p) = persist.take()
@@ -526,10 +643,7 @@ impl EmbeddedStore {
             st.manifest = Arc::new(m.clone());
             (gone, m)
         };
-        for f in &doomed {
-            let _ = std::fs::remove_file(self.config.dir.join(&f.path));
-        }
-        let _ = std::fs::remove_dir_all(self.config.dir.join(tenant));
+        self.retire(doomed.iter().map(|f| self.config.dir.join(&f.path)));
         tracing::info!(
             tenant,
             files = doomed.len(),

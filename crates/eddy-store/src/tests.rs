@@ -271,7 +271,11 @@ async fn events_match_naive_filters_through_buffers_files_and_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_tenant_is_dropped_from_buffers_and_files() {
     let dir = tempfile::tempdir().unwrap();
-    let f = open(dir, |c| c.persist_bytes = 1).await;
+    let f = open(dir, |c| {
+        c.persist_bytes = 1;
+        c.query_timeout = Duration::from_millis(300);
+    })
+    .await;
     append(
         &f.wal,
         (0..50)
@@ -302,7 +306,16 @@ async fn deleted_tenant_is_dropped_from_buffers_and_files() {
         all_ids(&f.store, "b", EventFilter::default()).await.len(),
         50
     );
-    assert!(!f.store.dir_has("a"));
+    for _ in 0..500 {
+        if !f.store.dir_has("a") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !f.store.dir_has("a"),
+        "files leave the disk after the query grace period"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,4 +357,101 @@ async fn bad_cursor_is_a_clear_error() {
         }
     );
     let _ = BTreeMap::<u8, u8>::new();
+}
+
+#[derive(Debug)]
+struct TestRetention {
+    now: std::sync::atomic::AtomicI64,
+}
+
+impl crate::RetentionPolicy for TestRetention {
+    fn retention_ns(&self, tenant: &str) -> i64 {
+        if tenant == "a" { 120 * MIN } else { 0 }
+    }
+    fn now_ns(&self) -> i64 {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_expired_hours_per_tenant_with_an_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(dir, |c| {
+        c.persist_bytes = 1;
+        c.retention_interval = Duration::from_millis(20);
+        c.query_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let policy = Arc::new(TestRetention {
+        now: std::sync::atomic::AtomicI64::new(T0),
+    });
+    f.store.set_retention(policy.clone());
+    let mut all = Vec::new();
+    let evs: Vec<Event> = (0..300)
+        .flat_map(|i| [event("a", i), event("b", i)])
+        .collect();
+    all.extend(evs.iter().cloned().enumerate().map(|(k, e)| (k as u64, e)));
+    append(&f.wal, evs.into_iter().map(ev_entry).collect()).await;
+    caught_up(&f).await;
+    for _ in 0..500 {
+        if f.store.stats().persisted_offset == f.wal.end_offset() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Nothing has expired at T0.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        all_ids(&f.store, "a", EventFilter::default()).await.len(),
+        300
+    );
+    let files_before = f.store.stats().files;
+
+    // Five hours later, tenant a (2 h retention) keeps only hours whose newest row is newer than
+    // T0 + 3 h; T0 is on an hour boundary, so exactly the events from T0 + 180 min remain.
+    policy
+        .now
+        .store(T0 + 300 * MIN, std::sync::atomic::Ordering::SeqCst);
+    let want = naive(&all, "a", |e| e.time >= T0 + 180 * MIN, false);
+    let mut got = Vec::new();
+    for _ in 0..500 {
+        got = all_ids(&f.store, "a", EventFilter::default()).await;
+        if got.len() == want.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        all_ids(&f.store, "b", EventFilter::default()).await.len(),
+        300,
+        "b keeps forever"
+    );
+    assert!(f.store.stats().files < files_before);
+    // The expired files leave the disk once no query can still be reading them.
+    let mut on_disk = usize::MAX;
+    for _ in 0..500 {
+        on_disk = walk_parquet(&f.dir.path().join("store/a"));
+        if on_disk == f.store.stats_files_of("a") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(on_disk, f.store.stats_files_of("a"));
+}
+
+fn walk_parquet(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
 }
