@@ -455,3 +455,24 @@ fn walk_parquet(dir: &std::path::Path) -> usize {
     }
     n
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_time_limit_fails_with_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(dir, |c| c.query_timeout = Duration::from_millis(50)).await;
+    let r: crate::Result<()> = f
+        .store
+        .run_query(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        })
+        .await;
+    assert!(matches!(r, Err(crate::Error::Timeout(_))), "{r:?}");
+    // The store keeps working.
+    append(&f.wal, vec![ev_entry(event("a", 1))]).await;
+    caught_up(&f).await;
+    assert_eq!(
+        all_ids(&f.store, "a", EventFilter::default()).await.len(),
+        1
+    );
+}

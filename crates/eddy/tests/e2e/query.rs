@@ -560,3 +560,50 @@ async fn timeseries_matches_naive_buckets() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
     }
 }
+
+#[tokio::test]
+async fn query_limits_fail_clearly_and_do_not_disturb_ingest() {
+    // (The timeout is tested in eddy-store, with a query that must wait.)
+    // A memory pool too small for sorting a few thousand rows.
+    let s = TestServer::spawn_with(&["--query-memory", "1KiB"], &[]).await;
+    for chunk in generate("m", 3000, crate::common::now_ms()).chunks(1000) {
+        s.post("/api/v1/events", &s.admin_key, &body(chunk)).await;
+    }
+    s.wait_visible().await;
+    let (st, v) = s.get("/api/v1/events?limit=1000", &s.admin_key).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("more memory"),
+        "{v}"
+    );
+    assert_eq!(
+        s.post(
+            "/api/v1/events",
+            &s.admin_key,
+            r#"{"type":"still-ingesting"}"#
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+
+    // A row cap.
+    let s = TestServer::spawn_with(&["--max-result-rows", "5"], &[]).await;
+    assert_eq!(
+        s.get("/api/v1/events?limit=6", &s.admin_key).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        s.get("/api/v1/events?limit=5", &s.admin_key).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get(
+            "/api/v1/timeseries?metric=v&bucket=1m&from=-1h",
+            &s.admin_key
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+}
