@@ -59,6 +59,8 @@ pub struct StoreConfig {
     pub query_threads: usize,
     /// How often expired partitions are looked for.
     pub retention_interval: Duration,
+    /// An hour partition with at least this many files is compacted into one.
+    pub compact_min_files: usize,
 }
 
 impl StoreConfig {
@@ -75,6 +77,7 @@ impl StoreConfig {
             max_result_rows: 100_000,
             query_threads: 2,
             retention_interval: Duration::from_secs(60),
+            compact_min_files: 8,
         }
     }
 }
@@ -250,6 +253,48 @@ impl EmbeddedStore {
         Ok(doomed.len())
     }
 
+    /// Merges the files of one (tenant, table, hour) partition that has at least
+    /// `compact_min_files` of them into one file. Crash-safe: the new file is written and
+    /// fsynced first, then the manifest swaps atomically; the old files are retired. Returns
+    /// whether it compacted something.
+    async fn compact_once(&self) -> Result<bool> {
+        let group: Vec<FileMeta> = {
+            let st = self.state.read().map_err(|_| poisoned())?;
+            let mut groups: HashMap<(&str, Table, i64), Vec<&FileMeta>> = HashMap::new();
+            for f in &st.manifest.files {
+                groups
+                    .entry((f.tenant.as_str(), f.table, f.hour))
+                    .or_default()
+                    .push(f);
+            }
+            match groups
+                .into_values()
+                .find(|g| g.len() >= self.config.compact_min_files.max(2))
+            {
+                Some(g) => g.into_iter().cloned().collect(),
+                None => return Ok(false),
+            }
+        };
+        let dir = self.config.dir.clone();
+        let inputs = group.clone();
+        let merged = tokio::task::spawn_blocking(move || merge_files(&dir, &inputs))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let old: std::collections::HashSet<&str> = group.iter().map(|f| f.path.as_str()).collect();
+        {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            let mut m = (*st.manifest).clone();
+            m.files.retain(|f| !old.contains(f.path.as_str()));
+            m.files.push(merged);
+            m.save(&self.config.dir)?;
+            st.manifest = Arc::new(m);
+        }
+        self.retire(group.iter().map(|f| self.config.dir.join(&f.path)));
+        metrics::counter!("eddy_store_compactions_total").increment(1);
+        tracing::debug!(files = group.len(), "compacted a partition");
+        Ok(true)
+    }
+
     /// Queues files that left the manifest for deletion once every query that may have listed
     /// them is over (the query timeout, plus a margin). A crash meanwhile leaves orphans, which
     /// opening removes.
@@ -347,6 +392,19 @@ impl EmbeddedStore {
                 file_bytes: 0,
             },
         }
+    }
+
+    /// The most files any one (tenant, table, hour) partition has (tests).
+    #[doc(hidden)]
+    pub fn max_files_per_partition(&self) -> usize {
+        let Ok(st) = self.state.read() else { return 0 };
+        let mut groups: HashMap<(&str, Table, i64), usize> = HashMap::new();
+        for f in &st.manifest.files {
+            *groups
+                .entry((f.tenant.as_str(), f.table, f.hour))
+                .or_default() += 1;
+        }
+        groups.into_values().max().unwrap_or(0)
     }
 
     /// Files the manifest lists for `tenant` (tests).
@@ -465,6 +523,13 @@ impl EmbeddedStore {
         let mut last_retention = Instant::now();
         loop {
             self.reap_retired();
+            if persist.is_none() {
+                match self.compact_once().await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+                }
+            }
             if persist.is_none() && last_retention.elapsed() >= self.config.retention_interval {
                 last_retention = Instant::now();
                 if let Err(e) = self.enforce_retention() {
@@ -784,6 +849,51 @@ fn write_files(
         "store persisted"
     );
     Ok(next)
+}
+
+/// Reads `files` (one partition) and writes them as one sorted file.
+fn merge_files(dir: &Path, files: &[FileMeta]) -> Result<FileMeta> {
+    let first = files
+        .first()
+        .ok_or_else(|| Error::Task("nothing to compact".into()))?;
+    let schema = match first.table {
+        Table::Events => events_schema(),
+        Table::MetricSamples => samples_schema(),
+    };
+    let mut batches = Vec::new();
+    for f in files {
+        let path = dir.join(&f.path);
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+            .build()?;
+        for b in reader {
+            batches.push(b.map_err(Error::Arrow)?);
+        }
+    }
+    let all = concat_batches(&schema, &batches).map_err(Error::Arrow)?;
+    let sorted = match first.table {
+        Table::Events => sort_by(&all, &["time"])?,
+        Table::MetricSamples => sort_by(&all, &["metric", "device_id", "time"])?,
+    };
+    let min_time = files
+        .iter()
+        .map(|f| f.min_time)
+        .min()
+        .unwrap_or(first.min_time);
+    let max_time = files
+        .iter()
+        .map(|f| f.max_time)
+        .max()
+        .unwrap_or(first.max_time);
+    write_one(
+        dir,
+        &first.tenant,
+        first.table,
+        first.hour,
+        &sorted,
+        min_time,
+        max_time,
+    )
 }
 
 fn write_one(
