@@ -146,8 +146,7 @@ impl Store for Arc<EmbeddedStore> {
             });
         }
         let limit = f.limit.clamp(1, self.config().max_result_rows);
-        let ctx = self.session(tenant, from, to).await?;
-        self.run_query(async move {
+        self.query(tenant, from, to, move |ctx| async move {
             let mut pred = ident("time").gt_eq(ts(from)).and(ident("time").lt(ts(to)));
             for (name, v) in [
                 ("type", f.r#type),
@@ -209,9 +208,8 @@ impl Store for Arc<EmbeddedStore> {
         limit: usize,
     ) -> Result<DevicePage> {
         let limit = limit.clamp(1, self.config().max_result_rows);
-        let ctx = self.session(tenant, i64::MIN, i64::MAX).await?;
         let after = after.unwrap_or_default();
-        self.run_query(async move {
+        self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
             // `limit` is a number we produced, the only value written into the SQL text.
             let sql = format!(
                 "SELECT device_id, min(time) AS first_seen, max(time) AS last_seen, count(*) AS events \
@@ -268,8 +266,8 @@ impl Store for Arc<EmbeddedStore> {
         if buckets > self.config().max_result_rows as u128 {
             return Err(Error::TooManyRows(self.config().max_result_rows));
         }
-        let ctx = self.session(tenant, q.from, q.to).await?;
-        self.run_query(async move {
+        let (from, to) = (q.from, q.to);
+        self.query(tenant, from, to, move |ctx| async move {
             let (sql, params) = q.sql();
             let batches = sql_collect(ctx, sql, params).await?;
             q.to_json(&batches)
@@ -284,9 +282,8 @@ impl Store for Arc<EmbeddedStore> {
         points: usize,
     ) -> Result<Option<Value>> {
         let points = points.clamp(1, self.config().max_result_rows);
-        let ctx = self.session(tenant, i64::MIN, i64::MAX).await?;
         let device = device_id.to_string();
-        self.run_query(async move {
+        self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
             let sql = format!(
                 "SELECT metric, time, value FROM ( \
                    SELECT metric, time, value, row_number() OVER (PARTITION BY metric ORDER BY time DESC) AS rn \

@@ -494,6 +494,29 @@ impl EmbeddedStore {
         Ok(ctx)
     }
 
+    /// Builds `tenant`'s session for `[from, to)` and runs `f` in it, both on the query runtime
+    /// and both inside the query timeout (opening Parquet footers is part of a query's cost).
+    pub async fn query<T, F, Fut>(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(SessionContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        let tenant = tenant.to_string();
+        self.run_query(async move {
+            let ctx = store.session(&tenant, from, to).await?;
+            f(ctx).await
+        })
+        .await
+    }
+
     /// Runs `f` on the query runtime with the configured timeout.
     pub async fn run_query<T, F>(&self, f: F) -> Result<T>
     where

@@ -117,6 +117,10 @@ pub(crate) struct ServeArgs {
     /// Ingest answers 503 while the store is this many events behind the log [default: 5000000].
     #[arg(long, env = "EDDY_STORE_MAX_LAG")]
     pub(crate) store_max_lag: Option<u64>,
+    /// An hour partition with this many Parquet files is compacted into one (minimum 2)
+    /// [default: 8].
+    #[arg(long, env = "EDDY_STORE_COMPACT_MIN_FILES")]
+    pub(crate) store_compact_min_files: Option<usize>,
     /// Longest a query may run [default: 30s].
     #[arg(long, env = "EDDY_QUERY_TIMEOUT")]
     pub(crate) query_timeout: Option<String>,
@@ -159,6 +163,7 @@ struct FileConfig {
     store_persist_age: Option<String>,
     store_max_buffer_size: Option<String>,
     store_max_lag: Option<u64>,
+    store_compact_min_files: Option<usize>,
     query_timeout: Option<String>,
     query_memory: Option<String>,
     max_result_rows: Option<usize>,
@@ -312,6 +317,17 @@ impl ServeArgs {
                 "--store-max-lag / EDDY_STORE_MAX_LAG",
                 usize::try_from(v).unwrap_or(usize::MAX),
             )? as u64;
+        }
+        if let Some(v) = self
+            .store_compact_min_files
+            .or(file.store_compact_min_files)
+        {
+            if v < 2 {
+                bail!(
+                    "invalid --store-compact-min-files / EDDY_STORE_COMPACT_MIN_FILES: must be at least 2, got {v}"
+                );
+            }
+            c.store.compact_min_files = v;
         }
         if let Some(v) = self.query_timeout.or(file.query_timeout) {
             c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;
