@@ -14,6 +14,7 @@ pub mod clock;
 pub mod codec;
 mod error;
 pub mod event;
+pub mod id;
 pub mod normalize;
 pub mod time;
 

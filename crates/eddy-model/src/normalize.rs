@@ -407,7 +407,7 @@ impl Builder {
         };
         let (event_id, client_id) = match self.event_id {
             Some((_, id)) => (id, true),
-            None => (uuid::Uuid::now_v7().to_string(), false),
+            None => (crate::id::generate(), false),
         };
         Ok(Event {
             tenant: policy.tenant.to_string(),

@@ -766,12 +766,29 @@ async fn register(
     Ok(())
 }
 
+/// Parquet settings of every file the store writes (format 2.0 pages). Columns whose values are
+/// (nearly) unique — times, log offsets, event ids — skip the dictionary, which would only grow
+/// as large as the data, and use delta encodings instead: sorted times and offsets shrink to a
+/// few bits per row, and ids of one writer share long prefixes (see `eddy_model::id`).
 fn write_props() -> WriterProperties {
-    WriterProperties::builder()
+    use parquet::basic::Encoding;
+    use parquet::schema::types::ColumnPath;
+    let mut b = WriterProperties::builder()
+        .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for (column, encoding) in [
+        ("time", Encoding::DELTA_BINARY_PACKED),
+        ("received_at", Encoding::DELTA_BINARY_PACKED),
+        ("offset", Encoding::DELTA_BINARY_PACKED),
+        ("event_id", Encoding::DELTA_BYTE_ARRAY),
+    ] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), encoding);
+    }
+    b.build()
 }
 
 /// Sorts `batch` by the given columns. Several columns are sorted through Arrow's row format

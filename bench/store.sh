@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Store benchmark: N generated events (default 10M; mixed readings and product events over
+# the last 24 h) posted to a release build as NDJSON batches, then: ingest throughput with
+# the store writer running, time until everything is visible to queries, on-disk bytes against
+# the JSON sent, and the latency of /api/v1/timeseries (24 h by minute, one device and all
+# devices), with DuckDB (Python package) answering the same questions on the same data beside
+# it — and Eddy's answers checked against DuckDB's.
+# Needs: cargo build --release, python3 with duckdb (pip install duckdb). Loopback only.
+# Usage: bench/store.sh [events, default 10000000] [query runs, default 50]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000000}
+RUNS=${2:-50}
+EDDY=$PWD/target/release/eddy
+work=$(mktemp -d /tmp/eddy-store-bench.XXXXXX)
+pid=
+cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+now() { date +%s.%N; }
+since() { python3 -c "print(round($(now) - $1, 2))"; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+END_MS=$(( $(date +%s) * 1000 - 60000 ))
+FROM_MS=$(( END_MS - 86400000 ))
+t=$(now)
+python3 bench/gen_events.py "$N" "$work/events.ndjson" --end "$END_MS"
+JSON_BYTES=$(stat -c %s "$work/events.ndjson")
+echo "generated $N events, $JSON_BYTES bytes of NDJSON ($(python3 -c "print(round($JSON_BYTES / $N, 1))") B/event) in $(since "$t") s"
+mkdir "$work/chunks"
+split -l 5000 -a 5 "$work/events.ndjson" "$work/chunks/c"
+
+start_eddy() {
+  rm -f "$work/eddy/eddy.addr"
+  "$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --log-level warn >> "$work/eddy.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
+}
+start_eddy
+KEY=$(cat "$work/eddy/admin.key")
+lag() { curl -sf 127.0.0.1:18080/lag -H "X-API-Key: $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["lag"])'; }
+
+echo "== ingest: $N events, 5000 per request, 4 connections, durable acks"
+t=$(now)
+find "$work/chunks" -type f | sort | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST 127.0.0.1:18080/api/v1/events \
+  -H "X-API-Key: $KEY" -H "Content-Type: application/x-ndjson" --data-binary @{}
+INGEST_S=$(since "$t")
+t2=$(now)
+while [[ "$(lag)" != 0 ]]; do sleep 0.05; done
+VISIBLE_S=$(since "$t2")
+echo "   acknowledged in $INGEST_S s = $(python3 -c "print(round($N / $INGEST_S))") events/s; all visible to queries $VISIBLE_S s after the last ack ($(python3 -c "print(round($N / ($INGEST_S + $VISIBLE_S)))") events/s end to end)"
+echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
+
+echo "== on disk after a graceful stop (everything persisted)"
+kill -TERM "$pid"; wait "$pid" || true; pid=
+STORE_BYTES=$(du -sb "$work/eddy/store" | cut -f1)
+PARQUET_BYTES=$(find "$work/eddy/store" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')
+echo "   store $STORE_BYTES bytes ($(find "$work/eddy/store" -name '*.parquet' | wc -l) Parquet files, $PARQUET_BYTES bytes of Parquet): JSON / store = $(python3 -c "print(round($JSON_BYTES / $STORE_BYTES, 2))")x, $(python3 -c "print(round($STORE_BYTES / $N, 1))") B/event"
+echo "   WAL $(du -sb "$work/eddy/wal" | cut -f1) bytes"
+python3 - "$work/eddy/store" <<'PY'
+import sys, duckdb
+rows = duckdb.sql(f"""
+SELECT split_part(file_name, '/', -3) AS t, split_part(path_in_schema, ',', 1) AS c,
+       sum(total_compressed_size) AS s
+FROM parquet_metadata('{sys.argv[1]}/*/*/*/*.parquet') GROUP BY ALL ORDER BY s DESC""").fetchall()
+total = sum(r[2] for r in rows)
+print("   bytes by column: " + ", ".join(f"{t}.{c} {s / total:.0%}" for t, c, s in rows[:10]))
+PY
+start_eddy
+DEV=sensor-00042
+mkdir "$work/results"
+query() { # name url
+  local name=$1 url=$2
+  curl -sf "$url" -H "X-API-Key: $KEY" > "$work/results/$name.json"
+  for _ in $(seq "$RUNS"); do
+    curl -sf -o /dev/null -w '%{time_total}\n' "$url" -H "X-API-Key: $KEY"
+  done | python3 -c "
+import sys, statistics
+lat = sorted(float(l) * 1000 for l in sys.stdin)
+n = len(__import__('json').load(open('$work/results/$name.json'))['data'])
+print(f'eddy $name: {n} buckets, p50 {statistics.median(lat):.1f} ms, p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f} ms')"
+}
+echo "== /api/v1/timeseries, 24 h by minute, avg temperature ($RUNS runs each, after a restart: all from Parquet)"
+TS="http://127.0.0.1:18080/api/v1/timeseries?metric=temperature&from=$FROM_MS&to=$END_MS&bucket=1m&agg=avg"
+query one_device "$TS&device_id=$DEV"
+query all_devices "$TS"
+query one_device_p95 "${TS/agg=avg/agg=p95}&device_id=$DEV"
+query all_devices_p95 "${TS/agg=avg/agg=p95}"
+
+echo "== DuckDB beside it"
+python3 bench/duckdb_ref.py "$work/events.ndjson" "$work" "$FROM_MS" "$END_MS" "$DEV" "$work/results" "$RUNS"
