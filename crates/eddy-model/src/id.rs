@@ -23,7 +23,11 @@ pub fn generate() -> String {
 }
 
 fn generate_at(unix_ms: u64) -> String {
-    let node = NODE.get_or_init(|| uuid::Uuid::new_v4().as_bytes()[..4].try_into().unwrap_or([0; 4]));
+    let node = NODE.get_or_init(|| {
+        uuid::Uuid::new_v4().as_bytes()[..4]
+            .try_into()
+            .unwrap_or([0; 4])
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut rand = [0u8; 10];
     // Bytes 0..4 of the random part: the node (the builder overwrites 4 bits with the version).
@@ -41,7 +45,9 @@ mod tests {
 
     #[test]
     fn generated_ids_are_v7_unique_and_ordered() {
-        let ids: Vec<String> = (0..10_000).map(|_| generate_at(1_700_000_000_000)).collect();
+        let ids: Vec<String> = (0..10_000)
+            .map(|_| generate_at(1_700_000_000_000))
+            .collect();
         let set: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(set.len(), ids.len());
         for w in ids.windows(2) {
@@ -50,7 +56,10 @@ mod tests {
         let u = uuid::Uuid::parse_str(&ids[0]).unwrap();
         assert_eq!(u.get_version_num(), 7);
         let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
-        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1_700_000_000_000);
+        assert_eq!(
+            secs * 1000 + u64::from(nanos) / 1_000_000,
+            1_700_000_000_000
+        );
         assert!(generate() > ids[0], "a later time sorts later");
     }
 }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Settings of the embedded store (its `dir` is derived from `data_dir`).
     pub store: eddy_store::StoreConfig,
+    /// Settings of the stream processor (its `dir` is derived from `data_dir`).
+    pub stream: eddy_stream::StreamConfig,
 }
 
 impl ServerConfig {
@@ -62,6 +64,7 @@ impl ServerConfig {
             wal_queue_bytes: 256 << 20,
             shutdown_grace: Duration::from_secs(30),
             store: eddy_store::StoreConfig::new(PathBuf::new()),
+            stream: eddy_stream::StreamConfig::new(PathBuf::new()),
         }
     }
 }

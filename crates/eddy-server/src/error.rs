@@ -112,6 +112,13 @@ impl From<eddy_log::Error> for Error {
     }
 }
 
+impl From<eddy_stream::Error> for Error {
+    fn from(e: eddy_stream::Error) -> Self {
+        tracing::error!(error = %e, "stream processor error");
+        Self::Internal("stream processor error".into())
+    }
+}
+
 impl From<eddy_store::Error> for Error {
     fn from(e: eddy_store::Error) -> Self {
         use eddy_store::Error as S;

@@ -41,6 +41,7 @@ pub struct Server {
     state: AppState,
     wal: Arc<Wal>,
     store: Arc<eddy_store::EmbeddedStore>,
+    stream: Arc<eddy_stream::Processor>,
 }
 
 /// What opening the server found.
@@ -90,13 +91,18 @@ impl Server {
             clock: clock.clone(),
             default_ns: i64::try_from(config.default_retention.as_nanos()).unwrap_or(i64::MAX),
         }));
+        let mut stream_config = config.stream.clone();
+        stream_config.dir = config.data_dir.join("stream");
+        let stream = eddy_stream::Processor::open(stream_config, wal.clone()).map_err(startup)?;
         // Needs the runtime: Server::open is called from within it.
         store.start();
+        stream.start();
         let max_batch = config.max_batch_events;
         let state: AppState = Arc::new(AppInner {
             log: wal.clone(),
             store: store.clone(),
             query: Arc::new(store.clone()),
+            stream: stream.clone(),
             auth: catalog.clone(),
             catalog,
             dedup,
@@ -109,7 +115,12 @@ impl Server {
             config,
         });
         Ok(Opened {
-            server: Server { state, wal, store },
+            server: Server {
+                state,
+                wal,
+                store,
+                stream,
+            },
             generated_admin_key: generated,
         })
     }
@@ -160,9 +171,11 @@ impl Server {
         // The store applies what is left of the log and persists it, so a restart replays
         // nothing.
         self.store.shutdown().await;
+        self.stream.shutdown().await;
         tracing::info!(
             persisted_offset = self.store.stats().persisted_offset,
-            "store persisted; bye"
+            stream_offset = self.stream.applied_offset(),
+            "store persisted, rollups checkpointed; bye"
         );
         Ok(())
     }

@@ -141,6 +141,27 @@ fn describe() {
         "eddy_store_backpressure_total",
         "Ingest requests refused (503) because the store lagged too far behind the log."
     );
+    describe_counter!(
+        "eddy_stream_events_total",
+        "Log records the stream processor applied to rollups."
+    );
+    describe_counter!(
+        "eddy_stream_late_total",
+        "Event × resolution pairs that arrived after their window closed (not applied; the raw store has them)."
+    );
+    describe_gauge!(
+        "eddy_stream_windows",
+        "Rollup windows held in memory, all tenants."
+    );
+    describe_histogram!(
+        "eddy_stream_checkpoint_duration_seconds",
+        Unit::Seconds,
+        "Time to write one stream checkpoint (state + offset)."
+    );
+    describe_gauge!(
+        "eddy_stream_lag_records",
+        "Log records not yet applied by the stream processor."
+    );
     describe_gauge!(
         "eddy_build_info",
         "Build information; the value is always 1."
@@ -156,6 +177,12 @@ pub(crate) fn update_gauges(state: &AppState) {
     } else {
         0.0
     });
+    metrics::gauge!("eddy_stream_lag_records").set(
+        state
+            .log
+            .end_offset()
+            .saturating_sub(state.stream.applied_offset()) as f64,
+    );
     metrics::gauge!("eddy_dedup_entries").set(state.dedup.len() as f64);
     metrics::gauge!("eddy_tenants")
         .set(state.catalog.tenants().map(|t| t.len()).unwrap_or(0) as f64);

@@ -24,6 +24,8 @@ pub struct AppInner {
     pub store: Arc<eddy_store::EmbeddedStore>,
     /// The store seam queries go through.
     pub query: Arc<dyn eddy_store::Store>,
+    /// The stream processor: rollups (and, later, alerts and live feeds).
+    pub stream: Arc<eddy_stream::Processor>,
     pub catalog: Arc<Catalog>,
     pub auth: Arc<dyn AuthProvider>,
     pub dedup: Dedup,

@@ -121,6 +121,13 @@ pub(crate) struct ServeArgs {
     /// [default: 8].
     #[arg(long, env = "EDDY_STORE_COMPACT_MIN_FILES")]
     pub(crate) store_compact_min_files: Option<usize>,
+    /// How far behind the watermark an event may arrive and still update its rollup window
+    /// [default: 5m].
+    #[arg(long, env = "EDDY_ALLOWED_LATENESS")]
+    pub(crate) allowed_lateness: Option<String>,
+    /// How often the stream processor checkpoints its rollups [default: 10s].
+    #[arg(long, env = "EDDY_STREAM_CHECKPOINT_INTERVAL")]
+    pub(crate) stream_checkpoint_interval: Option<String>,
     /// Longest a query may run [default: 30s].
     #[arg(long, env = "EDDY_QUERY_TIMEOUT")]
     pub(crate) query_timeout: Option<String>,
@@ -164,6 +171,8 @@ struct FileConfig {
     store_max_buffer_size: Option<String>,
     store_max_lag: Option<u64>,
     store_compact_min_files: Option<usize>,
+    allowed_lateness: Option<String>,
+    stream_checkpoint_interval: Option<String>,
     query_timeout: Option<String>,
     query_memory: Option<String>,
     max_result_rows: Option<usize>,
@@ -328,6 +337,20 @@ impl ServeArgs {
                 );
             }
             c.store.compact_min_files = v;
+        }
+        if let Some(v) = self.allowed_lateness.or(file.allowed_lateness) {
+            c.stream.allowed_lateness =
+                duration("--allowed-lateness / EDDY_ALLOWED_LATENESS", &v, true)?;
+        }
+        if let Some(v) = self
+            .stream_checkpoint_interval
+            .or(file.stream_checkpoint_interval)
+        {
+            c.stream.checkpoint_interval = duration(
+                "--stream-checkpoint-interval / EDDY_STREAM_CHECKPOINT_INTERVAL",
+                &v,
+                false,
+            )?;
         }
         if let Some(v) = self.query_timeout.or(file.query_timeout) {
             c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;

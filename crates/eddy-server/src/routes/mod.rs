@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod ingest;
 pub(crate) mod ops;
 pub(crate) mod query;
+pub(crate) mod rollups;
 
 use std::time::Instant;
 
@@ -29,6 +30,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/data/recent", get(query::recent_sensor_data))
         .route("/api/v1/devices", get(query::list_devices))
         .route("/api/v1/timeseries", get(query::timeseries))
+        .route("/api/v1/rollups", get(rollups::rollups))
         .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
         // Compatibility routes onto the same code path.
         .route("/api/data", post(ingest::sensor_data))

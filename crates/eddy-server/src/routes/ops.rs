@@ -87,6 +87,11 @@ pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result
             "persisted_offset": store.persisted_offset,
             "lag": end.saturating_sub(store.applied_offset),
         },
+        // Rollups reflect everything below `applied_offset`.
+        "stream": {
+            "applied_offset": state.stream.applied_offset(),
+            "lag": end.saturating_sub(state.stream.applied_offset()),
+        },
     }))
     .into_response())
 }

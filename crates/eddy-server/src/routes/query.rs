@@ -255,7 +255,7 @@ pub(crate) async fn recent_sensor_data(
 }
 
 /// Parses `limit`-style whole-number parameters within `1..=max`.
-fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
+pub(crate) fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
     v.parse::<usize>()
         .ok()
         .filter(|n| (1..=max).contains(n))
@@ -267,7 +267,7 @@ fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
         })
 }
 
-fn unknown(name: &str, known: &str) -> Error {
+pub(crate) fn unknown(name: &str, known: &str) -> Error {
     Error::bad_request(
         "invalid_parameter",
         format!("unknown parameter `{name}`; use {known}"),

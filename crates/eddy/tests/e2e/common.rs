@@ -258,6 +258,18 @@ impl TestServer {
         panic!("the store did not catch up with the log");
     }
 
+    /// Waits until the stream processor has applied the whole log.
+    pub async fn wait_rollups(&self) {
+        for _ in 0..1000 {
+            let (_, v) = self.get("/lag", &self.admin_key).await;
+            if v["stream"]["lag"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the stream processor did not catch up with the log");
+    }
+
     /// Every event a listing returns, following `next_cursor`.
     pub async fn list_all(&self, key: &str, path_and_query: &str) -> Vec<Value> {
         let mut out = Vec::new();

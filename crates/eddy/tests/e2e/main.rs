@@ -11,3 +11,4 @@ mod crash;
 mod ingest;
 mod ops;
 mod query;
+mod stream;

@@ -1,0 +1,133 @@
+//! `GET /api/v1/rollups`: the stream processor's event-time rollups, read from its state
+//! (tenant-scoped, `read` scope).
+//!
+//! - `metric=NAME[&device_id=ID]`: per (device, window) `count, sum, min, max, avg, first,
+//!   last` (exact) and `p50, p90, p95, p99` (DDSketch, ±1% relative);
+//! - `dimension=type|page_url|source[&value=V]`: per (value, window) `count` (exact) and
+//!   `distinct_users` (HyperLogLog++);
+//! - `resolution=1m|1h|1d` (default 1m), `from`/`to` (default the last 24 h; windows starting
+//!   in `[from, to)`, `from` rounded down to its window).
+//!
+//! Every row says whether its window is `final` (closed by the watermark) or still open.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use eddy_stream::{Dimension, Resolution};
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::catalog::Scope;
+use crate::routes::query::{parse_time_param, unknown};
+use crate::state::AppState;
+use crate::{Error, Result};
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::bad_request("invalid_parameter", message)
+}
+
+pub(crate) async fn rollups(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let p = caller.require(Scope::Read)?;
+    let now = state.clock.now_ns();
+    let (mut from, mut to) = (now.saturating_sub(86_400 * 1_000_000_000), now);
+    let mut resolution = Resolution::Minute;
+    let (mut metric, mut device, mut dimension, mut value) = (None, None, None, None);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "metric" => metric = Some(v.clone()),
+            "device_id" | "sensor_id" => device = Some(v.clone()),
+            "dimension" => {
+                dimension = Some(Dimension::parse(v).ok_or_else(|| {
+                    bad(format!("`dimension` `{v}`: use type, page_url or source"))
+                })?)
+            }
+            "value" => value = Some(v.clone()),
+            "resolution" => {
+                resolution = Resolution::parse(v)
+                    .ok_or_else(|| bad(format!("`resolution` `{v}`: use 1m, 1h or 1d")))?
+            }
+            "from" => from = parse_time_param("from", v, now)?,
+            "to" => to = parse_time_param("to", v, now)?,
+            other => {
+                return Err(unknown(
+                    other,
+                    "metric, device_id, dimension, value, resolution, from, to",
+                ));
+            }
+        }
+    }
+    if from >= to {
+        return Err(bad("`from` must be before `to`"));
+    }
+    let from = resolution.window_start(from);
+    let lateness = state.stream.config().lateness_ns();
+    let max_rows = state.store.config().max_result_rows;
+    let rfc = eddy_model::time::format_rfc3339;
+    let (watermark, rows) = match (metric, dimension) {
+        (Some(metric), None) => {
+            if value.is_some() {
+                return Err(bad("`value` goes with `dimension`, not `metric`"));
+            }
+            state.stream.read(&p.tenant_id, |r| {
+                let rows: Vec<Value> = r
+                    .metric_windows(resolution, &metric, device.as_deref(), from, to)
+                    .take(max_rows + 1)
+                    .map(|(k, start, a)| {
+                        json!({
+                            "time": rfc(start),
+                            "device_id": (!k.device_id.is_empty()).then_some(&k.device_id),
+                            "metric": k.metric,
+                            "count": a.count, "sum": a.sum, "min": a.min, "max": a.max,
+                            "avg": a.avg(), "first": a.first.value, "last": a.last.value,
+                            "p50": a.quantile(0.5), "p90": a.quantile(0.9),
+                            "p95": a.quantile(0.95), "p99": a.quantile(0.99),
+                            "final": r.closed(resolution, start, lateness),
+                        })
+                    })
+                    .collect();
+                (r.watermark(lateness), rows)
+            })?
+        }
+        (None, Some(dim)) => {
+            if device.is_some() {
+                return Err(bad("`device_id` goes with `metric`, not `dimension`"));
+            }
+            state.stream.read(&p.tenant_id, |r| {
+                let rows: Vec<Value> = r
+                    .count_windows(resolution, dim, value.as_deref(), from, to)
+                    .take(max_rows + 1)
+                    .map(|(v, start, a)| {
+                        json!({
+                            "time": rfc(start),
+                            "dimension": dim.name(),
+                            "value": v,
+                            "count": a.count,
+                            "distinct_users": a.distinct_users(),
+                            "final": r.closed(resolution, start, lateness),
+                        })
+                    })
+                    .collect();
+                (r.watermark(lateness), rows)
+            })?
+        }
+        _ => return Err(bad("give exactly one of `metric` and `dimension`")),
+    };
+    if rows.len() > max_rows {
+        return Err(Error::bad_request(
+            "result_too_large",
+            format!(
+                "more than {max_rows} rollup rows; narrow the range, the resolution or the series"
+            ),
+        ));
+    }
+    Ok(Json(json!({
+        "resolution": resolution.name(),
+        "watermark": watermark.map(rfc),
+        "data": rows,
+    }))
+    .into_response())
+}

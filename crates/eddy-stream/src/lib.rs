@@ -1,0 +1,48 @@
+//! Eddy's stream processor: an ordinary named consumer of the log (like the store writer) that
+//! keeps, per tenant, event-time rollups continuously up to date and checkpoints them with the
+//! log offset they reflect, so a crash neither drops nor double-counts an acknowledged event.
+//!
+//! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
+//! - [`processor`]: the log consumer, checkpoints, recovery.
+
+pub mod processor;
+pub mod rollup;
+
+pub use processor::{Processor, StreamConfig};
+pub use rollup::{Dimension, MetricAgg, Resolution, TenantRollups};
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the stream processor.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("log: {0}")]
+    Log(#[from] eddy_log::Error),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error(
+        "the log no longer holds offset {needed} (starts at {start}); the stream checkpoint is older than the log"
+    )]
+    LogGap { needed: u64, start: u64 },
+    #[error("{0}")]
+    Task(String),
+}
+
+impl Error {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The stream processor: the log consumer `stream`, applying every event to its tenant's
+//! rollups and checkpointing them together with the log offset they reflect.
+//!
+//! **Exactly once.** `<dir>/checkpoint.zst` (format version 1: zstd-compressed JSON
+//! `{"version", "offset", "tenants"}`) is replaced atomically (temp file, fsync, rename, fsync
+//! dir). It holds the state after applying every record below `offset` and nothing else; on
+//! start the processor loads it and replays the log from `offset`. The log consumer offset is
+//! committed only after a checkpoint is durable (so the WAL keeps what a restart must replay).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use eddy_log::Log;
+use eddy_model::{Entry, codec};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::rollup::{Resolution, TenantRollups};
+use crate::{Error, Result};
+
+/// Name of the processor's log consumer.
+pub const CONSUMER: &str = "stream";
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// Settings of the stream processor.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Directory of the checkpoint.
+    pub dir: PathBuf,
+    /// How late (in event time, behind the watermark) an event may be and still update its
+    /// window.
+    pub allowed_lateness: Duration,
+    /// Checkpoint at least this often while records arrive.
+    pub checkpoint_interval: Duration,
+    /// How long closed windows stay queryable in memory, per resolution (1m, 1h, 1d).
+    pub horizon: [Duration; 3],
+}
+
+impl StreamConfig {
+    /// Defaults for a directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            allowed_lateness: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_secs(10),
+            horizon: [
+                Duration::from_secs(6 * 3600),
+                Duration::from_secs(7 * 86_400),
+                Duration::from_secs(90 * 86_400),
+            ],
+        }
+    }
+
+    /// Allowed lateness in ns.
+    pub fn lateness_ns(&self) -> i64 {
+        i64::try_from(self.allowed_lateness.as_nanos()).unwrap_or(i64::MAX)
+    }
+
+    fn horizon_ns(&self, r: Resolution) -> i64 {
+        let d = match r {
+            Resolution::Minute => self.horizon[0],
+            Resolution::Hour => self.horizon[1],
+            Resolution::Day => self.horizon[2],
+        };
+        i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Every record below this offset has been applied.
+    offset: u64,
+    tenants: HashMap<String, TenantRollups>,
+}
+
+#[derive(Serialize)]
+struct CheckpointRef<'a> {
+    version: u32,
+    #[serde(flatten)]
+    state: &'a State,
+}
+
+#[derive(Deserialize)]
+struct CheckpointOwned {
+    version: u32,
+    #[serde(flatten)]
+    state: State,
+}
+
+/// The running processor; queries read its state through [`Processor::read`].
+#[derive(Debug)]
+pub struct Processor {
+    config: StreamConfig,
+    log: Arc<dyn Log>,
+    state: RwLock<State>,
+    shutdown: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn poisoned() -> Error {
+    Error::Task("stream state lock poisoned".into())
+}
+
+impl Processor {
+    /// Loads the checkpoint (if any) and registers the consumer; [`Processor::start`] runs it.
+    pub fn open(config: StreamConfig, log: Arc<dyn Log>) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
+        let state = load_checkpoint(&config.dir)?.unwrap_or_default();
+        let committed = log.register_consumer(CONSUMER)?;
+        if committed > state.offset || log.start_offset() > state.offset {
+            return Err(Error::LogGap {
+                needed: state.offset,
+                start: log.start_offset().max(committed),
+            });
+        }
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            config,
+            log,
+            state: RwLock::new(state),
+            shutdown,
+            task: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// Starts consuming the log on the current runtime.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = me.run().await {
+                tracing::error!(error = %e, "stream processor stopped");
+            }
+        });
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(handle);
+        }
+    }
+
+    /// Stops after a final checkpoint.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    /// Stops at once without a checkpoint: what a crash does (tests).
+    #[doc(hidden)]
+    pub async fn crash(&self) {
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+    }
+
+    /// Every record below this offset is reflected in the rollups.
+    pub fn applied_offset(&self) -> u64 {
+        self.state.read().map(|s| s.offset).unwrap_or(0)
+    }
+
+    /// Runs `f` on `tenant`'s rollups (empty rollups for a tenant without events).
+    pub fn read<T>(&self, tenant: &str, f: impl FnOnce(&TenantRollups) -> T) -> Result<T> {
+        let s = self.state.read().map_err(|_| poisoned())?;
+        Ok(match s.tenants.get(tenant) {
+            Some(t) => f(t),
+            None => f(&TenantRollups::default()),
+        })
+    }
+
+    async fn run(&self) -> Result<()> {
+        let mut end = self.log.watch_end();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut last_checkpoint = Instant::now();
+        let mut checkpointed = self.applied_offset();
+        let lateness = self.config.lateness_ns();
+        loop {
+            let next = self.applied_offset();
+            let records = self.log.read(next, 8192)?;
+            if records.is_empty() {
+                if next > checkpointed
+                    && last_checkpoint.elapsed() >= self.config.checkpoint_interval
+                {
+                    checkpointed = self.checkpoint().await?;
+                    last_checkpoint = Instant::now();
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = end.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            let mut late = 0u64;
+            {
+                let mut s = self.state.write().map_err(|_| poisoned())?;
+                for rec in &records {
+                    match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                        Ok(Some(Entry::Event(ev))) => {
+                            let applied = s
+                                .tenants
+                                .entry(ev.tenant.clone())
+                                .or_default()
+                                .apply(&ev, rec.offset, lateness);
+                            late += u64::from(applied.late);
+                        }
+                        Ok(Some(Entry::TenantDeleted(t))) => {
+                            s.tenants.remove(&t.tenant);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
+                        }
+                    }
+                    s.offset = rec.offset + 1;
+                }
+                for t in s.tenants.values_mut() {
+                    t.evict(lateness, |r| self.config.horizon_ns(r));
+                }
+                metrics::gauge!("eddy_stream_windows")
+                    .set(s.tenants.values().map(TenantRollups::len).sum::<usize>() as f64);
+            }
+            metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
+            if late > 0 {
+                metrics::counter!("eddy_stream_late_total").increment(late);
+            }
+            if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                checkpointed = self.checkpoint().await?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        if self.applied_offset() > checkpointed || checkpointed == 0 {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint and then commits the log consumer; returns the offset it covers.
+    async fn checkpoint(&self) -> Result<u64> {
+        let started = Instant::now();
+        let (offset, body) = {
+            let s = self.state.read().map_err(|_| poisoned())?;
+            let json = serde_json::to_vec(&CheckpointRef {
+                version: CHECKPOINT_VERSION,
+                state: &s,
+            })
+            .map_err(|e| Error::Checkpoint(e.to_string()))?;
+            (s.offset, json)
+        };
+        let dir = self.config.dir.clone();
+        tokio::task::spawn_blocking(move || write_checkpoint(&dir, &body))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        self.log.commit(CONSUMER, offset)?;
+        metrics::histogram!("eddy_stream_checkpoint_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(offset)
+    }
+}
+
+fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoint.zst")
+}
+
+fn write_checkpoint(dir: &Path, json: &[u8]) -> Result<()> {
+    let path = checkpoint_path(dir);
+    let tmp = dir.join("checkpoint.zst.tmp");
+    let compressed = zstd::encode_all(json, 3).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&compressed)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// The offset the checkpoint in `dir` covers, if there is one.
+pub fn checkpoint_offset(dir: &Path) -> Result<Option<u64>> {
+    Ok(load_checkpoint(dir)?.map(|s| s.offset))
+}
+
+fn load_checkpoint(dir: &Path) -> Result<Option<State>> {
+    let path = checkpoint_path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let json = zstd::decode_all(bytes.as_slice()).map_err(|e| Error::io(&path, e))?;
+    let c: CheckpointOwned = serde_json::from_slice(&json)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+    if c.version != CHECKPOINT_VERSION {
+        return Err(Error::Checkpoint(format!(
+            "{}: unsupported version {}",
+            path.display(),
+            c.version
+        )));
+    }
+    Ok(Some(c.state))
+}
