@@ -37,7 +37,7 @@ start_eddy() {
 }
 start_eddy
 KEY=$(cat "$work/eddy/admin.key")
-lag() { curl -sf 127.0.0.1:18080/lag -H "X-API-Key: $KEY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["lag"])'; }
+lag() { curl -sf 127.0.0.1:18080/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 
 echo "== ingest: $N events, 5000 per request, 4 connections, durable acks"
 t=$(now)
@@ -47,7 +47,10 @@ INGEST_S=$(since "$t")
 t2=$(now)
 while [[ "$(lag)" != 0 ]]; do sleep 0.05; done
 VISIBLE_S=$(since "$t2")
+while [[ "$(lag stream)" != 0 ]]; do sleep 0.05; done
+ROLLUPS_S=$(since "$t2")
 echo "   acknowledged in $INGEST_S s = $(python3 -c "print(round($N / $INGEST_S))") events/s; all visible to queries $VISIBLE_S s after the last ack ($(python3 -c "print(round($N / ($INGEST_S + $VISIBLE_S)))") events/s end to end)"
+echo "   rollups caught up $ROLLUPS_S s after the last ack"
 echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 
 echo "== on disk after a graceful stop (everything persisted)"

@@ -1,8 +1,9 @@
 //! Event-time rollups of one tenant: tumbling windows of 1 minute, 1 hour and 1 day.
 //!
-//! - per (device, metric): count, sum, min, max, avg, first, last and quantiles from a DDSketch
-//!   (relative accuracy [`SKETCH_ALPHA`]: a reported pN is within ±1% of the exact value at rank
-//!   ⌊q·(n−1)⌋ of the window's sorted samples);
+//! - per (device, metric): count, sum, min, max, avg, first, last and quantiles: exact while a
+//!   window has at most [`EXACT_SAMPLES`] samples, then from a DDSketch (relative accuracy
+//!   [`SKETCH_ALPHA`]: a reported pN is within ±1% of the exact value at rank ⌊q·(n−1)⌋ of the
+//!   window's sorted samples);
 //! - per event type, page_url and source: event count and distinct users from a HyperLogLog++
 //!   estimator (exact up to 128 distinct users per window, then about 1.6% standard error:
 //!   precision 12, 4096 registers).
@@ -16,7 +17,7 @@
 //!
 //! Everything here is deterministic and free of I/O, so the processor can checkpoint it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cardinality_estimator::CardinalityEstimator;
 use eddy_model::Event;
@@ -25,6 +26,50 @@ use sketches_ddsketch::{Config, DDSketch};
 
 /// Relative accuracy of the quantile sketches.
 pub const SKETCH_ALPHA: f64 = 0.01;
+/// Windows with at most this many samples keep them and answer quantiles exactly; a sketch
+/// (≈1 KiB of bins) only pays off beyond.
+pub const EXACT_SAMPLES: usize = 64;
+
+/// Quantile state of one window: the samples themselves while few, then a DDSketch.
+#[derive(Clone, Serialize, Deserialize)]
+enum Quantiles {
+    Exact(Vec<f64>),
+    Sketch(Box<DDSketch>),
+}
+
+impl Quantiles {
+    fn add(&mut self, v: f64) {
+        match self {
+            Quantiles::Exact(values) if values.len() < EXACT_SAMPLES => values.push(v),
+            Quantiles::Exact(values) => {
+                let mut sketch = DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9));
+                for x in values.iter() {
+                    sketch.add(*x);
+                }
+                sketch.add(v);
+                *self = Quantiles::Sketch(Box::new(sketch));
+            }
+            Quantiles::Sketch(sketch) => sketch.add(v),
+        }
+    }
+
+    /// The value at rank ⌊q·(n−1)⌋ (exactly, or within the sketch's relative accuracy).
+    fn quantile(&self, q: f64) -> Option<f64> {
+        match self {
+            Quantiles::Exact(values) => {
+                if values.is_empty() || !(0.0..=1.0).contains(&q) {
+                    return None;
+                }
+                let mut sorted = values.clone();
+                sorted.sort_by(f64::total_cmp);
+                sorted
+                    .get((q * (sorted.len() - 1) as f64) as usize)
+                    .copied()
+            }
+            Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
+        }
+    }
+}
 
 /// A window length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,13 +112,6 @@ impl Resolution {
     pub fn window_start(self, t: i64) -> i64 {
         t.div_euclid(self.nanos()) * self.nanos()
     }
-}
-
-/// A (device, metric) series; `device_id` is empty for events without a device.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SeriesKey {
-    pub device_id: String,
-    pub metric: String,
 }
 
 /// What event counts are grouped by.
@@ -132,7 +170,7 @@ pub struct MetricAgg {
     pub max: f64,
     pub first: Point,
     pub last: Point,
-    sketch: DDSketch,
+    quantiles: Quantiles,
 }
 
 impl std::fmt::Debug for MetricAgg {
@@ -148,8 +186,6 @@ impl std::fmt::Debug for MetricAgg {
 
 impl MetricAgg {
     fn new(p: Point) -> Self {
-        let mut sketch = DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9));
-        sketch.add(p.value);
         Self {
             count: 1,
             sum: p.value,
@@ -157,7 +193,7 @@ impl MetricAgg {
             max: p.value,
             first: p,
             last: p,
-            sketch,
+            quantiles: Quantiles::Exact(vec![p.value]),
         }
     }
 
@@ -172,7 +208,7 @@ impl MetricAgg {
         if self.last.before(&p) {
             self.last = p;
         }
-        self.sketch.add(p.value);
+        self.quantiles.add(p.value);
     }
 
     /// Mean of the window's samples.
@@ -180,9 +216,10 @@ impl MetricAgg {
         self.sum / self.count as f64
     }
 
-    /// Quantile `q` in `[0, 1]` from the sketch (see [`SKETCH_ALPHA`]).
+    /// Quantile `q` in `[0, 1]`: exact up to [`EXACT_SAMPLES`] samples, then from the sketch
+    /// (see [`SKETCH_ALPHA`]).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.sketch.quantile(q).ok().flatten()
+        self.quantiles.quantile(q)
     }
 }
 
@@ -200,19 +237,32 @@ impl CountAgg {
     }
 }
 
-/// Rollups of one tenant.
+/// Windows of one series or dimension value: (resolution, window start) → aggregate.
+type Windows<A> = BTreeMap<(Resolution, i64), A>;
+
+/// Rollups of one tenant. Nested by device, then metric (and by dimension, then value), so
+/// that applying an event looks series up by `&str` and allocates only for a new series.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantRollups {
     max_event_time: Option<i64>,
     max_received_at: Option<i64>,
-    /// (resolution, series, window start) → aggregates.
-    #[serde(with = "pairs")]
-    metrics: BTreeMap<(Resolution, SeriesKey, i64), MetricAgg>,
-    /// (resolution, dimension, value, window start) → counts.
-    #[serde(with = "pairs")]
-    counts: BTreeMap<(Resolution, Dimension, String, i64), CountAgg>,
+    /// device ("" for none) → metric → windows.
+    metrics: HashMap<String, HashMap<String, WindowsOf<MetricAgg>>>,
+    /// dimension → value → windows.
+    counts: BTreeMap<Dimension, HashMap<String, WindowsOf<CountAgg>>>,
     /// Events (per resolution) that arrived after their window closed.
     pub late: BTreeMap<Resolution, u64>,
+}
+
+/// A [`Windows`] map that serializes as a list of pairs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+struct WindowsOf<A: Serialize + serde::de::DeserializeOwned>(#[serde(with = "pairs")] Windows<A>);
+
+impl<A: Serialize + serde::de::DeserializeOwned> Default for WindowsOf<A> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
 }
 
 /// What applying one event did.
@@ -220,6 +270,15 @@ pub struct TenantRollups {
 pub struct Applied {
     /// Resolutions for which the event was late (window already closed).
     pub late: u8,
+}
+
+/// `map[key]`, inserting a default under an owned copy of `key` only when it is missing.
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    // Invariant: present — inserted just above when missing.
+    map.get_mut(key).unwrap_or_else(|| unreachable!())
 }
 
 impl TenantRollups {
@@ -240,37 +299,41 @@ impl TenantRollups {
     /// Applies one event at log `offset`.
     pub fn apply(&mut self, e: &Event, offset: u64, lateness_ns: i64) -> Applied {
         let mut applied = Applied::default();
-        for r in Resolution::ALL {
+        let mut open = [None; 3];
+        for (i, r) in Resolution::ALL.into_iter().enumerate() {
             let window = r.window_start(e.time);
             if self.is_closed(r, window, lateness_ns) {
                 applied.late += 1;
                 *self.late.entry(r).or_default() += 1;
-                continue;
+            } else {
+                open[i] = Some((r, window));
             }
+        }
+        if !e.metrics.is_empty() {
+            let device = slot(&mut self.metrics, e.device_id.as_deref().unwrap_or(""));
             for (metric, value) in &e.metrics {
-                let key = SeriesKey {
-                    device_id: e.device_id.clone().unwrap_or_default(),
-                    metric: metric.clone(),
-                };
+                let windows = &mut slot(device, metric).0;
                 let p = Point {
                     time: e.time,
                     offset,
                     value: *value,
                 };
-                self.metrics
-                    .entry((r, key, window))
-                    .and_modify(|a| a.add(p))
-                    .or_insert_with(|| MetricAgg::new(p));
+                for key in open.iter().flatten() {
+                    windows
+                        .entry(*key)
+                        .and_modify(|a| a.add(p))
+                        .or_insert_with(|| MetricAgg::new(p));
+                }
             }
-            for d in Dimension::ALL {
-                let Some(v) = d.of(e) else { continue };
-                let agg = self
-                    .counts
-                    .entry((r, d, v.to_string(), window))
-                    .or_insert_with(|| CountAgg {
-                        count: 0,
-                        users: CardinalityEstimator::new(),
-                    });
+        }
+        for d in Dimension::ALL {
+            let Some(v) = d.of(e) else { continue };
+            let windows = &mut slot(self.counts.entry(d).or_default(), v).0;
+            for key in open.iter().flatten() {
+                let agg = windows.entry(*key).or_insert_with(|| CountAgg {
+                    count: 0,
+                    users: CardinalityEstimator::new(),
+                });
                 agg.count += 1;
                 if let Some(u) = &e.user_id {
                     agg.users.insert(u.as_str());
@@ -285,22 +348,35 @@ impl TenantRollups {
         applied
     }
 
-    /// Drops closed windows that ended more than `horizon(r)` before the watermark, returning
-    /// how many were dropped. Open windows are never dropped.
+    /// Drops closed windows that ended more than `horizon(r)` before the watermark (and series
+    /// left without windows), returning how many windows were dropped. Open windows are never
+    /// dropped.
     pub fn evict(&mut self, lateness_ns: i64, horizon: impl Fn(Resolution) -> i64) -> usize {
         let Some(w) = self.watermark(lateness_ns) else {
             return 0;
         };
-        let before = self.metrics.len() + self.counts.len();
-        self.metrics
-            .retain(|(r, _, s), _| s.saturating_add(r.nanos()) > w.saturating_sub(horizon(*r)));
-        self.counts
-            .retain(|(r, _, _, s), _| s.saturating_add(r.nanos()) > w.saturating_sub(horizon(*r)));
-        before - self.metrics.len() - self.counts.len()
+        let keep = |(r, s): &(Resolution, i64)| {
+            s.saturating_add(r.nanos()) > w.saturating_sub(horizon(*r))
+        };
+        let before = self.len();
+        for metrics in self.metrics.values_mut() {
+            for windows in metrics.values_mut() {
+                windows.0.retain(|k, _| keep(k));
+            }
+            metrics.retain(|_, windows| !windows.0.is_empty());
+        }
+        self.metrics.retain(|_, m| !m.is_empty());
+        for values in self.counts.values_mut() {
+            for windows in values.values_mut() {
+                windows.0.retain(|k, _| keep(k));
+            }
+            values.retain(|_, windows| !windows.0.is_empty());
+        }
+        before - self.len()
     }
 
-    /// Windows of `r` for `metric` in `[from, to)` (window starts), optionally one device,
-    /// ordered by device then window.
+    /// Windows of `r` for `metric` starting in `[from, to)`, optionally of one device, ordered
+    /// by device then window start.
     pub fn metric_windows<'a>(
         &'a self,
         r: Resolution,
@@ -308,20 +384,31 @@ impl TenantRollups {
         device_id: Option<&'a str>,
         from: i64,
         to: i64,
-    ) -> impl Iterator<Item = (&'a SeriesKey, i64, &'a MetricAgg)> + 'a {
-        self.metrics
-            .iter()
-            .filter(move |((res, k, s), _)| {
-                *res == r
-                    && k.metric == metric
-                    && device_id.is_none_or(|d| k.device_id == d)
-                    && *s >= from
-                    && *s < to
-            })
-            .map(|((_, k, s), a)| (k, *s, a))
+    ) -> impl Iterator<Item = (&'a str, i64, &'a MetricAgg)> + 'a {
+        let mut devices: Vec<(&'a str, &'a WindowsOf<MetricAgg>)> = match device_id {
+            Some(d) => self
+                .metrics
+                .get_key_value(d)
+                .and_then(|(k, m)| Some((k.as_str(), m.get(metric)?)))
+                .into_iter()
+                .collect(),
+            None => self
+                .metrics
+                .iter()
+                .filter_map(|(k, m)| Some((k.as_str(), m.get(metric)?)))
+                .collect(),
+        };
+        devices.sort_by_key(|(d, _)| *d);
+        devices.into_iter().flat_map(move |(d, windows)| {
+            windows
+                .0
+                .range((r, from)..(r, to.max(from)))
+                .map(move |((_, s), a)| (d, *s, a))
+        })
     }
 
-    /// Count windows of `r` for `dim` in `[from, to)`, optionally one value.
+    /// Count windows of `r` for `dim` starting in `[from, to)`, optionally of one value,
+    /// ordered by value then window start.
     pub fn count_windows<'a>(
         &'a self,
         r: Resolution,
@@ -330,21 +417,40 @@ impl TenantRollups {
         from: i64,
         to: i64,
     ) -> impl Iterator<Item = (&'a str, i64, &'a CountAgg)> + 'a {
-        self.counts
-            .iter()
-            .filter(move |((res, d, v, s), _)| {
-                *res == r && *d == dim && value.is_none_or(|x| x == v) && *s >= from && *s < to
-            })
-            .map(|((_, _, v, s), a)| (v.as_str(), *s, a))
+        let mut values: Vec<(&'a str, &'a WindowsOf<CountAgg>)> = self
+            .counts
+            .get(&dim)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(|(k, _)| value.is_none_or(|v| v == k.as_str()))
+            .map(|(k, w)| (k.as_str(), w))
+            .collect();
+        values.sort_by_key(|(v, _)| *v);
+        values.into_iter().flat_map(move |(v, windows)| {
+            windows
+                .0
+                .range((r, from)..(r, to.max(from)))
+                .map(move |((_, s), a)| (v, *s, a))
+        })
     }
 
-    /// Number of (resolution, series, window) and (resolution, dimension value, window) entries.
+    /// Number of windows held (all series, dimension values and resolutions).
     pub fn len(&self) -> usize {
-        self.metrics.len() + self.counts.len()
+        self.metrics
+            .values()
+            .flat_map(|m| m.values())
+            .map(|w| w.0.len())
+            .sum::<usize>()
+            + self
+                .counts
+                .values()
+                .flat_map(|m| m.values())
+                .map(|w| w.0.len())
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.metrics.is_empty() && self.counts.is_empty()
     }
 
     /// Whether the window of `r` starting at `start` is closed.

@@ -303,3 +303,19 @@ async fn crash_and_restart_count_every_event_exactly_once() {
     p.read("t", |r| assert_matches(r, &naive)).unwrap();
     p.read("nobody", |r| assert!(r.is_empty())).unwrap();
 }
+
+/// A window past `EXACT_SAMPLES` switches to the sketch; quantiles stay within its bound and
+/// the exact aggregates stay exact (also with negative values and zeros).
+#[test]
+fn large_windows_use_the_sketch_within_its_error_bound() {
+    let mut roll = TenantRollups::default();
+    let mut naive = Naive::default();
+    for i in 0..5000u64 {
+        let v = ((i * 7919) % 2001) as f64 / 10.0 - 100.0;
+        let e = event(i, T0 + (i as i64 % 59) * SEC, 0, v, Some((i % 300) as u8));
+        roll.apply(&e, i, LATENESS);
+        naive.add(&e, i);
+    }
+    const { assert!(crate::rollup::EXACT_SAMPLES < 5000) };
+    assert_matches(&roll, &naive);
+}

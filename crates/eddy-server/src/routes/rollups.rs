@@ -76,11 +76,11 @@ pub(crate) async fn rollups(
                 let rows: Vec<Value> = r
                     .metric_windows(resolution, &metric, device.as_deref(), from, to)
                     .take(max_rows + 1)
-                    .map(|(k, start, a)| {
+                    .map(|(device, start, a)| {
                         json!({
                             "time": rfc(start),
-                            "device_id": (!k.device_id.is_empty()).then_some(&k.device_id),
-                            "metric": k.metric,
+                            "device_id": (!device.is_empty()).then_some(device),
+                            "metric": metric,
                             "count": a.count, "sum": a.sum, "min": a.min, "max": a.max,
                             "avg": a.avg(), "first": a.first.value, "last": a.last.value,
                             "p50": a.quantile(0.5), "p90": a.quantile(0.9),

@@ -1,0 +1,62 @@
+//! Throughput of the rollup engine: events/s applied to one tenant's rollups (all three
+//! resolutions, metric aggregates with quantiles, dimension counts with distinct users) for the
+//! benchmark mix of bench/gen_events.py (70% readings of 1000 devices, 30% product events).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use eddy_model::Event;
+use eddy_stream::TenantRollups;
+
+const SEC: i64 = 1_000_000_000;
+
+fn events(n: usize) -> Vec<Event> {
+    let t0 = 1_764_000_000 * SEC;
+    (0..n)
+        .map(|i| {
+            let time = t0 + (i as i64) * 8_640_000; // 10M events a day
+            let mut e = Event {
+                tenant: "t".into(),
+                event_id: format!("e{i}"),
+                time,
+                received_at: time,
+                ..Default::default()
+            };
+            if i % 10 < 7 {
+                e.r#type = "reading".into();
+                e.device_id = Some(format!("sensor-{:05}", (i * 7919) % 1000));
+                for (k, v) in [
+                    ("temperature", 21.5),
+                    ("humidity", 40.1),
+                    ("pressure", 1011.2),
+                ] {
+                    e.metrics.insert(k.into(), v + (i % 17) as f64 / 10.0);
+                }
+            } else {
+                e.r#type = ["page_view", "click", "signup"][i % 3].into();
+                e.user_id = Some(format!("user-{}", (i * 31) % 10_000));
+                e.page_url = Some(format!("https://shop.example.com/products/{}", i % 200));
+                e.source = Some(["web", "ios", "android"][i % 3].into());
+            }
+            e
+        })
+        .collect()
+}
+
+fn apply(c: &mut Criterion) {
+    let evs = events(200_000);
+    let mut g = c.benchmark_group("rollups");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.bench_function("apply_200k_mixed_events", |b| {
+        b.iter(|| {
+            let mut r = TenantRollups::default();
+            for (i, e) in evs.iter().enumerate() {
+                r.apply(e, i as u64, 300 * SEC);
+            }
+            r.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);
