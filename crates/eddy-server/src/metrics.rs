@@ -142,6 +142,10 @@ fn describe() {
         "Ingest requests refused (503) because the store lagged too far behind the log."
     );
     describe_counter!(
+        "eddy_timeseries_queries_total",
+        "Time-series queries by where they were answered from (rollups or raw)."
+    );
+    describe_counter!(
         "eddy_stream_events_total",
         "Log records the stream processor applied to rollups."
     );

@@ -60,7 +60,8 @@ impl StreamConfig {
         i64::try_from(self.allowed_lateness.as_nanos()).unwrap_or(i64::MAX)
     }
 
-    fn horizon_ns(&self, r: Resolution) -> i64 {
+    /// How long closed windows of `r` stay in memory, ns.
+    pub fn horizon_ns(&self, r: Resolution) -> i64 {
         let d = match r {
             Resolution::Minute => self.horizon[0],
             Resolution::Hour => self.horizon[1],

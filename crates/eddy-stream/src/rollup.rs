@@ -53,7 +53,8 @@ impl Quantiles {
         }
     }
 
-    /// The value at rank ⌊q·(n−1)⌋ (exactly, or within the sketch's relative accuracy).
+    /// Exact: linear interpolation between the two nearest ranks (what the raw path's
+    /// `percentile_cont` answers). Sketch: the value at rank ⌊q·(n−1)⌋ within ±α relative.
     fn quantile(&self, q: f64) -> Option<f64> {
         match self {
             Quantiles::Exact(values) => {
@@ -62,11 +63,35 @@ impl Quantiles {
                 }
                 let mut sorted = values.clone();
                 sorted.sort_by(f64::total_cmp);
-                sorted
-                    .get((q * (sorted.len() - 1) as f64) as usize)
-                    .copied()
+                let pos = q * (sorted.len() - 1) as f64;
+                let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+                let (a, b) = (*sorted.get(lo)?, *sorted.get(hi)?);
+                Some(a + (pos - lo as f64) * (b - a))
             }
             Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
+        }
+    }
+
+    fn merge(&mut self, other: &Quantiles) {
+        match (&mut *self, other) {
+            (Quantiles::Exact(a), Quantiles::Exact(b)) if a.len() + b.len() <= EXACT_SAMPLES => {
+                a.extend_from_slice(b)
+            }
+            (Quantiles::Sketch(a), Quantiles::Sketch(b)) => {
+                // Same configuration on both sides, so merging cannot fail.
+                let _ = a.merge(b);
+            }
+            (Quantiles::Sketch(a), Quantiles::Exact(b)) => b.iter().for_each(|v| a.add(*v)),
+            (Quantiles::Exact(a), Quantiles::Exact(b)) => {
+                let mut sketch = DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9));
+                a.iter().chain(b.iter()).for_each(|v| sketch.add(*v));
+                *self = Quantiles::Sketch(Box::new(sketch));
+            }
+            (Quantiles::Exact(a), Quantiles::Sketch(b)) => {
+                let mut merged = b.clone();
+                a.iter().for_each(|v| merged.add(*v));
+                *self = Quantiles::Sketch(merged);
+            }
         }
     }
 }
@@ -147,7 +172,8 @@ impl Dimension {
     }
 }
 
-/// One sample's position: event time, then log offset (the tie-breaker for first/last).
+/// One sample: first/last order by event time, ties broken by value (as the raw path does, so
+/// both answer the same); `offset` records where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub time: i64,
@@ -157,7 +183,8 @@ pub struct Point {
 
 impl Point {
     fn before(&self, other: &Point) -> bool {
-        (self.time, self.offset) < (other.time, other.offset)
+        self.time < other.time
+            || (self.time == other.time && self.value.total_cmp(&other.value).is_lt())
     }
 }
 
@@ -185,6 +212,21 @@ impl std::fmt::Debug for MetricAgg {
 }
 
 impl MetricAgg {
+    /// Folds `other` (another series' window) into this one.
+    pub fn merge(&mut self, other: &MetricAgg) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if other.first.before(&self.first) {
+            self.first = other.first;
+        }
+        if self.last.before(&other.last) {
+            self.last = other.last;
+        }
+        self.quantiles.merge(&other.quantiles);
+    }
+
     fn new(p: Point) -> Self {
         Self {
             count: 1,
@@ -252,6 +294,10 @@ pub struct TenantRollups {
     counts: BTreeMap<Dimension, HashMap<String, WindowsOf<CountAgg>>>,
     /// Events (per resolution) that arrived after their window closed.
     pub late: BTreeMap<Resolution, u64>,
+    /// Windows that missed late events: their rollups are incomplete, so time series over
+    /// them are answered from raw data.
+    #[serde(with = "pairs")]
+    incomplete: BTreeMap<(Resolution, i64), u64>,
 }
 
 /// A [`Windows`] map that serializes as a list of pairs.
@@ -305,6 +351,7 @@ impl TenantRollups {
             if self.is_closed(r, window, lateness_ns) {
                 applied.late += 1;
                 *self.late.entry(r).or_default() += 1;
+                *self.incomplete.entry((r, window)).or_default() += 1;
             } else {
                 open[i] = Some((r, window));
             }
@@ -366,6 +413,7 @@ impl TenantRollups {
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
+        self.incomplete.retain(|k, _| keep(k));
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
                 windows.0.retain(|k, _| keep(k));
@@ -451,6 +499,27 @@ impl TenantRollups {
 
     pub fn is_empty(&self) -> bool {
         self.metrics.is_empty() && self.counts.is_empty()
+    }
+
+    /// Whether every window of `r` starting in `[from, to)` holds every event of its range:
+    /// none missed a late event, and none has been evicted (`horizon` as in [`Self::evict`]).
+    pub fn complete(
+        &self,
+        r: Resolution,
+        from: i64,
+        to: i64,
+        lateness_ns: i64,
+        horizon: i64,
+    ) -> bool {
+        let evicted_before = self
+            .watermark(lateness_ns)
+            .map_or(i64::MIN, |w| w.saturating_sub(horizon));
+        from.saturating_add(r.nanos()) > evicted_before
+            && self
+                .incomplete
+                .range((r, from)..(r, to.max(from)))
+                .next()
+                .is_none()
     }
 
     /// Whether the window of `r` starting at `start` is closed.

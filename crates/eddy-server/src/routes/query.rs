@@ -342,6 +342,7 @@ pub(crate) async fn timeseries(
         aggs: vec![Agg::Avg],
         group_by_device: false,
     };
+    let mut force_raw = false;
     for (k, v) in &pairs {
         match k.as_str() {
             "metric" => q.metric = v.clone(),
@@ -376,10 +377,20 @@ pub(crate) async fn timeseries(
                     ));
                 }
             },
+            "source" => match v.as_str() {
+                "raw" => force_raw = true,
+                "auto" => force_raw = false,
+                _ => {
+                    return Err(Error::bad_request(
+                        "invalid_parameter",
+                        "`source`: auto (rollups when they give the same answer) or raw",
+                    ));
+                }
+            },
             other => {
                 return Err(unknown(
                     other,
-                    "metric, device_id, from, to, bucket, agg, group_by",
+                    "metric, device_id, from, to, bucket, agg, group_by, source",
                 ));
             }
         }
@@ -396,5 +407,27 @@ pub(crate) async fn timeseries(
             "`from` must be before `to`",
         ));
     }
-    Ok(Json(state.query.timeseries(&p.tenant_id, q).await?).into_response())
+    // The same limit on both paths: the number of buckets the range can hold.
+    let max_rows = state.store.config().max_result_rows;
+    if (q.to.saturating_sub(q.from) as u128) / (u128::from(q.bucket_secs) * 1_000_000_000)
+        > max_rows as u128
+    {
+        return Err(Error::bad_request(
+            "result_too_large",
+            format!("the range holds more than {max_rows} buckets; narrow it or widen the bucket"),
+        ));
+    }
+    let (body, source) = match (!force_raw)
+        .then(|| crate::routes::rollups::timeseries_from_rollups(&state, &p.tenant_id, &q))
+        .transpose()?
+        .flatten()
+    {
+        Some(v) => (v, "rollups"),
+        None => (state.query.timeseries(&p.tenant_id, q).await?, "raw"),
+    };
+    metrics::counter!("eddy_timeseries_queries_total", "source" => source).increment(1);
+    let mut resp = Json(body).into_response();
+    resp.headers_mut()
+        .insert("x-eddy-source", HeaderValue::from_static(source));
+    Ok(resp)
 }

@@ -12,6 +12,25 @@ use crate::common::TestServer;
 
 const MIN_MS: i64 = 60_000;
 
+/// Up to 64 samples a window answers exactly (interpolated, like the raw path's
+/// `percentile_cont`); beyond, DDSketch: within 1% of the value at rank ⌊q·(n−1)⌋.
+pub fn assert_quantile(est: f64, sorted: &[f64], q: f64) {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (sorted[pos.floor() as usize], sorted[pos.ceil() as usize]);
+    let interpolated = lo + (pos - pos.floor()) * (hi - lo);
+    if sorted.len() <= 64 {
+        assert!(
+            (est - interpolated).abs() <= 1e-9 * interpolated.abs().max(1.0),
+            "p{q}: {est} vs {interpolated}"
+        );
+    } else {
+        assert!(
+            (est - lo).abs() <= 0.01 * lo.abs() + 1e-9,
+            "p{q}: {est} vs {lo}"
+        );
+    }
+}
+
 /// Whole minutes, a few minutes back, so that every window is still open.
 fn base_ms() -> i64 {
     (chrono::Utc::now().timestamp_millis() / MIN_MS - 3) * MIN_MS
@@ -88,20 +107,18 @@ async fn rollups_match_a_naive_computation_and_stay_in_their_tenant() {
                 (row["min"].as_f64().unwrap(), row["max"].as_f64().unwrap()),
                 (min, max)
             );
-            // first/last by event time, ties by arrival (log) order.
-            let first = vals.iter().min_by_key(|x| (x.0, x.1)).unwrap().2;
-            let last = vals.iter().max_by_key(|x| (x.0, x.1)).unwrap().2;
+            // first/last by event time, ties by value (as the raw path answers).
+            let cmp = |a: &&(i64, usize, f64), b: &&(i64, usize, f64)| {
+                a.0.cmp(&b.0).then(a.2.total_cmp(&b.2))
+            };
+            let first = vals.iter().min_by(cmp).unwrap().2;
+            let last = vals.iter().max_by(cmp).unwrap().2;
             assert_eq!(row["first"].as_f64().unwrap(), first);
             assert_eq!(row["last"].as_f64().unwrap(), last);
             let mut sorted: Vec<f64> = vals.iter().map(|x| x.2).collect();
             sorted.sort_by(f64::total_cmp);
             for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
-                let exact = sorted[(q * (sorted.len() - 1) as f64) as usize];
-                let got = row[name].as_f64().unwrap();
-                assert!(
-                    (got - exact).abs() <= 0.01 * exact.abs() + 1e-9,
-                    "{name}: {got} vs {exact}"
-                );
+                assert_quantile(row[name].as_f64().unwrap(), &sorted, q);
             }
             assert_eq!(row["final"], false, "windows within the lateness stay open");
         }
@@ -282,5 +299,182 @@ async fn rollups_stay_exact_across_sigkills() {
     assert!(
         acked.values().map(|c| c.0).sum::<u64>() > 100,
         "the test must ingest"
+    );
+}
+
+async fn timeseries(s: &TestServer, key: &str, q: &str) -> (String, Value) {
+    let r = s
+        .client
+        .get(format!("{}/api/v1/timeseries?{q}", s.url))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{q}");
+    let source = r.headers()["x-eddy-source"].to_str().unwrap().to_string();
+    (source, r.json().await.unwrap())
+}
+
+/// Checks a fast-path answer against the raw one; `samples(bucket start ms)` gives the sorted
+/// values the test sent into that bucket.
+fn assert_same_rows(fast: &Value, raw: &Value, what: &str, samples: impl Fn(i64) -> Vec<f64>) {
+    let (f, r) = (fast.as_array().unwrap(), raw.as_array().unwrap());
+    assert_eq!(f.len(), r.len(), "{what}: {fast} vs {raw}");
+    for (a, b) in f.iter().zip(r) {
+        assert_eq!(a["time"], b["time"], "{what}");
+        assert_eq!(a["count"], b["count"], "{what}");
+        for k in ["min", "max", "first", "last"] {
+            assert_eq!(a[k].as_f64(), b[k].as_f64(), "{what} {k}: {a} vs {b}");
+        }
+        for k in ["sum", "avg"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                "{what} {k}: {x} vs {y}"
+            );
+        }
+        let start = chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        let sorted = samples(start);
+        assert_eq!(sorted.len() as u64, b["count"].as_u64().unwrap(), "{what}");
+        for (k, q) in [("p50", 0.5), ("p95", 0.95)] {
+            // Raw: percentile_cont (interpolation weight truncated to 1e-6 by DataFusion).
+            let pos = q * (sorted.len() - 1) as f64;
+            let (lo, hi) = (sorted[pos.floor() as usize], sorted[pos.ceil() as usize]);
+            let exact = lo + (pos - pos.floor()) * (hi - lo);
+            let y = b[k].as_f64().unwrap();
+            assert!(
+                (y - exact).abs() <= 1e-6 * (hi - lo).abs() + 1e-9,
+                "{what} raw {k}"
+            );
+            // Rollups: exact up to 64 samples, else the sketch's bound.
+            assert_quantile(a[k].as_f64().unwrap(), &sorted, q);
+        }
+    }
+}
+
+/// `/api/v1/timeseries` answers from rollups when they give the raw path's answer (1m/1h/1d
+/// buckets, complete windows), and falls back to raw data otherwise; both answers agree.
+#[tokio::test]
+async fn timeseries_fast_path_equals_the_raw_path_and_falls_back_when_it_would_not() {
+    let s = TestServer::spawn().await;
+    let key = s.admin_key.clone();
+    let base = base_ms();
+    let mut rng = rand::rng();
+    let mut events = Vec::new();
+    let mut sent: Vec<(i64, &str, f64)> = Vec::new();
+    for i in 0..900usize {
+        // Device d0 is busy (more than 64 samples a minute: sketch); d1, d2 are sparse.
+        let dev = if i % 3 == 0 || i < 300 {
+            "d0"
+        } else if i % 2 == 0 {
+            "d1"
+        } else {
+            "d2"
+        };
+        let t = base + rng.random_range(0..3 * MIN_MS);
+        let v = (rng.random_range(0..5000) as f64) / 10.0 - 100.0;
+        events.push(json!({"time": t, "device_id": dev, "metrics": {"temp": v}}));
+        sent.push((t, dev, v));
+    }
+    let (st, body) = s
+        .post("/api/v1/events", &key, &json!(events).to_string())
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.wait_visible().await;
+    s.wait_rollups().await;
+
+    let aggs = "agg=count,sum,avg,min,max,first,last,p50,p95";
+    let from = base - MIN_MS;
+    for extra in ["", "&device_id=d0", "&device_id=d1", "&group_by=device_id"] {
+        for bucket in ["1m", "1h", "1d"] {
+            let q = format!("metric=temp&bucket={bucket}&from={from}&to=now&{aggs}{extra}");
+            let (src, fast) = timeseries(&s, &key, &q).await;
+            let (raw_src, raw) = timeseries(&s, &key, &format!("{q}&source=raw")).await;
+            assert_eq!((src.as_str(), raw_src.as_str()), ("rollups", "raw"), "{q}");
+            let width = match bucket {
+                "1m" => MIN_MS,
+                "1h" => 60 * MIN_MS,
+                _ => 1440 * MIN_MS,
+            };
+            let samples = |device: Option<String>| {
+                let sent = &sent;
+                move |start: i64| {
+                    let mut v: Vec<f64> = sent
+                        .iter()
+                        .filter(|(t, d, _)| {
+                            *t >= start
+                                && *t < start + width
+                                && device.as_deref().is_none_or(|x| x == *d)
+                        })
+                        .map(|x| x.2)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v
+                }
+            };
+            if extra.contains("group_by") {
+                let (f, r) = (
+                    fast["series"].as_array().unwrap(),
+                    raw["series"].as_array().unwrap(),
+                );
+                assert_eq!(f.len(), r.len());
+                for (a, b) in f.iter().zip(r) {
+                    assert_eq!(a["device_id"], b["device_id"]);
+                    let dev = a["device_id"].as_str().unwrap().to_string();
+                    assert_same_rows(&a["data"], &b["data"], &q, samples(Some(dev)));
+                }
+            } else {
+                let dev = extra.strip_prefix("&device_id=").map(str::to_string);
+                assert_same_rows(&fast["data"], &raw["data"], &q, samples(dev));
+            }
+        }
+    }
+    // A range starting inside a window that has earlier samples: raw.
+    let (src, _) = timeseries(
+        &s,
+        &key,
+        &format!("metric=temp&bucket=1m&from={}&to=now", base + MIN_MS / 2),
+    )
+    .await;
+    assert_eq!(src, "raw");
+    // A bucket that is not a rollup resolution: raw.
+    let (src, _) = timeseries(
+        &s,
+        &key,
+        &format!("metric=temp&bucket=10s&from={from}&to=now"),
+    )
+    .await;
+    assert_eq!(src, "raw");
+    // A late event (behind the watermark) leaves its minute incomplete: that range goes raw,
+    // and raw data has the event.
+    let late = base - 30 * MIN_MS;
+    let (st, _) = s
+        .post(
+            "/api/v1/events",
+            &key,
+            &json!({"time": late, "device_id": "d1", "metrics": {"temp": 1.0}}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_visible().await;
+    s.wait_rollups().await;
+    let q = format!(
+        "metric=temp&bucket=1m&from={}&to=now&agg=count",
+        late - late.rem_euclid(MIN_MS)
+    );
+    let (src, v) = timeseries(&s, &key, &q).await;
+    assert_eq!(src, "raw", "{v}");
+    assert_eq!(v["data"][0]["count"], 1);
+    let (src, _) = timeseries(
+        &s,
+        &key,
+        &format!("metric=temp&bucket=1m&from={from}&to=now"),
+    )
+    .await;
+    assert_eq!(
+        src, "rollups",
+        "ranges without the late window stay on rollups"
     );
 }
