@@ -4,7 +4,7 @@ runs the same time-series questions and prints their latency, and checks Eddy's 
 against DuckDB's.
 
 Usage: duckdb_ref.py EVENTS.ndjson WORKDIR FROM_MS TO_MS DEVICE RESULTS_DIR RUNS
-  RESULTS_DIR holds Eddy's answers (one_device.json, all_devices.json) to compare.
+  RESULTS_DIR holds Eddy's answers (one_device[_raw].json, all_devices[_raw].json) to compare.
 """
 import json
 import os
@@ -58,8 +58,9 @@ for name, sql, params in [
     lat.sort()
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(f"duckdb {name}: {len(out)} buckets, p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms")
-    eddy = json.load(open(os.path.join(results, f"{name}.json")))["data"]
-    assert len(eddy) == len(out), f"{name}: eddy has {len(eddy)} buckets, duckdb {len(out)}"
-    worst = max(abs(e["avg"] - d[1]) for e, d in zip(eddy, out))
-    assert worst < 1e-9, f"{name}: answers differ by {worst}"
-    print(f"  eddy's answer matches duckdb's ({len(out)} buckets, largest difference {worst:.1e})")
+    for variant in [name, name + "_raw"]:
+        eddy = json.load(open(os.path.join(results, f"{variant}.json")))["data"]
+        assert len(eddy) == len(out), f"{variant}: eddy has {len(eddy)} buckets, duckdb {len(out)}"
+        worst = max(abs(e["avg"] - d[1]) for e, d in zip(eddy, out))
+        assert worst < 1e-9, f"{variant}: answers differ by {worst}"
+        print(f"  eddy's {variant} answer matches duckdb's ({len(out)} buckets, largest difference {worst:.1e})")

@@ -53,6 +53,33 @@ echo "   acknowledged in $INGEST_S s = $(python3 -c "print(round($N / $INGEST_S)
 echo "   rollups caught up $ROLLUPS_S s after the last ack"
 echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 
+DEV=sensor-00042
+mkdir "$work/results"
+query() { # name url
+  local name=$1 url=$2 src
+  curl -sf "$url" -H "X-API-Key: $KEY" > "$work/results/$name.json"
+  src=$(curl -sf -o /dev/null -D - "$url" -H "X-API-Key: $KEY" | awk -F': ' 'tolower($1)=="x-eddy-source" {print $2}' | tr -d '\r')
+  for _ in $(seq "$RUNS"); do
+    curl -sf -o /dev/null -w '%{time_total}\n' "$url" -H "X-API-Key: $KEY"
+  done | python3 -c "
+import sys, statistics
+lat = sorted(float(l) * 1000 for l in sys.stdin)
+n = len(__import__('json').load(open('$work/results/$name.json'))['data'])
+print(f'eddy $name (from $src): {n} buckets, p50 {statistics.median(lat):.1f} ms, p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f} ms')"
+}
+echo "== /api/v1/timeseries, 24 h by minute, avg temperature ($RUNS runs each)"
+TS="http://127.0.0.1:18080/api/v1/timeseries?metric=temperature&from=$FROM_MS&to=$END_MS&bucket=1m&agg=avg"
+echo "-- from the rollups (the fast path; live server, before a restart)"
+query one_device "$TS&device_id=$DEV"
+query all_devices "$TS"
+query one_device_p95 "${TS/agg=avg/agg=p95}&device_id=$DEV"
+query all_devices_p95 "${TS/agg=avg/agg=p95}"
+echo "-- from raw data (source=raw)"
+query one_device_raw "$TS&device_id=$DEV&source=raw"
+query all_devices_raw "$TS&source=raw"
+query one_device_p95_raw "${TS/agg=avg/agg=p95}&device_id=$DEV&source=raw"
+query all_devices_p95_raw "${TS/agg=avg/agg=p95}&source=raw"
+
 echo "== on disk after a graceful stop (everything persisted)"
 kill -TERM "$pid"; wait "$pid" || true; pid=
 STORE_BYTES=$(du -sb "$work/eddy/store" | cut -f1)
@@ -68,26 +95,5 @@ FROM parquet_metadata('{sys.argv[1]}/*/*/*/*.parquet') GROUP BY ALL ORDER BY s D
 total = sum(r[2] for r in rows)
 print("   bytes by column: " + ", ".join(f"{t}.{c} {s / total:.0%}" for t, c, s in rows[:10]))
 PY
-start_eddy
-DEV=sensor-00042
-mkdir "$work/results"
-query() { # name url
-  local name=$1 url=$2
-  curl -sf "$url" -H "X-API-Key: $KEY" > "$work/results/$name.json"
-  for _ in $(seq "$RUNS"); do
-    curl -sf -o /dev/null -w '%{time_total}\n' "$url" -H "X-API-Key: $KEY"
-  done | python3 -c "
-import sys, statistics
-lat = sorted(float(l) * 1000 for l in sys.stdin)
-n = len(__import__('json').load(open('$work/results/$name.json'))['data'])
-print(f'eddy $name: {n} buckets, p50 {statistics.median(lat):.1f} ms, p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f} ms')"
-}
-echo "== /api/v1/timeseries, 24 h by minute, avg temperature ($RUNS runs each, after a restart: all from Parquet)"
-TS="http://127.0.0.1:18080/api/v1/timeseries?metric=temperature&from=$FROM_MS&to=$END_MS&bucket=1m&agg=avg"
-query one_device "$TS&device_id=$DEV"
-query all_devices "$TS"
-query one_device_p95 "${TS/agg=avg/agg=p95}&device_id=$DEV"
-query all_devices_p95 "${TS/agg=avg/agg=p95}"
-
 echo "== DuckDB beside it"
 python3 bench/duckdb_ref.py "$work/events.ndjson" "$work" "$FROM_MS" "$END_MS" "$DEV" "$work/results" "$RUNS"

@@ -25,6 +25,7 @@ use crate::{Error, Result};
 pub const CONSUMER: &str = "stream";
 const CHECKPOINT_VERSION: u32 = 1;
 const EVICT_INTERVAL: Duration = Duration::from_secs(5);
+const CHECKPOINT_DUTY: u32 = 20;
 
 /// Settings of the stream processor.
 #[derive(Debug, Clone)]
@@ -48,7 +49,7 @@ impl StreamConfig {
             allowed_lateness: Duration::from_secs(300),
             checkpoint_interval: Duration::from_secs(10),
             horizon: [
-                Duration::from_secs(6 * 3600),
+                Duration::from_secs(24 * 3600),
                 Duration::from_secs(7 * 86_400),
                 Duration::from_secs(90 * 86_400),
             ],
@@ -100,6 +101,7 @@ pub struct Processor {
     state: RwLock<State>,
     shutdown: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    last_checkpoint_took: std::sync::Mutex<Duration>,
 }
 
 fn poisoned() -> Error {
@@ -125,6 +127,7 @@ impl Processor {
             state: RwLock::new(state),
             shutdown,
             task: std::sync::Mutex::new(None),
+            last_checkpoint_took: std::sync::Mutex::new(Duration::ZERO),
         }))
     }
 
@@ -183,6 +186,10 @@ impl Processor {
         let mut end = self.log.watch_end();
         let mut shutdown = self.shutdown.subscribe();
         let mut last_checkpoint = Instant::now();
+        // A checkpoint writes the whole state, so its cost grows with it: the next one waits
+        // at least `CHECKPOINT_DUTY` times as long as the last one took (≤ 5% of the time
+        // goes to checkpoints; replay after a crash is correspondingly longer).
+        let mut gap = self.config.checkpoint_interval;
         let mut checkpointed = self.applied_offset();
         let lateness = self.config.lateness_ns();
         let mut last_evict = Instant::now();
@@ -190,10 +197,9 @@ impl Processor {
             let next = self.applied_offset();
             let records = self.log.read(next, 8192)?;
             if records.is_empty() {
-                if next > checkpointed
-                    && last_checkpoint.elapsed() >= self.config.checkpoint_interval
-                {
+                if next > checkpointed && last_checkpoint.elapsed() >= gap {
                     checkpointed = self.checkpoint().await?;
+                    gap = self.paced();
                     last_checkpoint = Instant::now();
                 }
                 if *shutdown.borrow() {
@@ -243,8 +249,9 @@ impl Processor {
             if late > 0 {
                 metrics::counter!("eddy_stream_late_total").increment(late);
             }
-            if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+            if last_checkpoint.elapsed() >= gap {
                 checkpointed = self.checkpoint().await?;
+                gap = self.paced();
                 last_checkpoint = Instant::now();
             }
         }
@@ -252,6 +259,16 @@ impl Processor {
             self.checkpoint().await?;
         }
         Ok(())
+    }
+
+    /// The wait before the next checkpoint, given how long the last one took.
+    fn paced(&self) -> Duration {
+        let took = self
+            .last_checkpoint_took
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_default();
+        self.config.checkpoint_interval.max(took * CHECKPOINT_DUTY)
     }
 
     /// Writes the checkpoint and then commits the log consumer; returns the offset it covers.
@@ -273,6 +290,9 @@ impl Processor {
         self.log.commit(CONSUMER, offset)?;
         metrics::histogram!("eddy_stream_checkpoint_duration_seconds")
             .record(started.elapsed().as_secs_f64());
+        if let Ok(mut t) = self.last_checkpoint_took.lock() {
+            *t = started.elapsed();
+        }
         Ok(offset)
     }
 }

@@ -71,29 +71,6 @@ impl Quantiles {
             Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
         }
     }
-
-    fn merge(&mut self, other: &Quantiles) {
-        match (&mut *self, other) {
-            (Quantiles::Exact(a), Quantiles::Exact(b)) if a.len() + b.len() <= EXACT_SAMPLES => {
-                a.extend_from_slice(b)
-            }
-            (Quantiles::Sketch(a), Quantiles::Sketch(b)) => {
-                // Same configuration on both sides, so merging cannot fail.
-                let _ = a.merge(b);
-            }
-            (Quantiles::Sketch(a), Quantiles::Exact(b)) => b.iter().for_each(|v| a.add(*v)),
-            (Quantiles::Exact(a), Quantiles::Exact(b)) => {
-                let mut sketch = DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9));
-                a.iter().chain(b.iter()).for_each(|v| sketch.add(*v));
-                *self = Quantiles::Sketch(Box::new(sketch));
-            }
-            (Quantiles::Exact(a), Quantiles::Sketch(b)) => {
-                let mut merged = b.clone();
-                a.iter().for_each(|v| merged.add(*v));
-                *self = Quantiles::Sketch(merged);
-            }
-        }
-    }
 }
 
 /// A window length.
@@ -212,21 +189,6 @@ impl std::fmt::Debug for MetricAgg {
 }
 
 impl MetricAgg {
-    /// Folds `other` (another series' window) into this one.
-    pub fn merge(&mut self, other: &MetricAgg) {
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-        if other.first.before(&self.first) {
-            self.first = other.first;
-        }
-        if self.last.before(&other.last) {
-            self.last = other.last;
-        }
-        self.quantiles.merge(&other.quantiles);
-    }
-
     fn new(p: Point) -> Self {
         Self {
             count: 1,
@@ -290,6 +252,9 @@ pub struct TenantRollups {
     max_received_at: Option<i64>,
     /// device ("" for none) → metric → windows.
     metrics: HashMap<String, HashMap<String, WindowsOf<MetricAgg>>>,
+    /// metric → windows over all devices together (what "all devices" time series read: one
+    /// sketch per window straight from the samples, no merging at query time).
+    all_devices: HashMap<String, WindowsOf<MetricAgg>>,
     /// dimension → value → windows.
     counts: BTreeMap<Dimension, HashMap<String, WindowsOf<CountAgg>>>,
     /// Events (per resolution) that arrived after their window closed.
@@ -327,6 +292,16 @@ fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V
     map.get_mut(key).unwrap_or_else(|| unreachable!())
 }
 
+/// Adds `p` to its open windows (`None` = late for that resolution).
+fn add_point(windows: &mut Windows<MetricAgg>, open: &[Option<(Resolution, i64)>; 3], p: Point) {
+    for key in open.iter().flatten() {
+        windows
+            .entry(*key)
+            .and_modify(|a| a.add(p))
+            .or_insert_with(|| MetricAgg::new(p));
+    }
+}
+
 impl TenantRollups {
     /// The watermark for `lateness_ns`; `None` before the first event.
     pub fn watermark(&self, lateness_ns: i64) -> Option<i64> {
@@ -359,18 +334,13 @@ impl TenantRollups {
         if !e.metrics.is_empty() {
             let device = slot(&mut self.metrics, e.device_id.as_deref().unwrap_or(""));
             for (metric, value) in &e.metrics {
-                let windows = &mut slot(device, metric).0;
                 let p = Point {
                     time: e.time,
                     offset,
                     value: *value,
                 };
-                for key in open.iter().flatten() {
-                    windows
-                        .entry(*key)
-                        .and_modify(|a| a.add(p))
-                        .or_insert_with(|| MetricAgg::new(p));
-                }
+                add_point(&mut slot(device, metric).0, &open, p);
+                add_point(&mut slot(&mut self.all_devices, metric).0, &open, p);
             }
         }
         for d in Dimension::ALL {
@@ -413,6 +383,10 @@ impl TenantRollups {
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
+        for windows in self.all_devices.values_mut() {
+            windows.0.retain(|k, _| keep(k));
+        }
+        self.all_devices.retain(|_, w| !w.0.is_empty());
         self.incomplete.retain(|k, _| keep(k));
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
@@ -452,6 +426,20 @@ impl TenantRollups {
                 .0
                 .range((r, from)..(r, to.max(from)))
                 .map(move |((_, s), a)| (d, *s, a))
+        })
+    }
+
+    /// Windows of `r` for `metric` over all devices together, starting in `[from, to)`.
+    pub fn all_devices_windows<'a>(
+        &'a self,
+        r: Resolution,
+        metric: &'a str,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = (i64, &'a MetricAgg)> + 'a {
+        self.all_devices.get(metric).into_iter().flat_map(move |w| {
+            w.0.range((r, from)..(r, to.max(from)))
+                .map(|((_, s), a)| (*s, a))
         })
     }
 

@@ -11,7 +11,7 @@ use eddy_log::wal::{Wal, WalConfig};
 use eddy_model::{Entry, Event, LogEntry, codec};
 use proptest::prelude::*;
 
-use crate::rollup::{Dimension, Resolution, SKETCH_ALPHA, TenantRollups};
+use crate::rollup::{Dimension, MetricAgg, Resolution, SKETCH_ALPHA, TenantRollups};
 use crate::{Processor, StreamConfig};
 
 const T0: i64 = 1_764_000_000_000_000_000;
@@ -46,12 +46,14 @@ fn event(i: u64, time: i64, device: u8, value: f64, user: Option<u8>) -> Event {
 }
 
 type SampleKey = (Resolution, String, String, i64);
+/// `(time, offset, value)` of one window's samples.
+type Samples = Vec<(i64, u64, f64)>;
 type CountKey = (Resolution, Dimension, String, i64);
 
 /// Naive per-window aggregates: all samples kept, computed at the end.
 #[derive(Default)]
 struct Naive {
-    samples: BTreeMap<SampleKey, Vec<(i64, u64, f64)>>,
+    samples: BTreeMap<SampleKey, Samples>,
     counts: BTreeMap<CountKey, (u64, std::collections::BTreeSet<String>)>,
 }
 
@@ -101,41 +103,54 @@ pub(crate) fn assert_quantile(est: f64, sorted: &[f64], q: f64) {
     }
 }
 
+/// One window's aggregates against its samples `(time, offset, value)`.
+fn assert_window(a: &MetricAgg, samples: &[(i64, u64, f64)]) {
+    assert_eq!(a.count, samples.len() as u64);
+    let sum: f64 = samples.iter().map(|s| s.2).sum();
+    assert!(
+        (a.sum - sum).abs() <= 1e-9 * sum.abs().max(1.0),
+        "sum {} vs {sum}",
+        a.sum
+    );
+    let min = samples.iter().map(|s| s.2).fold(f64::INFINITY, f64::min);
+    let max = samples
+        .iter()
+        .map(|s| s.2)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!((a.min, a.max), (min, max));
+    // First/last by time, ties by value (what the raw path answers).
+    let by_time_value =
+        |a: &&(i64, u64, f64), b: &&(i64, u64, f64)| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2));
+    let first = samples.iter().min_by(by_time_value).unwrap();
+    let last = samples.iter().max_by(by_time_value).unwrap();
+    assert_eq!(a.first.value, first.2);
+    assert_eq!(a.last.value, last.2);
+    let mut sorted: Vec<f64> = samples.iter().map(|s| s.2).collect();
+    sorted.sort_by(f64::total_cmp);
+    for q in [0.5, 0.9, 0.95, 0.99] {
+        assert_quantile(a.quantile(q).unwrap(), &sorted, q);
+    }
+}
+
 fn assert_matches(roll: &TenantRollups, naive: &Naive) {
     let mut windows = 0;
+    let mut all_devices: BTreeMap<(Resolution, String, i64), Samples> = BTreeMap::new();
     for ((r, dev, metric, w), samples) in &naive.samples {
         let got: Vec<_> = roll
             .metric_windows(*r, metric, Some(dev), *w, *w + 1)
             .collect();
         assert_eq!(got.len(), 1, "{r:?} {dev} {metric} {w}");
-        let a = got[0].2;
+        assert_window(got[0].2, samples);
         windows += 1;
-        assert_eq!(a.count, samples.len() as u64);
-        let sum: f64 = samples.iter().map(|s| s.2).sum();
-        assert!(
-            (a.sum - sum).abs() <= 1e-9 * sum.abs().max(1.0),
-            "sum {} vs {sum}",
-            a.sum
-        );
-        let min = samples.iter().map(|s| s.2).fold(f64::INFINITY, f64::min);
-        let max = samples
-            .iter()
-            .map(|s| s.2)
-            .fold(f64::NEG_INFINITY, f64::max);
-        assert_eq!((a.min, a.max), (min, max));
-        // First/last by time, ties by value (what the raw path answers).
-        let by_time_value =
-            |a: &&(i64, u64, f64), b: &&(i64, u64, f64)| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2));
-        let first = samples.iter().min_by(by_time_value).unwrap();
-        let last = samples.iter().max_by(by_time_value).unwrap();
-        assert_eq!(a.first.value, first.2);
-        assert_eq!(a.last.value, last.2);
-        let mut sorted: Vec<f64> = samples.iter().map(|s| s.2).collect();
-        sorted.sort_by(f64::total_cmp);
-        for q in [0.5, 0.9, 0.95, 0.99] {
-            let est = a.quantile(q).unwrap();
-            assert_quantile(est, &sorted, q);
-        }
+        all_devices
+            .entry((*r, metric.clone(), *w))
+            .or_default()
+            .extend(samples);
+    }
+    for ((r, metric, w), samples) in &all_devices {
+        let got: Vec<_> = roll.all_devices_windows(*r, metric, *w, *w + 1).collect();
+        assert_eq!(got.len(), 1, "all devices {r:?} {metric} {w}");
+        assert_window(got[0].1, samples);
     }
     let total: usize = Resolution::ALL
         .iter()

@@ -321,10 +321,12 @@ pub(crate) async fn device_metrics(
     }
 }
 
-/// `GET /api/v1/timeseries?metric=&device_id=&from=&to=&bucket=&agg=&group_by=`: one row per
+/// `GET /api/v1/timeseries?metric=&device_id=&from=&to=&bucket=&agg=&group_by=&source=`: one row per
 /// non-empty bucket (`{"data": [{"time", "<agg>": …}]}`), or per device with
 /// `group_by=device_id` (`{"series": [{"device_id", "data"}]}`). Defaults: the last 24 hours,
-/// 1-minute buckets, `avg`.
+/// 1-minute buckets, `avg`. Answered from rollups when they give the same answer (see
+/// `rollups::timeseries_from_rollups`), else from raw data; `source=raw` forces raw, and the
+/// `x-eddy-source` header says which.
 pub(crate) async fn timeseries(
     State(state): State<AppState>,
     caller: Caller,

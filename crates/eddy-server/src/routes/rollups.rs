@@ -136,16 +136,16 @@ pub(crate) async fn rollups(
 /// `None` sends it to raw data. Conditions: the bucket is a rollup resolution (1m, 1h, 1d); the
 /// rollups have applied at least what the store shows; no window in the range missed a late
 /// event or left memory; and the windows cut by `from` / `to` hold no sample outside the range
-/// (checked per series with the window's first and last sample times). Exact aggregates then
-/// equal the raw path's (sums up to float addition order); percentiles are exact up to 64
-/// samples per bucket, else within the sketch's 1%.
+/// (checked per series with the window's first and last sample times). Every bucket is one
+/// rollup window (all devices together have their own series), so exact aggregates equal the
+/// raw path's (sums up to float addition order) and percentiles are exact up to 64 samples per
+/// bucket, else within the sketch's 1%.
 pub(crate) fn timeseries_from_rollups(
     state: &AppState,
     tenant: &str,
     q: &eddy_store::timeseries::TimeseriesQuery,
 ) -> Result<Option<Value>> {
     use eddy_store::timeseries::Agg;
-    use std::collections::BTreeMap;
     let Some(r) = Resolution::ALL
         .into_iter()
         .find(|r| r.nanos() as u128 == u128::from(q.bucket_secs) * 1_000_000_000)
@@ -162,25 +162,25 @@ pub(crate) fn timeseries_from_rollups(
         if !roll.complete(r, from, q.to, lateness, horizon) {
             return Ok(None);
         }
-        // (device or "" when merged, window start) → merged aggregate
-        let mut buckets: BTreeMap<(&str, i64), eddy_stream::MetricAgg> = BTreeMap::new();
-        for (device, start, agg) in
-            roll.metric_windows(r, &q.metric, q.device_id.as_deref(), from, q.to)
-        {
-            let cut_at_from = start < q.from && agg.first.time < q.from;
+        // One window per bucket: all devices together have their own rollup series, and a
+        // device filter or group_by reads per-device windows.
+        let windows: Vec<(&str, i64, &eddy_stream::MetricAgg)> =
+            if q.device_id.is_none() && !q.group_by_device {
+                roll.all_devices_windows(r, &q.metric, from, q.to)
+                    .map(|(start, a)| ("", start, a))
+                    .collect()
+            } else {
+                roll.metric_windows(r, &q.metric, q.device_id.as_deref(), from, q.to)
+                    .collect()
+            };
+        for (_, start, agg) in &windows {
+            let cut_at_from = *start < q.from && agg.first.time < q.from;
             let cut_at_to = start.saturating_add(r.nanos()) > q.to && agg.last.time >= q.to;
             if cut_at_from || cut_at_to {
                 return Ok(None);
             }
-            let key = (if q.group_by_device { device } else { "" }, start);
-            match buckets.get_mut(&key) {
-                Some(b) => b.merge(agg),
-                None => {
-                    buckets.insert(key, agg.clone());
-                }
-            }
         }
-        if buckets.len() > state.store.config().max_result_rows {
+        if windows.len() > state.store.config().max_result_rows {
             return Err(Error::bad_request(
                 "result_too_large",
                 format!(
@@ -190,7 +190,7 @@ pub(crate) fn timeseries_from_rollups(
             ));
         }
         let mut series: Vec<(&str, Vec<Value>)> = Vec::new();
-        for ((device, start), a) in buckets {
+        for (device, start, a) in windows {
             let mut row = serde_json::Map::new();
             row.insert(
                 "time".into(),

@@ -248,26 +248,24 @@ impl TestServer {
 
     /// Waits until everything in the log is visible to queries.
     pub async fn wait_visible(&self) {
-        for _ in 0..1000 {
-            let (_, v) = self.get("/lag", &self.admin_key).await;
-            if v["store"]["lag"] == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the store did not catch up with the log");
+        self.wait_caught_up("store").await
     }
 
     /// Waits until the stream processor has applied the whole log.
     pub async fn wait_rollups(&self) {
+        self.wait_caught_up("stream").await
+    }
+
+    /// Waits until `/lag` shows no lag for `part` (`store` or `stream`).
+    async fn wait_caught_up(&self, part: &str) {
         for _ in 0..1000 {
             let (_, v) = self.get("/lag", &self.admin_key).await;
-            if v["stream"]["lag"] == 0 {
+            if v[part]["lag"] == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the stream processor did not catch up with the log");
+        panic!("{part} did not catch up with the log");
     }
 
     /// Every event a listing returns, following `next_cursor`.

@@ -33,6 +33,23 @@ fn assert_exactly_once(rows: &[serde_json::Value], acked: &HashSet<String>) {
     );
 }
 
+/// Every acknowledged event is queryable exactly once, now and again after a graceful restart
+/// (everything persisted, WAL segments released).
+async fn assert_exactly_once_now_and_after_restart(
+    s: &mut TestServer,
+    key: &str,
+    acked: &HashSet<String>,
+) {
+    for restart in [false, true] {
+        if restart {
+            assert!(s.terminate().success());
+            s.start();
+        }
+        s.wait_visible().await;
+        assert_exactly_once(&s.list_all(key, "/api/v1/events?limit=10000").await, acked);
+    }
+}
+
 const ROUNDS: usize = 20;
 const CLIENTS: usize = 4;
 const BATCH: usize = 25;
@@ -161,19 +178,7 @@ async fn sigkill_mid_ingest_loses_nothing_acknowledged_and_duplicates_nothing() 
         acked.len()
     );
 
-    s.wait_visible().await;
-    assert_exactly_once(
-        &s.list_all(&key, "/api/v1/events?limit=10000").await,
-        &acked,
-    );
-    // And again after a graceful restart (everything persisted, WAL segments released).
-    assert!(s.terminate().success());
-    s.start();
-    s.wait_visible().await;
-    assert_exactly_once(
-        &s.list_all(&key, "/api/v1/events?limit=10000").await,
-        &acked,
-    );
+    assert_exactly_once_now_and_after_restart(&mut s, &key, &acked).await;
     let log = s.server_log();
     eprintln!(
         "crash test: {} events acknowledged over {ROUNDS} SIGKILLs; torn tails repaired: {}",
@@ -366,16 +371,5 @@ async fn sigkill_during_persist_and_compaction_loses_and_duplicates_nothing() {
         "the kills must land inside the windows under test \
          (persist {persist_kills}, compaction {compaction_kills})"
     );
-    s.wait_visible().await;
-    assert_exactly_once(
-        &s.list_all(&key, "/api/v1/events?limit=10000").await,
-        &acked,
-    );
-    assert!(s.terminate().success());
-    s.start();
-    s.wait_visible().await;
-    assert_exactly_once(
-        &s.list_all(&key, "/api/v1/events?limit=10000").await,
-        &acked,
-    );
+    assert_exactly_once_now_and_after_restart(&mut s, &key, &acked).await;
 }

@@ -211,6 +211,17 @@ async fn rollup_parameters_are_validated_and_read_scope_required() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
+/// Adds an acknowledged batch to the per-device (count, sum) of metric `v`.
+fn count_acked(acked: &mut BTreeMap<String, (u64, f64)>, batch: &[Value]) {
+    for e in batch {
+        let c = acked
+            .entry(e["device_id"].as_str().unwrap().to_string())
+            .or_default();
+        c.0 += 1;
+        c.1 += e["metrics"]["v"].as_f64().unwrap();
+    }
+}
+
 /// SIGKILL while events stream in (and checkpoints are written every 50 ms); clients retry
 /// unacknowledged batches with the same event ids. After a final restart the rollups count
 /// every acknowledged event exactly once: hour-window counts and sums per device equal the
@@ -248,15 +259,7 @@ async fn rollups_stay_exact_across_sigkills() {
                 .send()
                 .await;
             match r {
-                Ok(r) if r.status() == StatusCode::OK => {
-                    for e in &batch {
-                        let c = acked
-                            .entry(e["device_id"].as_str().unwrap().to_string())
-                            .or_default();
-                        c.0 += 1;
-                        c.1 += e["metrics"]["v"].as_f64().unwrap();
-                    }
-                }
+                Ok(r) if r.status() == StatusCode::OK => count_acked(&mut acked, &batch),
                 _ => pending.push(batch),
             }
         }
@@ -270,13 +273,7 @@ async fn rollups_stay_exact_across_sigkills() {
             .post("/api/v1/events", &key, &json!(batch).to_string())
             .await;
         assert_eq!(st, StatusCode::OK, "{body}");
-        for e in &batch {
-            let c = acked
-                .entry(e["device_id"].as_str().unwrap().to_string())
-                .or_default();
-            c.0 += 1;
-            c.1 += e["metrics"]["v"].as_f64().unwrap();
-        }
+        count_acked(&mut acked, &batch);
     }
     s.wait_rollups().await;
     for (dev, (count, sum)) in &acked {
