@@ -55,6 +55,24 @@ fn apply(c: &mut Criterion) {
             r.len()
         })
     });
+    // What a checkpoint costs for the state those events leave (serialize + compress).
+    let mut state = TenantRollups::default();
+    for (i, e) in evs.iter().enumerate() {
+        state.apply(e, i as u64, 300 * SEC);
+    }
+    let json = serde_json::to_vec(&state).map(|j| j.len()).unwrap_or(0);
+    eprintln!(
+        "state after 200k events: {} windows, {json} bytes of JSON",
+        state.len()
+    );
+    g.bench_function("checkpoint_state_of_200k_events", |b| {
+        b.iter(|| {
+            let json = serde_json::to_vec(&state).unwrap_or_default();
+            zstd::encode_all(json.as_slice(), 3)
+                .map(|z| z.len())
+                .unwrap_or(0)
+        })
+    });
     g.finish();
 }
 

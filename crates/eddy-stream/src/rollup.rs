@@ -429,6 +429,22 @@ impl TenantRollups {
         })
     }
 
+    /// Names of the metrics with windows, of one device or of any, sorted.
+    pub fn metric_names(&self, device_id: Option<&str>) -> Vec<&str> {
+        let mut names: Vec<&str> = match device_id {
+            Some(d) => self
+                .metrics
+                .get(d)
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .map(String::as_str)
+                .collect(),
+            None => self.all_devices.keys().map(String::as_str).collect(),
+        };
+        names.sort_unstable();
+        names
+    }
+
     /// Windows of `r` for `metric` over all devices together, starting in `[from, to)`.
     pub fn all_devices_windows<'a>(
         &'a self,

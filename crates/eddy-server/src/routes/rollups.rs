@@ -26,17 +26,38 @@ fn bad(message: impl Into<String>) -> Error {
     Error::bad_request("invalid_parameter", message)
 }
 
+/// `GET /api/v1/rollups` (1-minute windows unless `resolution` says otherwise).
 pub(crate) async fn rollups(
     State(state): State<AppState>,
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
+    answer(&state, &caller, &pairs, Resolution::Minute)
+}
+
+/// `GET /api/v1/analytics/aggregates`: what device-telemetry clients ask for — the same rollup
+/// rows, hourly unless `resolution` says otherwise; without `metric`, every metric (of the
+/// device, with `device_id`).
+pub(crate) async fn aggregates(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    answer(&state, &caller, &pairs, Resolution::Hour)
+}
+
+fn answer(
+    state: &AppState,
+    caller: &Caller,
+    pairs: &[(String, String)],
+    default_resolution: Resolution,
+) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let now = state.clock.now_ns();
     let (mut from, mut to) = (now.saturating_sub(86_400 * 1_000_000_000), now);
-    let mut resolution = Resolution::Minute;
+    let mut resolution = default_resolution;
     let (mut metric, mut device, mut dimension, mut value) = (None, None, None, None);
-    for (k, v) in &pairs {
+    for (k, v) in pairs {
         match k.as_str() {
             "metric" => metric = Some(v.clone()),
             "device_id" | "sensor_id" => device = Some(v.clone()),
@@ -68,15 +89,23 @@ pub(crate) async fn rollups(
     let max_rows = state.store.config().max_result_rows;
     let rfc = eddy_model::time::format_rfc3339;
     let (watermark, rows) = match (metric, dimension) {
-        (Some(metric), None) => {
+        (metric, None) => {
             if value.is_some() {
                 return Err(bad("`value` goes with `dimension`, not `metric`"));
             }
             state.stream.read(&p.tenant_id, |r| {
-                let rows: Vec<Value> = r
-                    .metric_windows(resolution, &metric, device.as_deref(), from, to)
+                let metrics: Vec<&str> = match &metric {
+                    Some(m) => vec![m.as_str()],
+                    None => r.metric_names(device.as_deref()),
+                };
+                let rows: Vec<Value> = metrics
+                    .into_iter()
+                    .flat_map(|metric| {
+                        r.metric_windows(resolution, metric, device.as_deref(), from, to)
+                            .map(move |(device, start, a)| (metric, device, start, a))
+                    })
                     .take(max_rows + 1)
-                    .map(|(device, start, a)| {
+                    .map(|(metric, device, start, a)| {
                         json!({
                             "time": rfc(start),
                             "device_id": (!device.is_empty()).then_some(device),
@@ -114,7 +143,7 @@ pub(crate) async fn rollups(
                 (r.watermark(lateness), rows)
             })?
         }
-        _ => return Err(bad("give exactly one of `metric` and `dimension`")),
+        (Some(_), Some(_)) => return Err(bad("give `metric` or `dimension`, not both")),
     };
     if rows.len() > max_rows {
         return Err(Error::bad_request(

@@ -72,6 +72,9 @@ async fn every_route_rejects_bad_keys_without_side_effects() {
         "/api/v1/devices",
         "/api/v1/devices/d/metrics",
         "/api/v1/timeseries?metric=v",
+        "/api/v1/rollups?metric=v",
+        "/api/v1/rollups?dimension=type",
+        "/api/v1/analytics/aggregates",
     ] {
         routes.push(Route {
             method: "GET",
