@@ -224,8 +224,12 @@ fn prepare(
         total,
         is_batch: split.is_batch,
     };
+    let mut series = SeriesGate::new(state, tenant);
     for (index, raw) in split.events.into_iter().enumerate() {
-        match raw.and_then(|v| normalize_event(v, &policy, &state.config.limits, now)) {
+        let normalized = raw
+            .and_then(|v| normalize_event(v, &policy, &state.config.limits, now))
+            .and_then(|ev| series.admit(state, tenant, ev));
+        match normalized {
             Ok(ev) => {
                 p.keys
                     .push(ev.client_id.then(|| dedup_key(tenant, &ev.event_id)));
@@ -239,6 +243,71 @@ fn prepare(
         }
     }
     Ok(p)
+}
+
+/// The per-tenant series limit, applied while a request is prepared: counts the series the
+/// stream processor holds plus those earlier events of the request add. (Series still in
+/// flight in other requests are not counted, so a burst can pass the limit by that much.)
+struct SeriesGate {
+    limit: usize,
+    held: usize,
+    added: std::collections::HashSet<(String, String)>,
+}
+
+impl SeriesGate {
+    fn new(state: &AppState, tenant: &str) -> Self {
+        let limit = state.stream.config().max_series_per_tenant;
+        let held = if limit == 0 {
+            0
+        } else {
+            state.stream.read(tenant, |r| r.series_count()).unwrap_or(0)
+        };
+        Self {
+            limit,
+            held,
+            added: Default::default(),
+        }
+    }
+
+    /// Passes `ev` through, or rejects it if it would add series beyond the limit.
+    fn admit(
+        &mut self,
+        state: &AppState,
+        tenant: &str,
+        ev: eddy_model::Event,
+    ) -> std::result::Result<eddy_model::Event, EventError> {
+        if self.limit == 0 || ev.metrics.is_empty() {
+            return Ok(ev);
+        }
+        let device = ev.device_id.as_deref().unwrap_or("");
+        let new: Vec<&String> = ev
+            .metrics
+            .keys()
+            .filter(|m| {
+                !state
+                    .stream
+                    .read(tenant, |r| r.has_series(device, m))
+                    .unwrap_or(false)
+            })
+            .filter(|m| !self.added.contains(&(device.to_string(), m.to_string())))
+            .collect();
+        if let Some(first) = new.first()
+            && self.held + self.added.len() + new.len() > self.limit
+        {
+            return Err(EventError {
+                index: 0,
+                field: format!("metrics.{first}"),
+                reason: format!(
+                    "would start a new series (device `{device}`, metric `{first}`), but the tenant already has its limit of {} series",
+                    self.limit
+                ),
+            });
+        }
+        for m in new {
+            self.added.insert((device.to_string(), m.clone()));
+        }
+        Ok(ev)
+    }
 }
 
 /// Ingests the events of one request for the caller's tenant.

@@ -39,6 +39,9 @@ pub struct StreamConfig {
     pub checkpoint_interval: Duration,
     /// How long closed windows stay queryable in memory, per resolution (1m, 1h, 1d).
     pub horizon: [Duration; 3],
+    /// Most (device, metric) series a tenant may have in memory; events that would add more
+    /// are rejected at ingest. 0 = unlimited.
+    pub max_series_per_tenant: usize,
 }
 
 impl StreamConfig {
@@ -53,6 +56,7 @@ impl StreamConfig {
                 Duration::from_secs(7 * 86_400),
                 Duration::from_secs(90 * 86_400),
             ],
+            max_series_per_tenant: 100_000,
         }
     }
 

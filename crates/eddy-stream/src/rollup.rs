@@ -252,6 +252,9 @@ pub struct TenantRollups {
     max_received_at: Option<i64>,
     /// device ("" for none) → metric → windows.
     metrics: HashMap<String, HashMap<String, WindowsOf<MetricAgg>>>,
+    /// Number of (device, metric) series in `metrics`.
+    #[serde(default)]
+    series: usize,
     /// metric → windows over all devices together (what "all devices" time series read: one
     /// sketch per window straight from the samples, no merging at query time).
     all_devices: HashMap<String, WindowsOf<MetricAgg>>,
@@ -334,6 +337,9 @@ impl TenantRollups {
         if !e.metrics.is_empty() {
             let device = slot(&mut self.metrics, e.device_id.as_deref().unwrap_or(""));
             for (metric, value) in &e.metrics {
+                if !device.contains_key(metric.as_str()) {
+                    self.series += 1;
+                }
                 let p = Point {
                     time: e.time,
                     offset,
@@ -383,6 +389,7 @@ impl TenantRollups {
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
+        self.series = self.metrics.values().map(HashMap::len).sum();
         for windows in self.all_devices.values_mut() {
             windows.0.retain(|k, _| keep(k));
         }
@@ -427,6 +434,18 @@ impl TenantRollups {
                 .range((r, from)..(r, to.max(from)))
                 .map(move |((_, s), a)| (d, *s, a))
         })
+    }
+
+    /// Number of (device, metric) series held.
+    pub fn series_count(&self) -> usize {
+        self.series
+    }
+
+    /// Whether the (device, metric) series is held (`""` = events without a device).
+    pub fn has_series(&self, device_id: &str, metric: &str) -> bool {
+        self.metrics
+            .get(device_id)
+            .is_some_and(|m| m.contains_key(metric))
     }
 
     /// Names of the metrics with windows, of one device or of any, sorted.

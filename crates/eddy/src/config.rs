@@ -125,6 +125,10 @@ pub(crate) struct ServeArgs {
     /// [default: 5m].
     #[arg(long, env = "EDDY_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
+    /// Most (device, metric) series a tenant may hold in rollups; events adding more are
+    /// rejected (400). 0 = unlimited [default: 100000].
+    #[arg(long, env = "EDDY_MAX_SERIES_PER_TENANT")]
+    pub(crate) max_series_per_tenant: Option<usize>,
     /// How often the stream processor checkpoints its rollups [default: 10s].
     #[arg(long, env = "EDDY_STREAM_CHECKPOINT_INTERVAL")]
     pub(crate) stream_checkpoint_interval: Option<String>,
@@ -172,6 +176,7 @@ struct FileConfig {
     store_max_lag: Option<u64>,
     store_compact_min_files: Option<usize>,
     allowed_lateness: Option<String>,
+    max_series_per_tenant: Option<usize>,
     stream_checkpoint_interval: Option<String>,
     query_timeout: Option<String>,
     query_memory: Option<String>,
@@ -341,6 +346,9 @@ impl ServeArgs {
         if let Some(v) = self.allowed_lateness.or(file.allowed_lateness) {
             c.stream.allowed_lateness =
                 duration("--allowed-lateness / EDDY_ALLOWED_LATENESS", &v, true)?;
+        }
+        if let Some(v) = self.max_series_per_tenant.or(file.max_series_per_tenant) {
+            c.stream.max_series_per_tenant = v;
         }
         if let Some(v) = self
             .stream_checkpoint_interval

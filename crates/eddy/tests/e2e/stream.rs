@@ -502,3 +502,65 @@ async fn timeseries_fast_path_equals_the_raw_path_and_falls_back_when_it_would_n
         "ranges without the late window stay on rollups"
     );
 }
+
+/// The per-tenant series limit: events that would start a series beyond it are rejected with
+/// the metric named; known series, events without metrics and other tenants go on.
+#[tokio::test]
+async fn the_series_limit_rejects_new_series_clearly() {
+    let s = TestServer::spawn_with(&["--max-series-per-tenant", "3"], &[]).await;
+    let key = s.admin_key.clone();
+    let (_, other, _) = s.tenant_with_key("other", &["read", "write"]).await;
+    let reading =
+        |dev: &str, metric: &str| json!({"device_id": dev, "metrics": {metric: 1.0}}).to_string();
+    for dev in ["d0", "d1"] {
+        let (st, v) = s.post("/api/v1/events", &key, &reading(dev, "temp")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // The limit counts what the processor holds (requests in flight are not counted).
+    s.wait_rollups().await;
+    // Within one request, series count as they come: the third fits, the fourth does not.
+    let batch = json!([
+        {"device_id": "d2", "metrics": {"temp": 1.0}},
+        {"device_id": "d3", "metrics": {"temp": 1.0}},
+    ]);
+    let (st, v) = s.post("/api/v1/events", &key, &batch.to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["errors"][0]["index"], 1, "{v}");
+    assert_eq!(v["errors"][0]["field"], "metrics.temp", "{v}");
+    assert!(
+        v["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 3 series"),
+        "{v}"
+    );
+    let (st, v) = s
+        .post("/api/v1/events?partial=true", &key, &batch.to_string())
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.wait_rollups().await;
+    for (body, want) in [
+        (reading("d4", "temp"), StatusCode::BAD_REQUEST),
+        (reading("d0", "humidity"), StatusCode::BAD_REQUEST),
+        (reading("d0", "temp"), StatusCode::OK),
+        (
+            json!({"type": "click", "user_id": "u"}).to_string(),
+            StatusCode::OK,
+        ),
+    ] {
+        let (st, v) = s.post("/api/v1/events", &key, &body).await;
+        assert_eq!(st, want, "{body}: {v}");
+    }
+    let (st, _) = s
+        .post("/api/v1/events", &other, &reading("d9", "temp"))
+        .await;
+    assert_eq!(st, StatusCode::OK, "another tenant has its own limit");
+    let (_, v) = s.get("/api/v1/rollups?resolution=1d&from=-2d", &key).await;
+    let devices: BTreeSet<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, BTreeSet::from(["d0", "d1", "d2"]), "{v}");
+}
