@@ -92,7 +92,6 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_ingest_loses_nothing_acknowledged_and_duplicates_nothing() {
-    // Small segments so that crashes also land around segment rolls.
     // Small segments and persist thresholds, so crashes also land around segment rolls and
     // Parquet persists.
     let mut s = TestServer::spawn_with(
@@ -262,7 +261,8 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// yet — a persist (the partition has at most one listed file) or a compaction (the partition
 /// already lists the files being merged). All events are late (two hours old) and persisted
 /// every 50 ms into the same hour, and every second file triggers a compaction, so both windows
-/// open many times a second. Rounds alternate between aiming at a persist and at a compaction. After every restart all acknowledged events are there exactly once.
+/// open many times a second. Rounds alternate between aiming at a persist and at a compaction.
+/// After every restart all acknowledged events are there exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_persist_and_compaction_loses_and_duplicates_nothing() {
     let mut s = TestServer::spawn_with(
