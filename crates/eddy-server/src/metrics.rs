@@ -162,6 +162,10 @@ fn describe() {
         Unit::Seconds,
         "Time to write one stream checkpoint (state + offset)."
     );
+    describe_counter!(
+        "eddy_stream_checkpoint_failures_total",
+        "Stream checkpoints that failed (retried; the log keeps what they would have covered)."
+    );
     describe_gauge!(
         "eddy_stream_lag_records",
         "Log records not yet applied by the stream processor."

@@ -116,7 +116,10 @@ impl Processor {
     /// Loads the checkpoint (if any) and registers the consumer; [`Processor::start`] runs it.
     pub fn open(config: StreamConfig, log: Arc<dyn Log>) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
-        let state = load_checkpoint(&config.dir)?.unwrap_or_default();
+        let mut state = load_checkpoint(&config.dir)?.unwrap_or_default();
+        for t in state.tenants.values_mut() {
+            t.recount();
+        }
         let committed = log.register_consumer(CONSUMER)?;
         if committed > state.offset || log.start_offset() > state.offset {
             return Err(Error::LogGap {
@@ -199,10 +202,21 @@ impl Processor {
         let mut last_evict = Instant::now();
         loop {
             let next = self.applied_offset();
-            let records = self.log.read(next, 8192)?;
+            let records = match self.log.read(next, 8192) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The log may recover (or the server is stopping): retry, don't die.
+                    tracing::error!(error = %e, offset = next, "stream processor cannot read the log; retrying");
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             if records.is_empty() {
                 if next > checkpointed && last_checkpoint.elapsed() >= gap {
-                    checkpointed = self.checkpoint().await?;
+                    checkpointed = self.checkpoint_or_log().await.unwrap_or(checkpointed);
                     gap = self.paced();
                     last_checkpoint = Instant::now();
                 }
@@ -254,7 +268,7 @@ impl Processor {
                 metrics::counter!("eddy_stream_late_total").increment(late);
             }
             if last_checkpoint.elapsed() >= gap {
-                checkpointed = self.checkpoint().await?;
+                checkpointed = self.checkpoint_or_log().await.unwrap_or(checkpointed);
                 gap = self.paced();
                 last_checkpoint = Instant::now();
             }
@@ -263,6 +277,19 @@ impl Processor {
             self.checkpoint().await?;
         }
         Ok(())
+    }
+
+    /// A checkpoint; a failure is logged and counted and the next one is tried as usual (the
+    /// log keeps everything since the last good checkpoint, so nothing is lost meanwhile).
+    async fn checkpoint_or_log(&self) -> Option<u64> {
+        match self.checkpoint().await {
+            Ok(offset) => Some(offset),
+            Err(e) => {
+                tracing::error!(error = %e, "stream checkpoint failed; will retry");
+                metrics::counter!("eddy_stream_checkpoint_failures_total").increment(1);
+                None
+            }
+        }
     }
 
     /// The wait before the next checkpoint, given how long the last one took.

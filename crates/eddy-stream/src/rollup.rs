@@ -389,7 +389,7 @@ impl TenantRollups {
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
-        self.series = self.metrics.values().map(HashMap::len).sum();
+        self.recount();
         for windows in self.all_devices.values_mut() {
             windows.0.retain(|k, _| keep(k));
         }
@@ -434,6 +434,11 @@ impl TenantRollups {
                 .range((r, from)..(r, to.max(from)))
                 .map(move |((_, s), a)| (d, *s, a))
         })
+    }
+
+    /// Recomputes derived counters (after loading a checkpoint).
+    pub fn recount(&mut self) {
+        self.series = self.metrics.values().map(HashMap::len).sum();
     }
 
     /// Number of (device, metric) series held.

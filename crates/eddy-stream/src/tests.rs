@@ -352,3 +352,43 @@ fn large_windows_use_the_sketch_within_its_error_bound() {
     const { assert!(crate::rollup::EXACT_SAMPLES < 5000) };
     assert_matches(&roll, &naive);
 }
+
+/// A checkpoint that cannot be written is retried; the processor keeps applying meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_checkpoint_is_retried_and_processing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::new(dir.path().join("stream"));
+    config.checkpoint_interval = Duration::from_millis(20);
+    let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
+    let p = Processor::open(config.clone(), wal.clone()).unwrap();
+    p.start();
+    // The checkpoint directory becomes a file: every checkpoint fails.
+    std::fs::remove_dir_all(&config.dir).unwrap();
+    std::fs::write(&config.dir, b"not a directory").unwrap();
+    let events: Vec<Event> = (0..50)
+        .map(|i| event(i, T0 + i as i64 * SEC, 0, 1.0, None))
+        .collect();
+    append(&wal, &events).await;
+    caught_up(&p, &wal).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    append(&wal, &events[..10]).await;
+    caught_up(&p, &wal).await;
+    p.read("t", |r| {
+        let n: u64 = r
+            .metric_windows(Resolution::Day, "temp", None, i64::MIN, i64::MAX)
+            .map(|(_, _, a)| a.count)
+            .sum();
+        assert_eq!(n, 60, "still applying while checkpoints fail");
+    })
+    .unwrap();
+    // Repaired: the next checkpoint covers everything.
+    std::fs::remove_file(&config.dir).unwrap();
+    std::fs::create_dir(&config.dir).unwrap();
+    for _ in 0..200 {
+        if crate::processor::checkpoint_offset(&config.dir).unwrap() == Some(60) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no checkpoint after the directory came back");
+}
