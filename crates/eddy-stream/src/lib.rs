@@ -3,8 +3,10 @@
 //! log offset they reflect, so a crash neither drops nor double-counts an acknowledged event.
 //!
 //! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
-//! - [`processor`]: the log consumer, checkpoints, recovery.
+//! - [`processor`]: the log consumer, checkpoints, recovery;
+//! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA).
 
+pub mod detect;
 pub mod processor;
 pub mod rollup;
 
