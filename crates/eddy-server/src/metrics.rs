@@ -142,6 +142,10 @@ fn describe() {
         "Ingest requests refused (503) because the store lagged too far behind the log."
     );
     describe_counter!(
+        "eddy_live_slow_consumers_total",
+        "Live subscribers dropped because they fell behind the feed's capacity."
+    );
+    describe_counter!(
         "eddy_timeseries_queries_total",
         "Time-series queries by where they were answered from (rollups or raw)."
     );

@@ -4,9 +4,11 @@
 //!
 //! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
 //! - [`processor`]: the log consumer, checkpoints, recovery;
-//! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA).
+//! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA);
+//! - [`feed`]: live fan-out of applied events to subscribers, per tenant.
 
 pub mod detect;
+pub mod feed;
 pub mod processor;
 pub mod rollup;
 

@@ -106,6 +106,7 @@ pub struct Processor {
     shutdown: watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_checkpoint_took: std::sync::Mutex<Duration>,
+    feed: crate::feed::Feed,
 }
 
 fn poisoned() -> Error {
@@ -135,6 +136,7 @@ impl Processor {
             shutdown,
             task: std::sync::Mutex::new(None),
             last_checkpoint_took: std::sync::Mutex::new(Duration::ZERO),
+            feed: crate::feed::Feed::default(),
         }))
     }
 
@@ -178,6 +180,14 @@ impl Processor {
     /// Every record below this offset is reflected in the rollups.
     pub fn applied_offset(&self) -> u64 {
         self.state.read().map(|s| s.offset).unwrap_or(0)
+    }
+
+    /// A live subscription to `tenant`'s events, in log order, from now on.
+    pub fn subscribe(
+        &self,
+        tenant: &str,
+    ) -> tokio::sync::broadcast::Receiver<Arc<eddy_model::Event>> {
+        self.feed.subscribe(tenant)
     }
 
     /// Runs `f` on `tenant`'s rollups (empty rollups for a tenant without events).
@@ -242,9 +252,11 @@ impl Processor {
                                 .or_default()
                                 .apply(&ev, rec.offset, lateness);
                             late += u64::from(applied.late);
+                            self.feed.publish(&ev);
                         }
                         Ok(Some(Entry::TenantDeleted(t))) => {
                             s.tenants.remove(&t.tenant);
+                            self.feed.drop_tenant(&t.tenant);
                         }
                         Ok(None) => {}
                         Err(e) => {

@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod ingest;
+pub(crate) mod live;
 pub(crate) mod ops;
 pub(crate) mod query;
 pub(crate) mod rollups;
@@ -31,6 +32,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(query::list_devices))
         .route("/api/v1/timeseries", get(query::timeseries))
         .route("/api/v1/rollups", get(rollups::rollups))
+        .route("/api/v1/stream", get(live::sse))
         .route("/api/v1/analytics/aggregates", get(rollups::aggregates))
         .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
         // Compatibility routes onto the same code path.

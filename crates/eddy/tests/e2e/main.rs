@@ -9,6 +9,7 @@ mod auth_matrix;
 mod common;
 mod crash;
 mod ingest;
+mod live;
 mod ops;
 mod query;
 mod stream;
