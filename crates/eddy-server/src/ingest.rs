@@ -280,15 +280,18 @@ impl SeriesGate {
             return Ok(ev);
         }
         let device = ev.device_id.as_deref().unwrap_or("");
-        let new: Vec<&String> = ev
-            .metrics
-            .keys()
-            .filter(|m| {
-                !state
-                    .stream
-                    .read(tenant, |r| r.has_series(device, m))
-                    .unwrap_or(false)
+        // One look at the processor's state per event (ingest hot path), then this request's.
+        let unknown: Vec<&String> = state
+            .stream
+            .read(tenant, |r| {
+                ev.metrics
+                    .keys()
+                    .filter(|m| !r.has_series(device, m))
+                    .collect()
             })
+            .unwrap_or_default();
+        let new: Vec<&String> = unknown
+            .into_iter()
             .filter(|m| !self.added.contains(&(device.to_string(), m.to_string())))
             .collect();
         if let Some(first) = new.first()
