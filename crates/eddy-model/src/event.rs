@@ -73,10 +73,44 @@ pub struct TenantDeleted {
     pub deleted_at: i64,
 }
 
+/// A tenant's alert rule was created, replaced or deleted (`/api/v1/rules`). Rule changes go
+/// through the log so that the stream processor applies them at a definite point of the event
+/// stream: replay after a crash reaches exactly the same rules and alerts.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RuleChange {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(string, tag = "2")]
+    pub rule_id: String,
+    /// The rule as JSON (the stream processor's rule format); `None` deletes the rule.
+    #[prost(string, optional, tag = "3")]
+    pub rule_json: Option<String>,
+    /// When the change was requested, ns since the Unix epoch.
+    #[prost(int64, tag = "4")]
+    pub at: i64,
+}
+
+/// Someone acknowledged or resolved an alert (`POST /api/v1/alerts/{id}/…`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AlertAction {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(string, tag = "2")]
+    pub alert_id: String,
+    /// `acknowledge` or `resolve`.
+    #[prost(string, tag = "3")]
+    pub action: String,
+    #[prost(int64, tag = "4")]
+    pub at: i64,
+    /// Free text from the caller, kept on the alert.
+    #[prost(string, optional, tag = "5")]
+    pub note: Option<String>,
+}
+
 /// One record of the log.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LogEntry {
-    #[prost(oneof = "Entry", tags = "1, 2")]
+    #[prost(oneof = "Entry", tags = "1, 2, 3, 4")]
     pub entry: Option<Entry>,
 }
 
@@ -90,6 +124,10 @@ pub enum Entry {
     Event(Event),
     #[prost(message, tag = "2")]
     TenantDeleted(TenantDeleted),
+    #[prost(message, tag = "3")]
+    RuleChange(RuleChange),
+    #[prost(message, tag = "4")]
+    AlertAction(AlertAction),
 }
 
 impl Event {

@@ -20,5 +20,7 @@ pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, EventError, Result};
-pub use event::{Entry, Event, LogEntry, PropertyValue, TenantDeleted, Value};
+pub use event::{
+    AlertAction, Entry, Event, LogEntry, PropertyValue, RuleChange, TenantDeleted, Value,
+};
 pub use normalize::{Limits, TenantPolicy};

@@ -29,12 +29,12 @@ impl Caller {
     }
 }
 
-fn presented_secret(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+/// The secret in `X-API-Key` or `Authorization: Bearer`, if any.
+pub(crate) fn presented_secret(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }
-    let auth = parts
-        .headers
+    let auth = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let secret = presented_secret(parts)
+        let secret = presented_secret(&parts.headers)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
                 Error::Unauthorized(
@@ -54,6 +54,13 @@ impl FromRequestParts<AppState> for Caller {
                         .into(),
                 )
             })?;
+        Caller::authenticate(state, secret)
+    }
+}
+
+impl Caller {
+    /// The caller presenting `secret`.
+    pub(crate) fn authenticate(state: &AppState, secret: &str) -> Result<Self> {
         state
             .auth
             .authenticate(secret)

@@ -75,6 +75,9 @@ pub struct Tenant {
     /// Retention in seconds; `None` = the server default, `Some(0)` = forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_secs: Option<u64>,
+    /// Where alert transitions are POSTed (http or https), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// An API key as stored (no secret).
@@ -209,6 +212,7 @@ impl Catalog {
                         created_at: now_rfc3339(),
                         events_per_sec: None,
                         retention_secs: None,
+                        webhook_url: None,
                     },
                 );
                 if preset_admin.is_none() {
@@ -295,6 +299,7 @@ impl Catalog {
                 created_at: now_rfc3339(),
                 events_per_sec,
                 retention_secs,
+                webhook_url: None,
             };
             s.tenants.insert(t.id.clone(), t.clone());
             Ok(t)
@@ -307,6 +312,7 @@ impl Catalog {
         id: &str,
         events_per_sec: Option<Option<u32>>,
         retention_secs: Option<Option<u64>>,
+        webhook_url: Option<Option<String>>,
     ) -> Result<Tenant> {
         self.mutate(|s| {
             let t = s
@@ -318,6 +324,9 @@ impl Catalog {
             }
             if let Some(r) = retention_secs {
                 t.retention_secs = r;
+            }
+            if let Some(w) = webhook_url {
+                t.webhook_url = w;
             }
             Ok(t.clone())
         })

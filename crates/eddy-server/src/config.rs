@@ -42,6 +42,13 @@ pub struct ServerConfig {
     pub store: eddy_store::StoreConfig,
     /// Settings of the stream processor (its `dir` is derived from `data_dir`).
     pub stream: eddy_stream::StreamConfig,
+    /// Browser origins (`https://dash.example.com`) allowed to open WebSockets besides the
+    /// server's own; `*` allows any.
+    pub ws_allowed_origins: Vec<String>,
+    /// Webhook delivery: per-attempt timeout and attempts before a notification is
+    /// dead-lettered.
+    pub webhook_timeout: Duration,
+    pub webhook_attempts: u32,
 }
 
 impl ServerConfig {
@@ -65,6 +72,9 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             store: eddy_store::StoreConfig::new(PathBuf::new()),
             stream: eddy_stream::StreamConfig::new(PathBuf::new()),
+            ws_allowed_origins: Vec::new(),
+            webhook_timeout: Duration::from_secs(5),
+            webhook_attempts: 6,
         }
     }
 }

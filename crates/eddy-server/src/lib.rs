@@ -19,6 +19,7 @@ mod error;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+mod notify;
 pub mod quota;
 mod routes;
 pub mod state;
@@ -93,7 +94,9 @@ impl Server {
         }));
         let mut stream_config = config.stream.clone();
         stream_config.dir = config.data_dir.join("stream");
-        let stream = eddy_stream::Processor::open(stream_config, wal.clone()).map_err(startup)?;
+        let stream =
+            eddy_stream::Processor::open_with_clock(stream_config, wal.clone(), clock.clone())
+                .map_err(startup)?;
         // Needs the runtime: Server::open is called from within it.
         store.start();
         stream.start();
@@ -114,6 +117,9 @@ impl Server {
             started: Instant::now(),
             config,
         });
+        if let Some(notices) = stream.take_notices() {
+            notify::spawn(state.clone(), notices);
+        }
         Ok(Opened {
             server: Server {
                 state,

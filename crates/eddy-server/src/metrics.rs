@@ -143,7 +143,35 @@ fn describe() {
     );
     describe_counter!(
         "eddy_live_slow_consumers_total",
-        "Live subscribers dropped because they fell behind the feed's capacity."
+        "Live subscribers (SSE, WebSocket) dropped because they fell behind the feed's capacity."
+    );
+    describe_gauge!(
+        "eddy_live_ws_connections",
+        "Open WebSocket live-feed connections."
+    );
+    describe_counter!(
+        "eddy_live_origin_rejected_total",
+        "WebSocket upgrades refused because their Origin is not allowed."
+    );
+    describe_counter!(
+        "eddy_stream_alert_transitions_total",
+        "Alert transitions (opened, acknowledged, resolved), all tenants."
+    );
+    describe_counter!(
+        "eddy_stream_alert_notices_dropped_total",
+        "Alert transitions not handed to the webhook notifier because its queue was full."
+    );
+    describe_gauge!(
+        "eddy_stream_alert_series",
+        "(rule, device, metric) series with detector state, all tenants."
+    );
+    describe_counter!(
+        "eddy_webhook_deliveries_total",
+        "Webhook delivery attempts by outcome (delivered, retried)."
+    );
+    describe_counter!(
+        "eddy_webhook_dead_letters_total",
+        "Alert notifications given up after the last attempt or a final 4xx."
     );
     describe_counter!(
         "eddy_timeseries_queries_total",

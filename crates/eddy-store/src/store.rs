@@ -604,7 +604,8 @@ impl EmbeddedStore {
                         }
                         self.drop_tenant(&t.tenant)?;
                     }
-                    Ok(None) => {}
+                    // Rule changes and alert actions are the stream processor's business.
+                    Ok(Some(Entry::RuleChange(_) | Entry::AlertAction(_)) | None) => {}
                     Err(e) => {
                         tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
                     }

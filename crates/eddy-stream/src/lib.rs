@@ -5,13 +5,17 @@
 //! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
 //! - [`processor`]: the log consumer, checkpoints, recovery;
 //! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA);
-//! - [`feed`]: live fan-out of applied events to subscribers, per tenant.
+//! - [`alerts`]: rules (z-score, EWMA, threshold, dead-man) and alerts with their lifecycle;
+//! - [`feed`]: live fan-out (events, rollup updates, alert transitions) per tenant.
 
+pub mod alerts;
 pub mod detect;
 pub mod feed;
 pub mod processor;
 pub mod rollup;
 
+pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};
+pub use feed::{Channel, Filter, Live};
 pub use processor::{Processor, StreamConfig};
 pub use rollup::{Dimension, MetricAgg, Resolution, TenantRollups};
 

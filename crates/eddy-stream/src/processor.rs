@@ -14,10 +14,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use eddy_log::Log;
-use eddy_model::{Entry, codec};
+use eddy_model::{Clock, Entry, Event, SystemClock, codec};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::alerts::{AlertNotice, Rule, TenantAlerts};
+use crate::feed::{Live, RollupUpdate};
 use crate::rollup::{Resolution, TenantRollups};
 use crate::{Error, Result};
 
@@ -81,6 +83,10 @@ struct State {
     /// Every record below this offset has been applied.
     offset: u64,
     tenants: HashMap<String, TenantRollups>,
+    /// Rules, detectors and alerts per tenant (absent in checkpoints written before alerting:
+    /// every tenant then starts with the default rule).
+    #[serde(default)]
+    alerts: HashMap<String, TenantAlerts>,
 }
 
 #[derive(Serialize)]
@@ -107,7 +113,15 @@ pub struct Processor {
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_checkpoint_took: std::sync::Mutex<Duration>,
     feed: crate::feed::Feed,
+    clock: Arc<dyn Clock>,
+    applied: watch::Sender<u64>,
+    notices: mpsc::Sender<AlertNotice>,
+    notices_rx: std::sync::Mutex<Option<mpsc::Receiver<AlertNotice>>>,
 }
+
+/// Alert transitions waiting for the notifier (webhooks) at most; beyond, they are dropped
+/// and counted (`eddy_stream_alert_notices_dropped_total`).
+pub const NOTICE_QUEUE: usize = 10_000;
 
 fn poisoned() -> Error {
     Error::Task("stream state lock poisoned".into())
@@ -116,6 +130,15 @@ fn poisoned() -> Error {
 impl Processor {
     /// Loads the checkpoint (if any) and registers the consumer; [`Processor::start`] runs it.
     pub fn open(config: StreamConfig, log: Arc<dyn Log>) -> Result<Arc<Self>> {
+        Self::open_with_clock(config, log, Arc::new(SystemClock))
+    }
+
+    /// [`Processor::open`] with the clock dead-man rules judge silence by.
+    pub fn open_with_clock(
+        config: StreamConfig,
+        log: Arc<dyn Log>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
         let mut state = load_checkpoint(&config.dir)?.unwrap_or_default();
         for t in state.tenants.values_mut() {
@@ -129,6 +152,8 @@ impl Processor {
             });
         }
         let (shutdown, _) = watch::channel(false);
+        let (applied, _) = watch::channel(state.offset);
+        let (notices, notices_rx) = mpsc::channel(NOTICE_QUEUE);
         Ok(Arc::new(Self {
             config,
             log,
@@ -137,6 +162,10 @@ impl Processor {
             task: std::sync::Mutex::new(None),
             last_checkpoint_took: std::sync::Mutex::new(Duration::ZERO),
             feed: crate::feed::Feed::default(),
+            clock,
+            applied,
+            notices,
+            notices_rx: std::sync::Mutex::new(Some(notices_rx)),
         }))
     }
 
@@ -182,12 +211,31 @@ impl Processor {
         self.state.read().map(|s| s.offset).unwrap_or(0)
     }
 
-    /// A live subscription to `tenant`'s events, in log order, from now on.
-    pub fn subscribe(
-        &self,
-        tenant: &str,
-    ) -> tokio::sync::broadcast::Receiver<Arc<eddy_model::Event>> {
+    /// A live subscription to `tenant`'s messages (events, rollups, alerts), from now on.
+    pub fn subscribe(&self, tenant: &str) -> tokio::sync::broadcast::Receiver<Arc<Live>> {
         self.feed.subscribe(tenant)
+    }
+
+    /// Waits (at most `timeout`) until every record below `offset` is applied; whether it is.
+    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|o| *o >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The queue of alert transitions for the notifier; `None` after the first call.
+    pub fn take_notices(&self) -> Option<mpsc::Receiver<AlertNotice>> {
+        self.notices_rx.lock().ok()?.take()
+    }
+
+    /// Runs `f` on `tenant`'s rules and alerts (a tenant without any has the default rule).
+    pub fn read_alerts<T>(&self, tenant: &str, f: impl FnOnce(&TenantAlerts) -> T) -> Result<T> {
+        let s = self.state.read().map_err(|_| poisoned())?;
+        Ok(match s.alerts.get(tenant) {
+            Some(t) => f(t),
+            None => f(&TenantAlerts::with_default_rule(0)),
+        })
     }
 
     /// Runs `f` on `tenant`'s rollups (empty rollups for a tenant without events).
@@ -210,6 +258,7 @@ impl Processor {
         let mut checkpointed = self.applied_offset();
         let lateness = self.config.lateness_ns();
         let mut last_evict = Instant::now();
+        let mut last_silence_check = Instant::now();
         loop {
             let next = self.applied_offset();
             let records = match self.log.read(next, 8192) {
@@ -225,6 +274,11 @@ impl Processor {
                 }
             };
             if records.is_empty() {
+                // Caught up: silence is real now (not records still to be replayed).
+                if last_silence_check.elapsed() >= EVICT_INTERVAL {
+                    last_silence_check = Instant::now();
+                    self.check_silence()?;
+                }
                 if next > checkpointed && last_checkpoint.elapsed() >= gap {
                     checkpointed = self.checkpoint_or_log().await.unwrap_or(checkpointed);
                     gap = self.paced();
@@ -241,29 +295,70 @@ impl Processor {
                 continue;
             }
             let mut late = 0u64;
+            let mut notices = Vec::new();
             {
                 let mut s = self.state.write().map_err(|_| poisoned())?;
+                let State {
+                    offset,
+                    tenants,
+                    alerts,
+                } = &mut *s;
                 for rec in &records {
                     match codec::decode_entry(&rec.payload).map(|e| e.entry) {
                         Ok(Some(Entry::Event(ev))) => {
-                            let applied = s
-                                .tenants
-                                .entry(ev.tenant.clone())
-                                .or_default()
-                                .apply(&ev, rec.offset, lateness);
+                            let rollups = tenants.entry(ev.tenant.clone()).or_default();
+                            let applied = rollups.apply(&ev, rec.offset, lateness);
                             late += u64::from(applied.late);
-                            self.feed.publish(&ev);
+                            let start = notices.len();
+                            alerts
+                                .entry(ev.tenant.clone())
+                                .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
+                                .observe(&ev, &mut notices);
+                            self.publish_event(ev, rollups, &notices[start..]);
                         }
                         Ok(Some(Entry::TenantDeleted(t))) => {
-                            s.tenants.remove(&t.tenant);
+                            tenants.remove(&t.tenant);
+                            alerts.remove(&t.tenant);
                             self.feed.drop_tenant(&t.tenant);
+                        }
+                        Ok(Some(Entry::RuleChange(c))) => {
+                            let rule = match c
+                                .rule_json
+                                .as_deref()
+                                .map(serde_json::from_str::<Rule>)
+                            {
+                                Some(Ok(r)) => Some(r),
+                                None => None,
+                                Some(Err(e)) => {
+                                    tracing::warn!(offset = rec.offset, error = %e, "undecodable rule skipped by the stream processor");
+                                    *offset = rec.offset + 1;
+                                    continue;
+                                }
+                            };
+                            let start = notices.len();
+                            alerts
+                                .entry(c.tenant.clone())
+                                .or_insert_with(|| TenantAlerts::with_default_rule(c.at))
+                                .change_rule(&c.tenant, &c.rule_id, rule, c.at, &mut notices);
+                            self.feed.publish(
+                                &c.tenant,
+                                notices[start..].iter().cloned().map(Live::Alert),
+                            );
+                        }
+                        Ok(Some(Entry::AlertAction(a))) => {
+                            if let Some(n) = alerts.get_mut(&a.tenant).and_then(|t| {
+                                t.act(&a.tenant, &a.alert_id, &a.action, a.at, a.note.clone())
+                            }) {
+                                self.feed.publish(&a.tenant, [Live::Alert(n.clone())]);
+                                notices.push(n);
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
                         }
                     }
-                    s.offset = rec.offset + 1;
+                    *offset = rec.offset + 1;
                 }
                 // Eviction walks every window, so it runs every few seconds, not per batch.
                 if last_evict.elapsed() >= EVICT_INTERVAL {
@@ -273,8 +368,20 @@ impl Processor {
                     }
                     metrics::gauge!("eddy_stream_windows")
                         .set(s.tenants.values().map(TenantRollups::len).sum::<usize>() as f64);
+                    let now = self.clock.now_ns();
+                    for t in s.alerts.values_mut() {
+                        t.evict(now);
+                    }
+                    metrics::gauge!("eddy_stream_alert_series").set(
+                        s.alerts
+                            .values()
+                            .map(TenantAlerts::tracked_series)
+                            .sum::<usize>() as f64,
+                    );
                 }
             }
+            self.notify(notices);
+            self.applied.send_replace(self.applied_offset());
             metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
             if late > 0 {
                 metrics::counter!("eddy_stream_late_total").increment(late);
@@ -288,6 +395,61 @@ impl Processor {
         if self.applied_offset() > checkpointed || checkpointed == 0 {
             self.checkpoint().await?;
         }
+        Ok(())
+    }
+
+    /// Offers an applied event, the rollup windows it changed and the alert transitions it
+    /// caused to the tenant's live subscribers.
+    fn publish_event(&self, ev: Event, rollups: &TenantRollups, notices: &[AlertNotice]) {
+        if !self.feed.watched(&ev.tenant) {
+            return;
+        }
+        let device = ev.device_id.as_deref().unwrap_or("");
+        let r = Resolution::Minute;
+        let start = r.window_start(ev.time);
+        let updates: Vec<Live> = ev
+            .metrics
+            .keys()
+            .filter_map(|m| {
+                let (_, _, agg) = rollups
+                    .metric_windows(r, m, Some(device), start, start + 1)
+                    .next()?;
+                Some(Live::Rollup(RollupUpdate::new(device, m, r, start, agg)))
+            })
+            .collect();
+        let tenant = ev.tenant.clone();
+        self.feed.publish(
+            &tenant,
+            std::iter::once(Live::Event(ev))
+                .chain(updates)
+                .chain(notices.iter().cloned().map(Live::Alert)),
+        );
+    }
+
+    /// Hands alert transitions to the notifier, dropping (and counting) what does not fit.
+    fn notify(&self, notices: Vec<AlertNotice>) {
+        for n in notices {
+            metrics::counter!("eddy_stream_alert_transitions_total", "transition" => n.transition.name()).increment(1);
+            if self.notices.try_send(n).is_err() {
+                metrics::counter!("eddy_stream_alert_notices_dropped_total").increment(1);
+            }
+        }
+    }
+
+    /// Opens dead-man alerts for series silent past their rule's limit.
+    fn check_silence(&self) -> Result<()> {
+        let now = self.clock.now_ns();
+        let mut notices = Vec::new();
+        {
+            let mut s = self.state.write().map_err(|_| poisoned())?;
+            for (tenant, t) in &mut s.alerts {
+                let start = notices.len();
+                t.check_silence(tenant, now, &mut notices);
+                self.feed
+                    .publish(tenant, notices[start..].iter().cloned().map(Live::Alert));
+            }
+        }
+        self.notify(notices);
         Ok(())
     }
 

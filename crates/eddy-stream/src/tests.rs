@@ -568,3 +568,108 @@ mod detection_quality {
         );
     }
 }
+
+async fn append_entries(wal: &Wal, entries: Vec<Entry>) {
+    let recs = entries
+        .into_iter()
+        .map(|e| Bytes::from(codec::encode_entry(&LogEntry { entry: Some(e) })))
+        .collect();
+    wal.append(recs).unwrap().durable().await.unwrap();
+}
+
+/// Alerts are part of the exactly-once state: a rule change and an acknowledgement that went
+/// through the log, then a crash (no checkpoint) and a graceful restart, leave exactly the
+/// same alerts — the replay neither opens a second alert nor forgets the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_their_actions_survive_crashes_exactly_once() {
+    use crate::alerts::{Status, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::new(dir.path().join("stream"));
+    config.checkpoint_interval = Duration::from_secs(3600);
+    let wal_config = WalConfig::new(dir.path().join("wal"));
+    let wal = Arc::new(Wal::open(wal_config.clone()).unwrap());
+    let p = Processor::open(config.clone(), wal.clone()).unwrap();
+    let mut notices = p.take_notices().unwrap();
+    assert!(p.take_notices().is_none(), "one notifier");
+    p.start();
+    let rule = crate::RuleSpec {
+        kind: Some("threshold".into()),
+        op: Some(">".into()),
+        value: Some(100.0),
+        metrics: Some(vec!["temp".into()]),
+        ..Default::default()
+    }
+    .validate("hot", T0, T0)
+    .unwrap();
+    append_entries(
+        &wal,
+        vec![Entry::RuleChange(eddy_model::RuleChange {
+            tenant: "t".into(),
+            rule_id: "hot".into(),
+            rule_json: Some(serde_json::to_string(&rule).unwrap()),
+            at: T0,
+        })],
+    )
+    .await;
+    let events: Vec<Event> = (0..10)
+        .map(|i| {
+            event(
+                i,
+                T0 + i as i64 * SEC,
+                0,
+                if i == 5 { 500.0 } else { 1.0 },
+                None,
+            )
+        })
+        .collect();
+    append(&wal, &events).await;
+    caught_up(&p, &wal).await;
+    let opened = notices.recv().await.unwrap();
+    assert_eq!(opened.transition, Transition::Opened);
+    assert_eq!(opened.alert.rule_id, "hot");
+    let id = opened.alert.id.clone();
+    append_entries(
+        &wal,
+        vec![Entry::AlertAction(eddy_model::AlertAction {
+            tenant: "t".into(),
+            alert_id: id.clone(),
+            action: "acknowledge".into(),
+            at: T0 + 20 * SEC,
+            note: Some("looking".into()),
+        })],
+    )
+    .await;
+    assert!(
+        p.wait_applied(wal.end_offset(), Duration::from_secs(5))
+            .await
+    );
+    let snapshot = |p: &Processor| {
+        p.read_alerts("t", |a| {
+            (
+                a.alerts().cloned().collect::<Vec<_>>(),
+                a.rules().cloned().collect::<Vec<_>>(),
+            )
+        })
+        .unwrap()
+    };
+    let before = snapshot(&p);
+    assert_eq!(before.0.len(), 1, "{:?}", before.0);
+    assert_eq!(before.0[0].status, Status::Acknowledged);
+    assert_eq!(before.1.len(), 2, "default rule and `hot`");
+    p.crash().await;
+    drop(p);
+    for graceful in [false, true] {
+        let p = Processor::open(config.clone(), wal.clone()).unwrap();
+        p.start();
+        caught_up(&p, &wal).await;
+        assert_eq!(snapshot(&p), before, "graceful={graceful}");
+        if graceful {
+            p.shutdown().await;
+        } else {
+            p.crash().await;
+        }
+    }
+    let p = Processor::open(config, wal.clone()).unwrap();
+    assert_eq!(snapshot(&p), before, "restored from the checkpoint alone");
+    wal.shutdown().unwrap();
+}

@@ -132,6 +132,16 @@ pub(crate) struct ServeArgs {
     /// How often the stream processor checkpoints its rollups [default: 10s].
     #[arg(long, env = "EDDY_STREAM_CHECKPOINT_INTERVAL")]
     pub(crate) stream_checkpoint_interval: Option<String>,
+    /// Browser origins allowed to open WebSockets besides the server's own, comma-separated
+    /// (`https://dash.example.com`); `*` allows any [default: none].
+    #[arg(long, env = "EDDY_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) ws_allowed_origins: Option<Vec<String>>,
+    /// Per-attempt timeout of alert webhook deliveries [default: 5s].
+    #[arg(long, env = "EDDY_WEBHOOK_TIMEOUT")]
+    pub(crate) webhook_timeout: Option<String>,
+    /// Attempts per alert webhook notification before it is dead-lettered [default: 6].
+    #[arg(long, env = "EDDY_WEBHOOK_ATTEMPTS")]
+    pub(crate) webhook_attempts: Option<u32>,
     /// Longest a query may run [default: 30s].
     #[arg(long, env = "EDDY_QUERY_TIMEOUT")]
     pub(crate) query_timeout: Option<String>,
@@ -178,6 +188,9 @@ struct FileConfig {
     allowed_lateness: Option<String>,
     max_series_per_tenant: Option<usize>,
     stream_checkpoint_interval: Option<String>,
+    ws_allowed_origins: Option<Vec<String>>,
+    webhook_timeout: Option<String>,
+    webhook_attempts: Option<u32>,
     query_timeout: Option<String>,
     query_memory: Option<String>,
     max_result_rows: Option<usize>,
@@ -359,6 +372,23 @@ impl ServeArgs {
                 &v,
                 false,
             )?;
+        }
+        if let Some(v) = self.ws_allowed_origins.or(file.ws_allowed_origins) {
+            c.ws_allowed_origins = v
+                .into_iter()
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        if let Some(v) = self.webhook_timeout.or(file.webhook_timeout) {
+            c.webhook_timeout = duration("--webhook-timeout / EDDY_WEBHOOK_TIMEOUT", &v, false)?;
+        }
+        if let Some(v) = self.webhook_attempts.or(file.webhook_attempts) {
+            c.webhook_attempts = u32::try_from(positive(
+                "--webhook-attempts / EDDY_WEBHOOK_ATTEMPTS",
+                v as usize,
+            )?)
+            .unwrap_or(u32::MAX);
         }
         if let Some(v) = self.query_timeout.or(file.query_timeout) {
             c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;

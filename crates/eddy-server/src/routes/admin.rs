@@ -9,13 +9,9 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::catalog::{Scope, Tenant};
+use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("invalid_body", format!("invalid JSON body: {e}")))
-}
 
 fn parse_retention(s: Option<&str>) -> Result<Option<u64>> {
     s.map(|s| {
@@ -94,6 +90,8 @@ struct UpdateTenant {
     events_per_sec: Option<Option<u32>>,
     #[serde(default, with = "double_option")]
     retention: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    webhook_url: Option<Option<String>>,
 }
 
 /// `absent` → None, `null` → Some(None), value → Some(Some(v)).
@@ -119,9 +117,14 @@ pub(crate) async fn update_tenant(
         Some(None) => Some(None),
         Some(Some(s)) => Some(parse_retention(Some(&s))?),
     };
+    let webhook = match req.webhook_url {
+        Some(Some(u)) if u.is_empty() => Some(None),
+        Some(Some(u)) => Some(Some(crate::notify::check_url(&u)?)),
+        other => other,
+    };
     let t = state
         .catalog
-        .update_tenant(&id, req.events_per_sec, retention)?;
+        .update_tenant(&id, req.events_per_sec, retention, webhook)?;
     Ok(Json(tenant_json(&t)).into_response())
 }
 

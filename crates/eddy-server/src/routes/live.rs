@@ -1,48 +1,79 @@
-//! Live feeds. `GET /api/v1/stream`: server-sent events of the caller's tenant (`read` scope),
-//! each acknowledged event as `event: event` with `{"type": "event", "data": {…}}` (the data
-//! model's field names), filtered by `device_id`, `type` and `metric` (the event carries that
-//! metric). A subscriber that falls more than the feed's capacity behind gets
-//! `event: error` with `{"type": "error", "error": "slow_consumer", …}` and the stream ends
-//! (reconnect to resume); comments keep idle connections alive.
+//! Live feeds of the caller's tenant (`read` scope), on three channels — `events` (every
+//! acknowledged event, log order), `rollups` (the current 1-minute window of each metric an
+//! event touched) and `alerts` (opened, acknowledged, resolved) — with optional `device_id`,
+//! `type` (events only) and `metric` filters. Every message is JSON with a `type` field:
+//! `{"type": "event"|"rollup"|"alert", "timestamp": …, "data": {…}}`.
 //!
-//! Channels: `events` (the default). `rollups` and `alerts` come with the alerting work.
+//! - `GET /api/v1/stream`: server-sent events (`event:` is the message type); query parameters
+//!   `channels=events,rollups,alerts` (default all), `device_id`, `type`, `metric`.
+//! - `GET /api/v1/ws` and `GET /ws`: WebSocket. See [`ws`] for authentication, `Origin`,
+//!   messages and heartbeats.
+//!
+//! A subscriber more than the feed's capacity behind is told (`{"type": "error", "error":
+//! "slow_consumer"}`) and disconnected (WebSocket close code 1013), never buffered without
+//! bound: reconnect to resume.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use eddy_stream::{Channel, Filter};
 use futures_util::stream;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::Caller;
-use crate::catalog::Scope;
+use crate::auth::{Caller, presented_secret};
+use crate::catalog::{Principal, Scope};
 use crate::routes::query::unknown;
 use crate::state::AppState;
 use crate::{Error, Result};
 
-#[derive(Debug, Default, Clone)]
-struct Filter {
-    device_id: Option<String>,
-    r#type: Option<String>,
-    metric: Option<String>,
+/// The WebSocket subprotocol Eddy speaks; a key may ride along as `eddy.key.<KEY>`.
+pub(crate) const WS_PROTOCOL: &str = "eddy.v1";
+const KEY_PROTOCOL_PREFIX: &str = "eddy.key.";
+/// How long a connection without a key in its handshake gets to send an `auth` message.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server ping interval; a peer silent for [`IDLE_LIMIT`] is disconnected.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// A send the peer does not take within this long ends the connection.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::bad_request("invalid_parameter", message)
 }
 
-impl Filter {
-    fn passes(&self, e: &eddy_model::Event) -> bool {
-        self.device_id
-            .as_deref()
-            .is_none_or(|d| e.device_id.as_deref() == Some(d))
-            && self.r#type.as_deref().is_none_or(|t| e.r#type == t)
-            && self
-                .metric
-                .as_deref()
-                .is_none_or(|m| e.metrics.contains_key(m))
+fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTreeSet<Channel>> {
+    let mut out = BTreeSet::new();
+    for c in list {
+        let c = c.as_ref().trim();
+        out.insert(Channel::parse(c).ok_or_else(|| {
+            bad(format!(
+                "`channels`: `{c}` is not a channel; use events, rollups or alerts"
+            ))
+        })?);
     }
+    Ok(out)
 }
 
+/// The error message a live subscriber gets before a slow-consumer disconnect.
+fn slow_consumer(n: u64) -> String {
+    metrics::counter!("eddy_live_slow_consumers_total").increment(1);
+    json!({
+        "type": "error",
+        "error": "slow_consumer",
+        "message": format!("this subscriber fell {n} messages behind; reconnect to resume"),
+    })
+    .to_string()
+}
+
+/// `GET /api/v1/stream`.
 pub(crate) async fn sse(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,45 +86,342 @@ pub(crate) async fn sse(
             "device_id" | "sensor_id" => filter.device_id = Some(v.clone()),
             "type" => filter.r#type = Some(v.clone()),
             "metric" => filter.metric = Some(v.clone()),
-            "channels" => {
-                for c in v.split(',').map(str::trim) {
-                    if c != "events" {
-                        return Err(Error::bad_request(
-                            "invalid_parameter",
-                            format!("`channels`: `{c}` is not available yet; use events"),
-                        ));
-                    }
-                }
-            }
+            "channels" => filter.channels = parse_channels(v.split(','))?,
             other => return Err(unknown(other, "channels, device_id, type, metric")),
         }
     }
     let rx = state.stream.subscribe(&p.tenant_id);
-    let events = stream::unfold(Some((rx, filter)), |st| async move {
+    let messages = stream::unfold(Some((rx, filter)), |st| async move {
         let (mut rx, filter) = st?;
         loop {
             match rx.recv().await {
-                Ok(e) if filter.passes(&e) => {
-                    let data = json!({"type": "event", "data": e.to_json()}).to_string();
-                    let msg = SseEvent::default().event("event").data(data);
+                Ok(m) if filter.passes(&m) => {
+                    let v = m.to_json();
+                    let name = v["type"].as_str().unwrap_or("message").to_string();
+                    let msg = SseEvent::default().event(name).data(v.to_string());
                     return Some((Ok::<_, Infallible>(msg), Some((rx, filter))));
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
-                    metrics::counter!("eddy_live_slow_consumers_total").increment(1);
-                    let data = json!({
-                        "type": "error",
-                        "error": "slow_consumer",
-                        "message": format!("this subscriber fell {n} events behind; reconnect to resume"),
-                    })
-                    .to_string();
-                    return Some((Ok(SseEvent::default().event("error").data(data)), None));
+                    let msg = SseEvent::default().event("error").data(slow_consumer(n));
+                    return Some((Ok(msg), None));
                 }
                 Err(RecvError::Closed) => return None,
             }
         }
     });
-    Ok(Sse::new(events)
+    Ok(Sse::new(messages)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// Whether a browser at `origin` may open a WebSocket: listed in `ws_allowed_origins` (`*`
+/// allows any), or the same origin as the request's `Host`. Requests without `Origin` come
+/// from non-browser clients, which `Origin` checks cannot constrain anyway: allowed.
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let allowed = &state.config.ws_allowed_origins;
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+}
+
+/// The key offered as subprotocol `eddy.key.<KEY>`, and whether `eddy.v1` was offered.
+fn protocol_key(headers: &HeaderMap) -> (Option<&str>, bool) {
+    let mut key = None;
+    let mut speaks = false;
+    for v in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        for p in v.to_str().unwrap_or("").split(',').map(str::trim) {
+            if let Some(k) = p.strip_prefix(KEY_PROTOCOL_PREFIX) {
+                key = Some(k);
+            } else if p == WS_PROTOCOL {
+                speaks = true;
+            }
+        }
+    }
+    (key, speaks)
+}
+
+/// `GET /api/v1/ws` and `GET /ws`: the WebSocket live feed.
+///
+/// **Authentication** with a `read` key, whichever way the client can:
+/// - `X-API-Key` / `Authorization: Bearer` on the upgrade request — native clients;
+/// - subprotocols `eddy.v1, eddy.key.<KEY>` — browsers, whose WebSocket API cannot set
+///   headers; the server answers `eddy.v1`, never echoing the key;
+/// - a first message `{"type": "auth", "key": "<KEY>"}` within 10 s — clients that can set
+///   neither (and keeps the key out of proxy logs that record headers).
+///
+/// A bad key in the handshake is refused with 401 before upgrading; a bad `auth` message
+/// closes with 1008. `Origin`, when present, must be allowed (see [`origin_allowed`]), else
+/// 403.
+///
+/// **Messages.** The server says `{"type": "ready", "subscription": {…}}` once authenticated.
+/// Without a subscribe message the connection gets every channel of its tenant.
+/// `{"type": "subscribe", "channels": [...], "filters": {"device_id", "type", "metric"}}`
+/// replaces the subscription (channels default to all); `{"type": "unsubscribe", "channels":
+/// [...]}` drops channels (all when omitted); `{"type": "ping"}` gets `{"type": "pong"}`.
+/// Each is confirmed with `{"type": "subscribed", "subscription": {…}}`; a malformed one gets
+/// `{"type": "error", "error": "bad_message", …}` and changes nothing.
+///
+/// **Heartbeat.** The server pings every 20 s and disconnects a peer silent for 60 s.
+pub(crate) async fn ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response> {
+    if !origin_allowed(&state, &headers) {
+        metrics::counter!("eddy_live_origin_rejected_total").increment(1);
+        return Err(Error::Forbidden(
+            "this Origin may not open a WebSocket here (see --ws-allowed-origins)".into(),
+        ));
+    }
+    let (proto_key, speaks) = protocol_key(&headers);
+    let secret = presented_secret(&headers)
+        .filter(|s| !s.is_empty())
+        .or(proto_key);
+    let principal = match secret {
+        Some(s) => {
+            let caller = Caller::authenticate(&state, s)?;
+            Some(caller.require(Scope::Read)?.clone())
+        }
+        None => None,
+    };
+    let upgrade = if speaks {
+        upgrade.protocols([WS_PROTOCOL])
+    } else {
+        upgrade
+    };
+    Ok(upgrade
+        .max_message_size(64 << 10)
+        .on_upgrade(move |socket| async move {
+            metrics::gauge!("eddy_live_ws_connections").increment(1.0);
+            session(state, socket, principal).await;
+            metrics::gauge!("eddy_live_ws_connections").decrement(1.0);
+        }))
+}
+
+/// A client message.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Auth {
+        key: String,
+    },
+    Subscribe {
+        #[serde(default)]
+        channels: Option<Vec<String>>,
+        #[serde(default)]
+        filters: Option<Filters>,
+    },
+    Unsubscribe {
+        #[serde(default)]
+        channels: Option<Vec<String>>,
+    },
+    Ping,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filters {
+    device_id: Option<String>,
+    r#type: Option<String>,
+    metric: Option<String>,
+}
+
+fn describe(f: &Filter) -> Value {
+    json!({
+        "channels": f.channels.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "filters": {"device_id": f.device_id, "type": f.r#type, "metric": f.metric},
+    })
+}
+
+async fn send(socket: &mut WebSocket, v: Value) -> bool {
+    let msg = Message::Text(Utf8Bytes::from(v.to_string()));
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.to_string()),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+fn bad_message(message: impl Into<String>) -> Value {
+    json!({"type": "error", "error": "bad_message", "message": message.into()})
+}
+
+/// Waits for `{"type": "auth", "key": …}`.
+async fn first_message_auth(state: &AppState, socket: &mut WebSocket) -> Option<Principal> {
+    let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => return None,
+            Err(_) => {
+                close(socket, 1008, "no key within 10 s").await;
+                return None;
+            }
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => {
+                close(socket, 1008, "expected an auth message").await;
+                return None;
+            }
+        };
+        let key = match serde_json::from_str::<ClientMessage>(&text) {
+            Ok(ClientMessage::Auth { key }) => key,
+            _ => {
+                let _ = send(
+                    socket,
+                    bad_message(
+                        "authenticate first: {\"type\": \"auth\", \"key\": \"<read key>\"}",
+                    ),
+                )
+                .await;
+                close(socket, 1008, "unauthenticated").await;
+                return None;
+            }
+        };
+        let auth = Caller::authenticate(state, &key).and_then(|c| c.require(Scope::Read).cloned());
+        return match auth {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let _ = send(
+                    socket,
+                    json!({"type": "error", "error": e.code(), "message": e.to_string()}),
+                )
+                .await;
+                close(socket, 1008, e.code()).await;
+                None
+            }
+        };
+    }
+}
+
+/// Applies a client message to the subscription; the reply to send.
+fn handle(text: &str, filter: &mut Filter) -> Value {
+    let msg = match serde_json::from_str::<ClientMessage>(text) {
+        Ok(m) => m,
+        Err(e) => return bad_message(format!("not a message this server understands: {e}")),
+    };
+    match msg {
+        ClientMessage::Ping => json!({"type": "pong"}),
+        ClientMessage::Auth { .. } => bad_message("already authenticated"),
+        ClientMessage::Subscribe { channels, filters } => {
+            let channels = match channels {
+                Some(list) => match parse_channels(&list) {
+                    Ok(c) => c,
+                    Err(e) => return bad_message(e.to_string()),
+                },
+                None => Channel::ALL.into_iter().collect(),
+            };
+            let f = filters.unwrap_or_default();
+            *filter = Filter {
+                channels,
+                device_id: f.device_id,
+                r#type: f.r#type,
+                metric: f.metric,
+            };
+            json!({"type": "subscribed", "subscription": describe(filter)})
+        }
+        ClientMessage::Unsubscribe { channels } => {
+            match channels {
+                Some(list) => match parse_channels(&list) {
+                    Ok(c) => filter.channels.retain(|x| !c.contains(x)),
+                    Err(e) => return bad_message(e.to_string()),
+                },
+                None => filter.channels.clear(),
+            }
+            json!({"type": "subscribed", "subscription": describe(filter)})
+        }
+    }
+}
+
+async fn session(state: AppState, mut socket: WebSocket, principal: Option<Principal>) {
+    let principal = match principal {
+        Some(p) => p,
+        None => match first_message_auth(&state, &mut socket).await {
+            Some(p) => p,
+            None => return,
+        },
+    };
+    let mut rx = state.stream.subscribe(&principal.tenant_id);
+    let mut filter = Filter::default();
+    if !send(
+        &mut socket,
+        json!({"type": "ready", "tenant_id": principal.tenant_id, "subscription": describe(&filter)}),
+    )
+    .await
+    {
+        return;
+    }
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => {
+                    if filter.passes(&m) && !send(&mut socket, m.to_json()).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let msg = slow_consumer(n);
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(msg.into()))).await;
+                    close(&mut socket, 1013, "slow_consumer").await;
+                    return;
+                }
+                Err(RecvError::Closed) => {
+                    close(&mut socket, 1001, "tenant feed ended").await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => {
+                last_heard = tokio::time::Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(t))) => {
+                        let reply = handle(&t, &mut filter);
+                        if !send(&mut socket, reply).await {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if !send(&mut socket, bad_message("messages are JSON text")).await {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_LIMIT {
+                    close(&mut socket, 1001, "no pong").await;
+                    return;
+                }
+                if tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Default::default()))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP routes. Ingestion routes (native and compatibility) all call [`crate::ingest`].
 
 pub(crate) mod admin;
+pub(crate) mod alerts;
 pub(crate) mod ingest;
 pub(crate) mod live;
 pub(crate) mod ops;
@@ -18,6 +19,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
+use crate::{Error, Result};
+
+/// A JSON request body, or a 400 saying what is wrong with it.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+}
 
 /// The whole HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
@@ -33,6 +41,23 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/timeseries", get(query::timeseries))
         .route("/api/v1/rollups", get(rollups::rollups))
         .route("/api/v1/stream", get(live::sse))
+        .route("/api/v1/ws", get(live::ws))
+        .route("/ws", get(live::ws))
+        .route(
+            "/api/v1/rules",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
+        .route(
+            "/api/v1/rules/{id}",
+            get(alerts::get_rule)
+                .put(alerts::put_rule)
+                .patch(alerts::patch_rule)
+                .delete(alerts::delete_rule),
+        )
+        .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route("/api/v1/alerts/{id}", get(alerts::get_alert))
+        .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/api/v1/analytics/aggregates", get(rollups::aggregates))
         .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
         // Compatibility routes onto the same code path.

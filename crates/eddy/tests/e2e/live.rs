@@ -1,5 +1,5 @@
-//! Live feed (`GET /api/v1/stream`, server-sent events): receive, filters, tenant isolation,
-//! auth, and a slow consumer that is told and cut off instead of growing memory.
+//! Live feed (`GET /api/v1/stream`, server-sent events): receive, channels, filters, tenant
+//! isolation, auth, and a slow consumer that is told and cut off instead of growing memory.
 
 use std::time::Duration;
 
@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use crate::common::TestServer;
 
 /// Reads server-sent events from a streaming response.
-struct SseReader {
+pub(crate) struct SseReader {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl SseReader {
-    async fn open(s: &TestServer, key: &str, query: &str) -> Self {
+    pub(crate) async fn open(s: &TestServer, key: &str, query: &str) -> Self {
         let resp = s
             .client
             .get(format!("{}/api/v1/stream?{query}", s.url))
@@ -31,7 +31,7 @@ impl SseReader {
     }
 
     /// The next `(event name, data)`; `None` when the stream ends or nothing comes in 10 s.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub(crate) async fn next(&mut self) -> Option<(String, Value)> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -62,7 +62,7 @@ async fn events_arrive_filtered_and_only_to_their_tenant() {
     let s = TestServer::spawn().await;
     let key = s.admin_key.clone();
     let (_, b_key, _) = s.tenant_with_key("bolt", &["read", "write"]).await;
-    let mut all = SseReader::open(&s, &key, "").await;
+    let mut all = SseReader::open(&s, &key, "channels=events").await;
     let mut d1 = SseReader::open(&s, &key, "device_id=d1&metric=temp").await;
     let mut b = SseReader::open(&s, &b_key, "channels=events").await;
     let batch = json!([
@@ -156,4 +156,53 @@ async fn a_slow_consumer_is_told_and_cut_off() {
     }
     assert!(received < 40_000, "it fell behind ({received} delivered)");
     assert!(slow.next().await.is_none(), "and the stream ends");
+}
+
+/// The rollups and alerts channels: a reading updates its 1-minute window; crossing a
+/// threshold rule opens an alert, pushed in the BRIEF's shape.
+#[tokio::test]
+async fn rollups_and_alerts_channels_carry_their_messages() {
+    let s = TestServer::spawn().await;
+    let key = s.admin_key.clone();
+    let (st, r) = s
+        .post(
+            "/api/v1/rules",
+            &key,
+            &json!({"id": "hot", "kind": "threshold", "op": ">", "value": 50, "severity": "critical"}).to_string(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let mut sse = SseReader::open(&s, &key, "channels=rollups,alerts&device_id=d1").await;
+    for (i, v) in [10.0, 70.0].into_iter().enumerate() {
+        let (st, _) = s
+            .post(
+                "/api/v1/events",
+                &key,
+                &json!({"event_id": format!("r{i}"), "device_id": "d1", "metrics": {"temp": v}})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (name, m) = sse.next().await.unwrap();
+    assert_eq!(name, "rollup", "{m}");
+    assert_eq!(m["data"]["device_id"], "d1");
+    assert_eq!(m["data"]["resolution"], "1m");
+    let (count, last) = (
+        m["data"]["count"].as_u64().unwrap(),
+        m["data"]["last"].clone(),
+    );
+    assert_eq!((count, last), (1, json!(10.0)));
+    let (_, m) = sse.next().await.unwrap();
+    assert_eq!(m["type"], "rollup");
+    assert_eq!(m["data"]["count"], 2);
+    assert_eq!(m["data"]["max"], 70.0);
+    let (name, m) = sse.next().await.unwrap();
+    assert_eq!(name, "alert", "{m}");
+    assert!(m["timestamp"].is_string());
+    assert_eq!(m["data"]["device_id"], "d1");
+    assert_eq!(m["data"]["severity"], "critical");
+    assert_eq!(m["data"]["event"], "opened");
+    assert_eq!(m["data"]["rule_id"], "hot");
+    assert_eq!(m["data"]["message"], "temp on d1 = 70 is above 50");
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod admin;
+mod alerts;
 mod auth_matrix;
 mod common;
 mod crash;
@@ -13,3 +14,4 @@ mod live;
 mod ops;
 mod query;
 mod stream;
+mod ws;

@@ -1,0 +1,143 @@
+//! Outbound alert notifications: each alert transition of a tenant with a `webhook_url`
+//! (`PATCH /api/v1/tenants/{id}`) is POSTed there as JSON — the live feed's alert message plus
+//! `tenant_id`:
+//! `{"type": "alert", "timestamp", "tenant_id", "data": {"event": "opened"|"acknowledged"|
+//! "resolved", "id", "device_id", "severity", "message", …}}`, with headers
+//! `X-Eddy-Event: alert.<event>` and `X-Eddy-Delivery: <alert id>.<event>` (stable across
+//! retries, so a receiver can drop duplicates).
+//!
+//! Delivery: each attempt has a timeout (`--webhook-timeout`, default 5 s); timeouts,
+//! connection errors, 408, 429 and 5xx are retried with exponential backoff (0.5 s, 1 s,
+//! 2 s, … capped at 30 s) up to `--webhook-attempts` (default 6); other 4xx answers are not
+//! retried. What is not delivered is dead-lettered: counted in
+//! `eddy_webhook_dead_letters_total` and logged. At most [`CONCURRENCY`] deliveries run at once;
+//! transitions beyond the processor's bounded queue are dropped and counted.
+//!
+//! Guarantee: at least once while the server runs (a restart replays log records after the
+//! last checkpoint, which may notify again — the delivery id lets receivers deduplicate);
+//! deliveries in flight at shutdown are abandoned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_stream::{AlertNotice, Live};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::state::AppState;
+use crate::{Error, Result};
+
+/// Deliveries in flight at once.
+pub(crate) const CONCURRENCY: usize = 64;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Checks a webhook URL: absolute http(s) with a host.
+pub(crate) fn check_url(url: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::bad_request(
+            "invalid_webhook_url",
+            format!("`webhook_url` `{url}`: {why}"),
+        )
+    };
+    let u = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(bad("use an http or https URL"));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(bad("the URL needs a host"));
+    }
+    Ok(u.to_string())
+}
+
+/// Starts delivering the processor's alert transitions.
+pub(crate) fn spawn(state: AppState, mut notices: mpsc::Receiver<AlertNotice>) {
+    let client = match reqwest::Client::builder()
+        .timeout(state.config.webhook_timeout)
+        .user_agent(concat!("eddy/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook client could not be built; webhooks are off");
+            return;
+        }
+    };
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    tokio::spawn(async move {
+        while let Some(n) = notices.recv().await {
+            let url = match state.catalog.tenant(&n.tenant) {
+                Ok(t) => t.webhook_url,
+                Err(_) => None,
+            };
+            let Some(url) = url else { continue };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let client = client.clone();
+            let attempts = state.config.webhook_attempts.max(1);
+            tokio::spawn(async move {
+                deliver(&client, &url, &n, attempts).await;
+                drop(permit);
+            });
+        }
+    });
+}
+
+enum Outcome {
+    Delivered,
+    Retry(String),
+    Permanent(String),
+}
+
+async fn attempt(client: &reqwest::Client, url: &str, n: &AlertNotice, body: &str) -> Outcome {
+    let event = n.transition.name();
+    let resp = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("x-eddy-event", format!("alert.{event}"))
+        .header("x-eddy-delivery", format!("{}.{event}", n.alert.id))
+        .body(body.to_string())
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => Outcome::Delivered,
+        Ok(r) => {
+            let s = r.status();
+            if s.is_server_error() || s.as_u16() == 408 || s.as_u16() == 429 {
+                Outcome::Retry(format!("HTTP {s}"))
+            } else {
+                Outcome::Permanent(format!("HTTP {s}"))
+            }
+        }
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+async fn deliver(client: &reqwest::Client, url: &str, n: &AlertNotice, attempts: u32) {
+    let mut msg = Live::Alert(n.clone()).to_json();
+    msg["tenant_id"] = serde_json::Value::String(n.tenant.clone());
+    let body = msg.to_string();
+    let mut backoff = FIRST_BACKOFF;
+    for i in 1..=attempts {
+        match attempt(client, url, n, &body).await {
+            Outcome::Delivered => {
+                metrics::counter!("eddy_webhook_deliveries_total", "outcome" => "delivered")
+                    .increment(1);
+                return;
+            }
+            Outcome::Retry(why) if i < attempts => {
+                metrics::counter!("eddy_webhook_deliveries_total", "outcome" => "retried")
+                    .increment(1);
+                tracing::warn!(tenant = %n.tenant, alert = %n.alert.id, attempt = i, %why, "webhook delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Outcome::Retry(why) | Outcome::Permanent(why) => {
+                metrics::counter!("eddy_webhook_dead_letters_total").increment(1);
+                tracing::error!(tenant = %n.tenant, alert = %n.alert.id, attempts = i, %why, "webhook notification dead-lettered");
+                return;
+            }
+        }
+    }
+}
