@@ -138,6 +138,16 @@ impl TestServer {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| i32::try_from(c.id()).unwrap())
+    }
+
+    /// SIGKILL from any thread, by pid (reap with [`TestServer::kill9`]).
+    pub fn sigkill(pid: i32) {
+        unsafe_kill(pid, libc::SIGKILL);
+    }
+
     /// SIGTERM and wait for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");

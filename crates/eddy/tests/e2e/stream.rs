@@ -249,10 +249,12 @@ fn count_acked(acked: &mut BTreeMap<String, (u64, f64)>, batch: &[Value]) {
     }
 }
 
-/// SIGKILL while events stream in (and checkpoints are written every 50 ms); clients retry
+/// SIGKILL while events stream in (and checkpoints are written every 50 ms): at random
+/// moments in even rounds, and in odd rounds exactly while a checkpoint is being written (a
+/// watcher thread kills the server the moment `checkpoint.zst.tmp` exists). Clients retry
 /// unacknowledged batches with the same event ids. After a final restart the rollups count
-/// every acknowledged event exactly once: hour-window counts and sums per device equal the
-/// naive computation over the acknowledged events.
+/// every acknowledged event exactly once: day-window counts and sums per device equal the
+/// naive computation over the acknowledged events and the raw store's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollups_stay_exact_across_sigkills() {
     let mut s = TestServer::spawn_with(&["--stream-checkpoint-interval", "50ms"], &[]).await;
@@ -266,10 +268,35 @@ async fn rollups_stay_exact_across_sigkills() {
     let mut acked: BTreeMap<String, (u64, f64)> = BTreeMap::new();
     let mut pending: Vec<Vec<Value>> = Vec::new();
     let mut n = 0u64;
-    for round in 0..8 {
+    let tmp = s.data_dir().join("stream").join("checkpoint.zst.tmp");
+    let mut checkpoint_kills = 0;
+    for round in 0..12 {
         let kill_after = Duration::from_millis(rand::rng().random_range(50..250));
         let started = std::time::Instant::now();
-        while started.elapsed() < kill_after {
+        // Odd rounds: a watcher polls for a checkpoint in progress and kills right then.
+        let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = (round % 2 == 1).then(|| {
+            let (tmp, killed, pid) = (tmp.clone(), killed.clone(), s.pid().unwrap());
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                while t.elapsed() < Duration::from_secs(5) {
+                    if tmp.exists() {
+                        TestServer::sigkill(pid);
+                        killed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+            })
+        });
+        let done = |started: std::time::Instant| match &watcher {
+            Some(_) => {
+                killed.load(std::sync::atomic::Ordering::SeqCst)
+                    || started.elapsed() > Duration::from_secs(5)
+            }
+            None => started.elapsed() >= kill_after,
+        };
+        while !done(started) {
             let batch = pending.pop().unwrap_or_else(|| {
                 (0..20)
                     .map(|_| {
@@ -290,10 +317,20 @@ async fn rollups_stay_exact_across_sigkills() {
                 _ => pending.push(batch),
             }
         }
+        if let Some(w) = watcher {
+            w.join().unwrap();
+            if killed.load(std::sync::atomic::Ordering::SeqCst) {
+                checkpoint_kills += 1;
+            }
+        }
         s.kill9();
         s.start();
         eprintln!("round {round}: {} batches pending", pending.len());
     }
+    assert!(
+        checkpoint_kills >= 4,
+        "kills landed inside checkpoint writes ({checkpoint_kills} of 6)"
+    );
     // Retry what is still unknown (dedup makes a retry of a stored batch a no-op).
     while let Some(batch) = pending.pop() {
         let (st, body) = s
@@ -303,6 +340,7 @@ async fn rollups_stay_exact_across_sigkills() {
         count_acked(&mut acked, &batch);
     }
     s.wait_rollups().await;
+    s.wait_visible().await;
     for (dev, (count, sum)) in &acked {
         let (st, v) = s
             .get(
@@ -319,6 +357,17 @@ async fn rollups_stay_exact_across_sigkills() {
             "{dev}: every acknowledged event exactly once"
         );
         assert_eq!(got_sum, *sum, "{dev}");
+        // And the raw events the store kept say the same.
+        let (_, raw) = timeseries(
+            &s,
+            &key,
+            &format!("metric=v&device_id={dev}&bucket=1d&agg=count,sum&from=-2d&source=raw"),
+        )
+        .await;
+        let rows = raw["data"].as_array().unwrap();
+        let raw_count: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        let raw_sum: f64 = rows.iter().map(|r| r["sum"].as_f64().unwrap()).sum();
+        assert_eq!((raw_count, raw_sum), (*count, *sum), "{dev}: raw store");
     }
     assert!(
         acked.values().map(|c| c.0).sum::<u64>() > 100,
