@@ -550,6 +550,19 @@ impl TenantRollups {
                 .is_none()
     }
 
+    /// Starts of the windows of `r` in `[from, to)` that missed late events (their rollups
+    /// lack those events; the raw store has them).
+    pub fn incomplete_windows(
+        &self,
+        r: Resolution,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = i64> + '_ {
+        self.incomplete
+            .range((r, from)..(r, to.max(from)))
+            .map(|((_, start), _)| *start)
+    }
+
     /// Whether the window of `r` starting at `start` is closed.
     pub fn closed(&self, r: Resolution, start: i64, lateness_ns: i64) -> bool {
         self.is_closed(r, start, lateness_ns)

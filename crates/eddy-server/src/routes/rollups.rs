@@ -8,7 +8,15 @@
 //! - `resolution=1m|1h|1d` (default 1m), `from`/`to` (default the last 24 h; windows starting
 //!   in `[from, to)`, `from` rounded down to its window).
 //!
-//! Every row says whether its window is `final` (closed by the watermark) or still open.
+//! Every row says whether its window is `final` (closed by the watermark) or still open, and
+//! whether it is `complete`. A window that missed late events (they arrived after it closed:
+//! stored raw, counted in `eddy_stream_late_total`, not applied) is **re-aggregated from the
+//! raw store** when asked for: for `metric` rows, one raw time-series query per metric over the
+//! span of such windows (bucket = the resolution, per device) replaces their aggregates (and
+//! adds series whose every event was late), marked `"corrected": true`. Dimension rows of such
+//! windows say `"complete": false` (their raw recount comes with the analytics routes).
+
+use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -32,7 +40,7 @@ pub(crate) async fn rollups(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    answer(&state, &caller, &pairs, Resolution::Minute)
+    answer(&state, &caller, &pairs, Resolution::Minute).await
 }
 
 /// `GET /api/v1/analytics/aggregates`: what device-telemetry clients ask for — the same rollup
@@ -43,10 +51,10 @@ pub(crate) async fn aggregates(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    answer(&state, &caller, &pairs, Resolution::Hour)
+    answer(&state, &caller, &pairs, Resolution::Hour).await
 }
 
-fn answer(
+async fn answer(
     state: &AppState,
     caller: &Caller,
     pairs: &[(String, String)],
@@ -93,33 +101,61 @@ fn answer(
             if value.is_some() {
                 return Err(bad("`value` goes with `dimension`, not `metric`"));
             }
-            state.stream.read(&p.tenant_id, |r| {
-                let metrics: Vec<&str> = match &metric {
-                    Some(m) => vec![m.as_str()],
-                    None => r.metric_names(device.as_deref()),
-                };
-                let rows: Vec<Value> = metrics
-                    .into_iter()
-                    .flat_map(|metric| {
-                        r.metric_windows(resolution, metric, device.as_deref(), from, to)
-                            .map(move |(device, start, a)| (metric, device, start, a))
-                    })
-                    .take(max_rows + 1)
-                    .map(|(metric, device, start, a)| {
-                        json!({
-                            "time": rfc(start),
-                            "device_id": (!device.is_empty()).then_some(device),
-                            "metric": metric,
-                            "count": a.count, "sum": a.sum, "min": a.min, "max": a.max,
-                            "avg": a.avg(), "first": a.first.value, "last": a.last.value,
-                            "p50": a.quantile(0.5), "p90": a.quantile(0.9),
-                            "p95": a.quantile(0.95), "p99": a.quantile(0.99),
-                            "final": r.closed(resolution, start, lateness),
+            let (watermark, mut rows, metrics, incomplete) =
+                state.stream.read(&p.tenant_id, |r| {
+                    let incomplete: BTreeSet<i64> =
+                        r.incomplete_windows(resolution, from, to).collect();
+                    let metrics: Vec<&str> = match &metric {
+                        Some(m) => vec![m.as_str()],
+                        None => r.metric_names(device.as_deref()),
+                    };
+                    let rows: Vec<Value> = metrics
+                        .iter()
+                        .copied()
+                        .flat_map(|metric| {
+                            r.metric_windows(resolution, metric, device.as_deref(), from, to)
+                                .map(move |(device, start, a)| (metric, device, start, a))
                         })
-                    })
-                    .collect();
-                (r.watermark(lateness), rows)
-            })?
+                        .take(max_rows + 1)
+                        .map(|(metric, device, start, a)| {
+                            json!({
+                                "time": rfc(start),
+                                "device_id": (!device.is_empty()).then_some(device),
+                                "metric": metric,
+                                "count": a.count, "sum": a.sum, "min": a.min, "max": a.max,
+                                "avg": a.avg(), "first": a.first.value, "last": a.last.value,
+                                "p50": a.quantile(0.5), "p90": a.quantile(0.9),
+                                "p95": a.quantile(0.95), "p99": a.quantile(0.99),
+                                "final": r.closed(resolution, start, lateness),
+                                "complete": !incomplete.contains(&start),
+                            })
+                        })
+                        .collect();
+                    let metrics: Vec<String> = metrics.into_iter().map(str::to_string).collect();
+                    (r.watermark(lateness), rows, metrics, incomplete)
+                })?;
+            if !incomplete.is_empty() {
+                let ctx = Correction {
+                    tenant: &p.tenant_id,
+                    resolution,
+                    device: device.as_deref(),
+                    windows: &incomplete,
+                };
+                for m in &metrics {
+                    correct_from_raw(state, &ctx, m, &mut rows).await?;
+                }
+                rows.sort_by(|a, b| {
+                    let key = |v: &Value| {
+                        (
+                            v["metric"].as_str().unwrap_or("").to_string(),
+                            v["device_id"].as_str().unwrap_or("").to_string(),
+                            v["time"].as_str().unwrap_or("").to_string(),
+                        )
+                    };
+                    key(a).cmp(&key(b))
+                });
+            }
+            (watermark, rows)
         }
         (None, Some(dim)) => {
             if device.is_some() {
@@ -137,6 +173,7 @@ fn answer(
                             "count": a.count,
                             "distinct_users": a.distinct_users(),
                             "final": r.closed(resolution, start, lateness),
+                            "complete": r.incomplete_windows(resolution, start, start + 1).next().is_none(),
                         })
                     })
                     .collect();
@@ -159,6 +196,91 @@ fn answer(
         "data": rows,
     }))
     .into_response())
+}
+
+/// Which windows of a rollups answer are re-aggregated from raw data.
+struct Correction<'a> {
+    tenant: &'a str,
+    resolution: Resolution,
+    device: Option<&'a str>,
+    windows: &'a BTreeSet<i64>,
+}
+
+/// Re-aggregates `metric`'s rows of `c.windows` from the raw store: replaces their aggregates
+/// and adds rows for series the rollups lack there (all their events were late).
+async fn correct_from_raw(
+    state: &AppState,
+    c: &Correction<'_>,
+    metric: &str,
+    rows: &mut Vec<Value>,
+) -> Result<()> {
+    use eddy_store::timeseries::{Agg, TimeseriesQuery};
+    let (Some(first), Some(last)) = (c.windows.first(), c.windows.last()) else {
+        return Ok(());
+    };
+    let r = c.resolution;
+    let q = TimeseriesQuery {
+        metric: metric.to_string(),
+        device_id: c.device.map(str::to_string),
+        from: *first,
+        to: last.saturating_add(r.nanos()),
+        bucket_secs: u64::try_from(r.nanos() / 1_000_000_000).unwrap_or(60),
+        aggs: vec![
+            Agg::Count,
+            Agg::Sum,
+            Agg::Min,
+            Agg::Max,
+            Agg::Avg,
+            Agg::First,
+            Agg::Last,
+            Agg::P(50),
+            Agg::P(90),
+            Agg::P(95),
+            Agg::P(99),
+        ],
+        group_by_device: true,
+    };
+    let raw = state.query.timeseries(c.tenant, q).await?;
+    let parse = |t: &str| eddy_model::time::parse_time_str(t).ok();
+    let mut index: HashMap<(String, i64), usize> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if row["metric"] == metric
+            && let Some(t) = row["time"].as_str().and_then(parse)
+        {
+            let dev = row["device_id"].as_str().unwrap_or("").to_string();
+            index.insert((dev, t), i);
+        }
+    }
+    let empty = Vec::new();
+    for series in raw["series"].as_array().unwrap_or(&empty) {
+        let dev = series["device_id"].as_str().unwrap_or("");
+        for point in series["data"].as_array().unwrap_or(&empty) {
+            let Some(t) = point["time"].as_str().and_then(parse) else {
+                continue;
+            };
+            if !c.windows.contains(&t) {
+                continue;
+            }
+            let mut row = json!({
+                "time": eddy_model::time::format_rfc3339(t),
+                "device_id": (!dev.is_empty()).then_some(dev),
+                "metric": metric,
+                "final": true,
+                "complete": true,
+                "corrected": true,
+            });
+            for k in [
+                "count", "sum", "min", "max", "avg", "first", "last", "p50", "p90", "p95", "p99",
+            ] {
+                row[k] = point[k].clone();
+            }
+            match index.get(&(dev.to_string(), t)) {
+                Some(&i) => rows[i] = row,
+                None => rows.push(row),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The time-series fast path: answers `q` from rollups when that gives the raw path's answer —

@@ -613,3 +613,102 @@ async fn the_series_limit_rejects_new_series_clearly() {
         .collect();
     assert_eq!(devices, BTreeSet::from(["d0", "d1", "d2"]), "{v}");
 }
+
+/// Late events are stored raw and counted late; asking for their closed windows re-aggregates
+/// those windows from the store (`corrected`), including a series whose every event was late.
+#[tokio::test]
+async fn late_events_are_corrected_from_the_store_when_their_windows_are_read() {
+    let s = TestServer::spawn().await;
+    let key = s.admin_key.clone();
+    let now = crate::common::now_ms();
+    let minute = (now - 30 * MIN_MS) / MIN_MS * MIN_MS;
+    let post = |t: i64, dev: &str, v: f64| {
+        json!({"time": t, "device_id": dev, "metrics": {"temp": v}}).to_string()
+    };
+    for body in [
+        post(minute + 1000, "d1", 1.0),
+        post(minute + 2000, "d1", 2.0),
+        post(now, "d1", 5.0),
+    ] {
+        let (st, b) = s.post("/api/v1/events", &key, &body).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
+    s.wait_rollups().await;
+    // The watermark (now − 5 min) has closed `minute`: these two are late for it.
+    for body in [
+        post(minute + 3000, "d1", 10.0),
+        post(minute + 4000, "d2", 7.0),
+    ] {
+        let (st, b) = s.post("/api/v1/events", &key, &body).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
+    s.wait_rollups().await;
+    s.wait_visible().await;
+    let q = format!(
+        "/api/v1/rollups?metric=temp&resolution=1m&from={}&to={}",
+        window(minute - MIN_MS, MIN_MS),
+        window(minute + 2 * MIN_MS, MIN_MS)
+    );
+    let (st, v) = s.get(&q, &key).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let rows = v["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let (d1, d2) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (
+            &d1["device_id"],
+            &d1["count"],
+            &d1["sum"],
+            &d1["max"],
+            &d1["last"]
+        ),
+        (
+            &json!("d1"),
+            &json!(3),
+            &json!(13.0),
+            &json!(10.0),
+            &json!(10.0)
+        ),
+        "{d1}"
+    );
+    assert_eq!(
+        (&d1["corrected"], &d1["complete"], &d1["final"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert_eq!(
+        (&d2["device_id"], &d2["count"], &d2["sum"]),
+        (&json!("d2"), &json!(1), &json!(7.0)),
+        "a series whose only event was late: {d2}"
+    );
+    // One device; and a window without late events is not touched.
+    let (_, v) = s.get(&format!("{q}&device_id=d1"), &key).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["data"][0]["count"], 3);
+    let (_, v) = s
+        .get(
+            &format!(
+                "/api/v1/rollups?metric=temp&device_id=d1&resolution=1m&from={}",
+                window(now, MIN_MS)
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(v["data"][0]["complete"], true, "{v}");
+    assert!(v["data"][0].get("corrected").is_none(), "{v}");
+    // Dimension rows of that window say they are incomplete.
+    let (_, v) = s
+        .get(
+            &format!(
+                "/api/v1/rollups?dimension=type&resolution=1m&from={}&to={}",
+                window(minute, MIN_MS),
+                window(minute + MIN_MS, MIN_MS)
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(v["data"][0]["complete"], false, "{v}");
+    assert_eq!(
+        v["data"][0]["count"], 2,
+        "the rollup itself stays as applied: {v}"
+    );
+}
