@@ -30,11 +30,16 @@ pub const SKETCH_ALPHA: f64 = 0.01;
 /// (≈1 KiB of bins) only pays off beyond.
 pub const EXACT_SAMPLES: usize = 64;
 
-/// Quantile state of one window: the samples themselves while few, then a DDSketch.
+/// The quantiles rollups answer (p50, p90, p95, p99): what a closed window keeps.
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
+
+/// Quantile state of one window: the samples themselves while few, then a DDSketch; once the
+/// window closes, just its [`QUANTILES`] (a closed window never changes again).
 #[derive(Clone, Serialize, Deserialize)]
 enum Quantiles {
     Exact(Vec<f64>),
     Sketch(Box<DDSketch>),
+    Frozen([f64; 4]),
 }
 
 impl Quantiles {
@@ -50,6 +55,10 @@ impl Quantiles {
                 *self = Quantiles::Sketch(Box::new(sketch));
             }
             Quantiles::Sketch(sketch) => sketch.add(v),
+            // Closed windows take no samples (their events are late). Only a restart with a
+            // longer allowed lateness can reopen a frozen window: its exact aggregates still
+            // take the sample, its quantiles stay as they were when it closed.
+            Quantiles::Frozen(_) => {}
         }
     }
 
@@ -69,6 +78,17 @@ impl Quantiles {
                 Some(a + (pos - lo as f64) * (b - a))
             }
             Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
+            Quantiles::Frozen(qs) => QUANTILES
+                .iter()
+                .position(|x| *x == q)
+                .and_then(|i| qs.get(i).copied()),
+        }
+    }
+
+    fn freeze(&mut self) {
+        if !matches!(self, Quantiles::Frozen(_)) {
+            let qs = QUANTILES.map(|q| self.quantile(q).unwrap_or(f64::NAN));
+            *self = Quantiles::Frozen(qs);
         }
     }
 }
@@ -221,23 +241,43 @@ impl MetricAgg {
     }
 
     /// Quantile `q` in `[0, 1]`: exact up to [`EXACT_SAMPLES`] samples, then from the sketch
-    /// (see [`SKETCH_ALPHA`]).
+    /// (see [`SKETCH_ALPHA`]); a closed window answers only the [`QUANTILES`].
     pub fn quantile(&self, q: f64) -> Option<f64> {
         self.quantiles.quantile(q)
     }
+
+    /// Keeps only what a closed window answers (samples or sketch → its [`QUANTILES`]).
+    fn freeze(&mut self) {
+        self.quantiles.freeze();
+    }
+}
+
+/// Distinct users of a window: the estimator while open, its estimate once closed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Users {
+    Frozen(u64),
+    Sketch(CardinalityEstimator<str>),
 }
 
 /// Event count and distinct users of one dimension value in one window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CountAgg {
     pub count: u64,
-    users: CardinalityEstimator<str>,
+    users: Users,
 }
 
 impl CountAgg {
     /// Estimated distinct users (events without a user are not counted).
     pub fn distinct_users(&self) -> u64 {
-        self.users.estimate() as u64
+        match &self.users {
+            Users::Sketch(u) => u.estimate() as u64,
+            Users::Frozen(n) => *n,
+        }
+    }
+
+    fn freeze(&mut self) {
+        self.users = Users::Frozen(self.distinct_users());
     }
 }
 
@@ -355,11 +395,13 @@ impl TenantRollups {
             for key in open.iter().flatten() {
                 let agg = windows.entry(*key).or_insert_with(|| CountAgg {
                     count: 0,
-                    users: CardinalityEstimator::new(),
+                    users: Users::Sketch(CardinalityEstimator::new()),
                 });
                 agg.count += 1;
-                if let Some(u) = &e.user_id {
-                    agg.users.insert(u.as_str());
+                if let Some(u) = &e.user_id
+                    && let Users::Sketch(users) = &mut agg.users
+                {
+                    users.insert(u.as_str());
                 }
             }
         }
@@ -372,8 +414,10 @@ impl TenantRollups {
     }
 
     /// Drops closed windows that ended more than `horizon(r)` before the watermark (and series
-    /// left without windows), returning how many windows were dropped. Open windows are never
-    /// dropped.
+    /// left without windows), returning how many windows were dropped, and *freezes* the other
+    /// closed windows: they keep their exact aggregates and [`QUANTILES`] but drop samples,
+    /// sketches and user estimators (a closed window never changes again; late events are
+    /// counted, not applied). Open windows are never dropped or frozen.
     pub fn evict(&mut self, lateness_ns: i64, horizon: impl Fn(Resolution) -> i64) -> usize {
         let Some(w) = self.watermark(lateness_ns) else {
             return 0;
@@ -381,23 +425,37 @@ impl TenantRollups {
         let keep = |(r, s): &(Resolution, i64)| {
             s.saturating_add(r.nanos()) > w.saturating_sub(horizon(*r))
         };
+        let closed = |(r, s): &(Resolution, i64)| s.saturating_add(r.nanos()) <= w;
+        let metric_pass = |windows: &mut WindowsOf<MetricAgg>| {
+            windows.0.retain(|k, a| {
+                if closed(k) {
+                    a.freeze();
+                }
+                keep(k)
+            })
+        };
         let before = self.len();
         for metrics in self.metrics.values_mut() {
             for windows in metrics.values_mut() {
-                windows.0.retain(|k, _| keep(k));
+                metric_pass(windows);
             }
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
         self.recount();
         for windows in self.all_devices.values_mut() {
-            windows.0.retain(|k, _| keep(k));
+            metric_pass(windows);
         }
         self.all_devices.retain(|_, w| !w.0.is_empty());
         self.incomplete.retain(|k, _| keep(k));
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
-                windows.0.retain(|k, _| keep(k));
+                windows.0.retain(|k, a| {
+                    if closed(k) {
+                        a.freeze();
+                    }
+                    keep(k)
+                });
             }
             values.retain(|_, windows| !windows.0.is_empty());
         }
