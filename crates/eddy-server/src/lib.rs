@@ -157,6 +157,13 @@ impl Server {
         let mut deadline = rx;
         let grace = self.state.config.shutdown_grace;
         let app = self.router();
+        // No Nagle: live feeds write many small frames, and with Nagle each waits for the
+        // peer's delayed ACK (up to 40 ms) — measured as p99 43 ms at 1000 events/s.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = graceful.wait_for(|v| *v).await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");

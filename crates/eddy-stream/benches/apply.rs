@@ -1,10 +1,11 @@
 //! Throughput of the rollup engine: events/s applied to one tenant's rollups (all three
-//! resolutions, metric aggregates with quantiles, dimension counts with distinct users) for the
-//! benchmark mix of bench/gen_events.py (70% readings of 1000 devices, 30% product events).
+//! resolutions, metric aggregates with quantiles, dimension counts with distinct users), alone
+//! and together with the default anomaly rule, for the benchmark mix of bench/gen_events.py
+//! (70% readings of 1000 devices, 30% product events).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eddy_model::Event;
-use eddy_stream::TenantRollups;
+use eddy_stream::{TenantAlerts, TenantRollups};
 
 const SEC: i64 = 1_000_000_000;
 
@@ -53,6 +54,20 @@ fn apply(c: &mut Criterion) {
                 r.apply(e, i as u64, 300 * SEC);
             }
             r.len()
+        })
+    });
+    // The processor's whole per-event work: rollups plus the default z-score rule on every
+    // metric (detector state per series, alert bookkeeping).
+    g.bench_function("apply_and_detect_200k_mixed_events", |b| {
+        b.iter(|| {
+            let mut r = TenantRollups::default();
+            let mut a = TenantAlerts::with_default_rule(0);
+            let mut notices = Vec::new();
+            for (i, e) in evs.iter().enumerate() {
+                r.apply(e, i as u64, 300 * SEC);
+                a.observe(e, &mut notices);
+            }
+            (r.len(), notices.len())
         })
     });
     // What a checkpoint costs for the state those events leave (serialize + compress).

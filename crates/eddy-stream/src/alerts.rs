@@ -728,24 +728,16 @@ impl TenantAlerts {
                     last_received_at: e.received_at,
                 });
                 st.last_received_at = st.last_received_at.max(e.received_at);
-                let (anomalous, expected, score, message) = match (&rule.kind, &mut st.detector) {
-                    (RuleKind::Zscore { threshold, .. }, Detector::Zscore(d)) => {
+                // The message is built only for anomalous points (formatting it for every
+                // point cost more than the rollups themselves).
+                let (anomalous, expected, score) = match (&rule.kind, &mut st.detector) {
+                    (RuleKind::Zscore { .. }, Detector::Zscore(d)) => {
                         let v = d.observe(value);
-                        (
-                            v.anomalous,
-                            Some(v.expected),
-                            Some(v.score),
-                            zmsg(device, metric, value, v.score, v.expected, *threshold),
-                        )
+                        (v.anomalous, Some(v.expected), Some(v.score))
                     }
-                    (RuleKind::Ewma { threshold, .. }, Detector::Ewma(d)) => {
+                    (RuleKind::Ewma { .. }, Detector::Ewma(d)) => {
                         let v = d.observe(value);
-                        (
-                            v.anomalous,
-                            Some(v.expected),
-                            Some(v.score),
-                            zmsg(device, metric, value, v.score, v.expected, *threshold),
-                        )
+                        (v.anomalous, Some(v.expected), Some(v.score))
                     }
                     (
                         RuleKind::Threshold {
@@ -756,34 +748,14 @@ impl TenantAlerts {
                         },
                         _,
                     ) => {
-                        let (hit, what) = match op {
-                            ThresholdOp::Above => (
-                                limit.is_some_and(|l| value > l),
-                                format!("above {}", fmt_num(limit.unwrap_or(f64::NAN))),
-                            ),
-                            ThresholdOp::Below => (
-                                limit.is_some_and(|l| value < l),
-                                format!("below {}", fmt_num(limit.unwrap_or(f64::NAN))),
-                            ),
-                            ThresholdOp::Outside => (
-                                min.is_some_and(|l| value < l) || max.is_some_and(|h| value > h),
-                                format!(
-                                    "outside [{}, {}]",
-                                    fmt_num(min.unwrap_or(f64::NAN)),
-                                    fmt_num(max.unwrap_or(f64::NAN))
-                                ),
-                            ),
+                        let hit = match op {
+                            ThresholdOp::Above => limit.is_some_and(|l| value > l),
+                            ThresholdOp::Below => limit.is_some_and(|l| value < l),
+                            ThresholdOp::Outside => {
+                                min.is_some_and(|l| value < l) || max.is_some_and(|h| value > h)
+                            }
                         };
-                        (
-                            hit,
-                            None,
-                            None,
-                            format!(
-                                "{} = {} is {what}",
-                                series_name(device, metric),
-                                fmt_num(value)
-                            ),
-                        )
+                        (hit, None, None)
                     }
                     (RuleKind::Deadman { .. }, _) => {
                         // Data arrived: a silent series has spoken.
@@ -797,8 +769,9 @@ impl TenantAlerts {
                     }
                     // A detector that does not match its rule's kind cannot arise (both are
                     // replaced together); treat it as a normal point.
-                    _ => (false, None, None, String::new()),
+                    _ => (false, None, None),
                 };
+                let message = || describe(&rule.kind, device, metric, value, score, expected);
                 if anomalous {
                     st.normal_streak = 0;
                     if let Some(a) = st.active.and_then(|seq| alerts.get_mut(&seq)) {
@@ -806,7 +779,7 @@ impl TenantAlerts {
                         a.value = Some(value);
                         a.expected = expected;
                         a.score = score;
-                        a.message = message;
+                        a.message = message();
                         a.last_triggered_at = a.last_triggered_at.max(e.time);
                         continue;
                     }
@@ -822,7 +795,7 @@ impl TenantAlerts {
                         metric: metric.clone(),
                         severity: rule.severity,
                         status: Status::Open,
-                        message,
+                        message: message(),
                         value: Some(value),
                         expected,
                         score,
@@ -1008,6 +981,49 @@ impl TenantAlerts {
             .flat_map(HashMap::values)
             .map(HashMap::len)
             .sum()
+    }
+}
+
+/// The message of an anomalous point under a z-score, EWMA or threshold rule.
+fn describe(
+    kind: &RuleKind,
+    device: &str,
+    metric: &str,
+    value: f64,
+    score: Option<f64>,
+    expected: Option<f64>,
+) -> String {
+    match kind {
+        RuleKind::Zscore { threshold, .. } | RuleKind::Ewma { threshold, .. } => zmsg(
+            device,
+            metric,
+            value,
+            score.unwrap_or(f64::NAN),
+            expected.unwrap_or(f64::NAN),
+            *threshold,
+        ),
+        RuleKind::Threshold {
+            op,
+            value: limit,
+            min,
+            max,
+        } => {
+            let what = match op {
+                ThresholdOp::Above => format!("above {}", fmt_num(limit.unwrap_or(f64::NAN))),
+                ThresholdOp::Below => format!("below {}", fmt_num(limit.unwrap_or(f64::NAN))),
+                ThresholdOp::Outside => format!(
+                    "outside [{}, {}]",
+                    fmt_num(min.unwrap_or(f64::NAN)),
+                    fmt_num(max.unwrap_or(f64::NAN))
+                ),
+            };
+            format!(
+                "{} = {} is {what}",
+                series_name(device, metric),
+                fmt_num(value)
+            )
+        }
+        RuleKind::Deadman { .. } => String::new(),
     }
 }
 

@@ -5,9 +5,10 @@
 //!   event's device);
 //! - `alerts`: alert transitions (opened, acknowledged, resolved).
 //!
-//! One bounded broadcast channel per tenant, so a subscriber can only ever see its own
-//! tenant's messages, and a slow subscriber falls behind (and is told so) instead of growing
-//! memory. Messages are built only while the tenant has subscribers.
+//! One bounded broadcast channel per tenant and channel, so a subscriber can only ever see its
+//! own tenant's messages and drains only the channels it asked for, and a slow subscriber falls
+//! behind (and is told so) instead of growing memory. Messages of a channel are built only
+//! while it has subscribers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -20,7 +21,8 @@ use tokio::sync::broadcast;
 use crate::alerts::AlertNotice;
 use crate::rollup::{MetricAgg, Resolution};
 
-/// Messages a subscriber may lag behind before it is dropped.
+/// Messages a subscriber may lag behind on the events or rollups channel before it is
+/// dropped (alerts: 1024).
 pub const FEED_CAPACITY: usize = 16_384;
 
 /// A live channel.
@@ -191,45 +193,91 @@ impl Filter {
     }
 }
 
-/// Per-tenant broadcast channels of live messages.
+/// One tenant's broadcast channels, one per [`Channel`].
+#[derive(Debug)]
+struct Senders([broadcast::Sender<Arc<Live>>; 3]);
+
+impl Senders {
+    fn new() -> Self {
+        Self(Channel::ALL.map(|c| broadcast::channel(capacity(c)).0))
+    }
+
+    fn of(&self, c: Channel) -> &broadcast::Sender<Arc<Live>> {
+        &self.0[c as usize]
+    }
+}
+
+fn capacity(c: Channel) -> usize {
+    match c {
+        Channel::Alerts => 1024,
+        Channel::Events | Channel::Rollups => FEED_CAPACITY,
+    }
+}
+
+/// A subscriber's receivers, one per channel it listens to; each channel is in order, and
+/// each lags (and is reported) on its own.
+#[derive(Debug)]
+pub struct Subscription {
+    receivers: Vec<broadcast::Receiver<Arc<Live>>>,
+}
+
+impl Subscription {
+    /// The next message of any subscribed channel. Never resolves without channels.
+    pub async fn recv(&mut self) -> Result<Arc<Live>, broadcast::error::RecvError> {
+        if self.receivers.is_empty() {
+            return std::future::pending().await;
+        }
+        // Start with a different channel each time, so a busy one cannot starve the others.
+        self.receivers.rotate_left(1);
+        let futures = self.receivers.iter_mut().map(|r| Box::pin(r.recv()));
+        futures_util::future::select_all(futures).await.0
+    }
+}
+
+/// Per-tenant, per-channel broadcast of live messages.
 #[derive(Debug, Default)]
 pub struct Feed {
-    senders: RwLock<HashMap<String, broadcast::Sender<Arc<Live>>>>,
+    senders: RwLock<HashMap<String, Senders>>,
 }
 
 impl Feed {
-    /// A receiver of `tenant`'s messages from now on.
-    pub fn subscribe(&self, tenant: &str) -> broadcast::Receiver<Arc<Live>> {
+    /// Receivers of `tenant`'s messages on `channels`, from now on.
+    pub fn subscribe(&self, tenant: &str, channels: &BTreeSet<Channel>) -> Subscription {
+        let make = |s: &Senders| Subscription {
+            receivers: channels.iter().map(|c| s.of(*c).subscribe()).collect(),
+        };
         if let Ok(s) = self.senders.read()
             && let Some(tx) = s.get(tenant)
         {
-            return tx.subscribe();
+            return make(tx);
         }
         match self.senders.write() {
-            Ok(mut s) => s
-                .entry(tenant.to_string())
-                .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
-                .subscribe(),
-            // A poisoned map: hand out a receiver whose sender is gone (the stream ends).
-            Err(_) => broadcast::channel(1).1,
+            Ok(mut s) => make(s.entry(tenant.to_string()).or_insert_with(Senders::new)),
+            // A poisoned map: no receivers (the subscription stays silent).
+            Err(_) => Subscription {
+                receivers: Vec::new(),
+            },
         }
     }
 
-    /// Whether `tenant` has subscribers (so messages are worth building).
-    pub(crate) fn watched(&self, tenant: &str) -> bool {
-        self.senders
-            .read()
-            .is_ok_and(|s| s.get(tenant).is_some_and(|tx| tx.receiver_count() > 0))
+    /// Whether anyone listens to `tenant`'s `channel` (so messages are worth building).
+    pub(crate) fn watched(&self, tenant: &str, channel: Channel) -> bool {
+        self.senders.read().is_ok_and(|s| {
+            s.get(tenant)
+                .is_some_and(|tx| tx.of(channel).receiver_count() > 0)
+        })
     }
 
-    /// Offers messages to `tenant`'s subscribers.
+    /// Offers messages to `tenant`'s subscribers of their channels.
     pub(crate) fn publish(&self, tenant: &str, messages: impl IntoIterator<Item = Live>) {
         if let Ok(s) = self.senders.read()
             && let Some(tx) = s.get(tenant)
-            && tx.receiver_count() > 0
         {
             for m in messages {
-                let _ = tx.send(Arc::new(m));
+                let tx = tx.of(m.channel());
+                if tx.receiver_count() > 0 {
+                    let _ = tx.send(Arc::new(m));
+                }
             }
         }
     }

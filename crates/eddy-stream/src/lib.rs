@@ -15,7 +15,7 @@ pub mod processor;
 pub mod rollup;
 
 pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};
-pub use feed::{Channel, Filter, Live};
+pub use feed::{Channel, Filter, Live, Subscription};
 pub use processor::{Processor, StreamConfig};
 pub use rollup::{Dimension, MetricAgg, Resolution, TenantRollups};
 

@@ -211,9 +211,13 @@ impl Processor {
         self.state.read().map(|s| s.offset).unwrap_or(0)
     }
 
-    /// A live subscription to `tenant`'s messages (events, rollups, alerts), from now on.
-    pub fn subscribe(&self, tenant: &str) -> tokio::sync::broadcast::Receiver<Arc<Live>> {
-        self.feed.subscribe(tenant)
+    /// A live subscription to `tenant`'s messages on `channels`, from now on.
+    pub fn subscribe(
+        &self,
+        tenant: &str,
+        channels: &std::collections::BTreeSet<crate::Channel>,
+    ) -> crate::feed::Subscription {
+        self.feed.subscribe(tenant, channels)
     }
 
     /// Waits (at most `timeout`) until every record below `offset` is applied; whether it is.
@@ -401,7 +405,10 @@ impl Processor {
     /// Offers an applied event, the rollup windows it changed and the alert transitions it
     /// caused to the tenant's live subscribers.
     fn publish_event(&self, ev: Event, rollups: &TenantRollups, notices: &[AlertNotice]) {
-        if !self.feed.watched(&ev.tenant) {
+        use crate::Channel;
+        let rollups_watched = self.feed.watched(&ev.tenant, Channel::Rollups);
+        if !rollups_watched && notices.is_empty() && !self.feed.watched(&ev.tenant, Channel::Events)
+        {
             return;
         }
         let device = ev.device_id.as_deref().unwrap_or("");
@@ -410,6 +417,7 @@ impl Processor {
         let updates: Vec<Live> = ev
             .metrics
             .keys()
+            .filter(|_| rollups_watched)
             .filter_map(|m| {
                 let (_, _, agg) = rollups
                     .metric_windows(r, m, Some(device), start, start + 1)

@@ -5,6 +5,11 @@
 //! Workers run closed-loop (each waits for its response before the next request); `--rate`
 //! paces the total so the run is open to a fixed offered load as long as the server keeps up.
 //! Latency is measured from the moment a request is sent to its full response.
+//!
+//! `--ws-latency` also subscribes to the tenant's WebSocket feed (`/api/v1/ws`, events channel;
+//! the key then needs the read scope too) and measures, per event, the time from building its
+//! request (just before sending) to receiving it on the socket: ingest → durable → stream
+//! processor → WebSocket delivery, as a dashboard would see it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +62,9 @@ pub(crate) struct LoadgenArgs {
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure ingest → WebSocket delivery latency per event (needs a read+write key).
+    #[arg(long)]
+    ws_latency: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,10 +80,28 @@ struct Gen {
     anomalies: bool,
     seq: AtomicU64,
     run_id: String,
+    /// Stamp events with the run and their send time (µs since the epoch) for `--ws-latency`.
+    stamp: bool,
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 impl Gen {
     fn event(&self, rng: &mut impl Rng) -> Value {
+        let mut e = self.unstamped(rng);
+        if self.stamp
+            && let Some(o) = e.as_object_mut()
+        {
+            let props = o.entry("properties").or_insert_with(|| json!({}));
+            props["lg_run"] = json!(self.run_id);
+            props["lg_sent_us"] = json!(now_us());
+        }
+        e
+    }
+
+    fn unstamped(&self, rng: &mut impl Rng) -> Value {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let kind = self.kinds[rng.random_range(0..self.kinds.len())];
         let dev = rng.random_range(0..self.devices.max(1));
@@ -166,7 +192,13 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         anomalies: args.anomalies,
         seq: AtomicU64::new(0),
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+        stamp: args.ws_latency,
     });
+    let delivery = if args.ws_latency {
+        Some(ws_listener(&args, generator.run_id.clone()).await?)
+    } else {
+        None
+    };
     let totals = Arc::new(Totals::default());
     let hist = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?,
@@ -289,6 +321,22 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         let _ = w.await;
     }
     progress.abort();
+    let delivery = match delivery {
+        Some(d) => {
+            // Let the last events arrive.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            d.task.abort();
+            let h = d.hist.lock().await;
+            let ms = |us: u64| us as f64 / 1000.0;
+            Some(json!({
+                "received": h.len(),
+                "p50": ms(h.value_at_quantile(0.5)), "p90": ms(h.value_at_quantile(0.9)),
+                "p99": ms(h.value_at_quantile(0.99)), "max": ms(h.max()),
+                "error": *d.error.lock().await,
+            }))
+        }
+        None => None,
+    };
     let elapsed = start.elapsed().as_secs_f64();
     let h = hist.lock().await;
     let ms = |us: u64| us as f64 / 1000.0;
@@ -313,6 +361,7 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         },
         "bytes_sent": totals.bytes.load(Ordering::Relaxed),
         "errors_by_status": *errors.lock().await,
+        "ws_delivery_ms": delivery,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -337,6 +386,83 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         );
         println!("bytes sent      {}", summary["bytes_sent"]);
         println!("errors          {}", summary["errors_by_status"]);
+        if let Some(d) = summary["ws_delivery_ms"].as_object() {
+            println!(
+                "ws delivery (ms) {} events received: p50 {} p90 {} p99 {} max {}{}",
+                d["received"],
+                d["p50"],
+                d["p90"],
+                d["p99"],
+                d["max"],
+                d["error"]
+                    .as_str()
+                    .map(|e| format!(" (feed error: {e})"))
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(())
+}
+
+/// The WebSocket side of `--ws-latency`.
+struct Delivery {
+    task: tokio::task::JoinHandle<()>,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+/// Subscribes to the events channel and records, for this run's events, receive time minus
+/// send time.
+async fn ws_listener(args: &LoadgenArgs, run_id: String) -> Result<Delivery> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/api/v1/ws",
+        args.url
+            .trim_end_matches('/')
+            .replacen("http://", "ws://", 1)
+    );
+    let mut req = url.as_str().into_client_request()?;
+    req.headers_mut()
+        .insert("x-api-key", args.api_key.parse().context("API key header")?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .context("connecting the WebSocket (does the key have the read scope?)")?;
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "channels": ["events"]})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?,
+    ));
+    let error: Arc<Mutex<Option<String>>> = Arc::default();
+    let (h, err) = (hist.clone(), error.clone());
+    let task = tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let now = now_us();
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if v["type"] == "error" {
+                *err.lock().await = v["error"].as_str().map(str::to_string);
+                return;
+            }
+            let props = &v["data"]["properties"];
+            if props["lg_run"].as_str() != Some(run_id.as_str()) {
+                continue;
+            }
+            // Properties are numbers (f64); µs since the epoch stay exact below 2^53.
+            if let Some(sent) = props["lg_sent_us"].as_f64() {
+                let _ = h
+                    .lock()
+                    .await
+                    .record(u64::try_from(now - sent as i64).unwrap_or(0).max(1));
+            }
+        }
+    });
+    Ok(Delivery { task, hist, error })
 }

@@ -90,7 +90,7 @@ pub(crate) async fn sse(
             other => return Err(unknown(other, "channels, device_id, type, metric")),
         }
     }
-    let rx = state.stream.subscribe(&p.tenant_id);
+    let rx = state.stream.subscribe(&p.tenant_id, &filter.channels);
     let messages = stream::unfold(Some((rx, filter)), |st| async move {
         let (mut rx, filter) = st?;
         loop {
@@ -363,8 +363,10 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
             None => return,
         },
     };
-    let mut rx = state.stream.subscribe(&principal.tenant_id);
     let mut filter = Filter::default();
+    let mut rx = state
+        .stream
+        .subscribe(&principal.tenant_id, &filter.channels);
     if !send(
         &mut socket,
         json!({"type": "ready", "tenant_id": principal.tenant_id, "subscription": describe(&filter)}),
@@ -399,7 +401,11 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
                 last_heard = tokio::time::Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(t))) => {
+                        let channels = filter.channels.clone();
                         let reply = handle(&t, &mut filter);
+                        if filter.channels != channels {
+                            rx = state.stream.subscribe(&principal.tenant_id, &filter.channels);
+                        }
                         if !send(&mut socket, reply).await {
                             return;
                         }

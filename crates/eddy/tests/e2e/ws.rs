@@ -121,10 +121,19 @@ async fn every_way_to_authenticate_works_and_bad_keys_are_refused() {
 
     post_reading(&s, &key, "w1", "d1", 21.5).await;
     for ws in [&mut a, &mut b, &mut c] {
-        let m = next_of(ws, "event").await;
+        // Each channel is in order; across channels the order is not fixed.
+        let (mut event, mut rollup) = (None, None);
+        while event.is_none() || rollup.is_none() {
+            let m = next(ws).await.expect("an event and a rollup");
+            match m["type"].as_str() {
+                Some("event") => event = Some(m),
+                Some("rollup") => rollup = Some(m),
+                _ => {}
+            }
+        }
+        let (m, r) = (event.unwrap(), rollup.unwrap());
         assert_eq!(m["data"]["event_id"], "w1");
         assert_eq!(m["data"]["metrics"]["temp"], 21.5);
-        let r = next_of(ws, "rollup").await;
         assert_eq!(
             (r["data"]["metric"].as_str(), r["data"]["count"].as_u64()),
             (Some("temp"), Some(1))
