@@ -1120,6 +1120,14 @@ mod tests {
         spec(json).validate(id, T0, T0).unwrap()
     }
 
+    /// A tenant's alert state with only rule `id`, and an empty notice list.
+    fn with_rule(id: &str, json: serde_json::Value) -> (TenantAlerts, Vec<AlertNotice>) {
+        let mut a = TenantAlerts::default();
+        let mut out = Vec::new();
+        a.change_rule("t", id, Some(rule(id, json)), T0, &mut out);
+        (a, out)
+    }
+
     fn err(json: serde_json::Value) -> RuleError {
         spec(json).validate("r", T0, T0).unwrap_err()
     }
@@ -1251,17 +1259,9 @@ mod tests {
 
     #[test]
     fn threshold_rules_respect_their_scope() {
-        let mut a = TenantAlerts::default();
-        let mut out = Vec::new();
-        a.change_rule(
-            "t",
+        let (mut a, mut out) = with_rule(
             "hot",
-            Some(rule(
-                "hot",
-                serde_json::json!({"kind": "threshold", "op": ">", "value": 30, "devices": ["d1"], "metrics": ["temp"], "severity": "critical"}),
-            )),
-            T0,
-            &mut out,
+            serde_json::json!({"kind": "threshold", "op": ">", "value": 30, "devices": ["d1"], "metrics": ["temp"], "severity": "critical"}),
         );
         a.observe(&point("d2", "temp", 50.0, 0), &mut out);
         a.observe(&point("d1", "hum", 50.0, 1), &mut out);
@@ -1293,17 +1293,9 @@ mod tests {
 
     #[test]
     fn deadman_opens_once_on_silence_and_resolves_when_data_resumes() {
-        let mut a = TenantAlerts::default();
-        let mut out = Vec::new();
-        a.change_rule(
-            "t",
+        let (mut a, mut out) = with_rule(
             "quiet",
-            Some(rule(
-                "quiet",
-                serde_json::json!({"kind": "deadman", "minutes": 2}),
-            )),
-            T0,
-            &mut out,
+            serde_json::json!({"kind": "deadman", "minutes": 2}),
         );
         a.observe(&point("d1", "temp", 1.0, 0), &mut out);
         a.check_silence("t", T0 + 119 * SEC, &mut out);
@@ -1327,17 +1319,9 @@ mod tests {
 
     #[test]
     fn acknowledge_and_resolve_follow_the_lifecycle() {
-        let mut a = TenantAlerts::default();
-        let mut out = Vec::new();
-        a.change_rule(
-            "t",
+        let (mut a, mut out) = with_rule(
             "hot",
-            Some(rule(
-                "hot",
-                serde_json::json!({"kind": "threshold", "op": ">", "value": 1}),
-            )),
-            T0,
-            &mut out,
+            serde_json::json!({"kind": "threshold", "op": ">", "value": 1}),
         );
         a.observe(&point("d", "x", 5.0, 0), &mut out);
         let id = out[0].alert.id.clone();
@@ -1385,17 +1369,9 @@ mod tests {
 
     #[test]
     fn alerts_are_bounded_oldest_resolved_first_then_suppressed() {
-        let mut a = TenantAlerts::default();
-        let mut out = Vec::new();
-        a.change_rule(
-            "t",
+        let (mut a, mut out) = with_rule(
             "hot",
-            Some(rule(
-                "hot",
-                serde_json::json!({"kind": "threshold", "op": ">", "value": 1}),
-            )),
-            T0,
-            &mut out,
+            serde_json::json!({"kind": "threshold", "op": ">", "value": 1}),
         );
         a.observe(&point("first", "x", 5.0, 0), &mut out);
         a.act("t", "alert-1", "resolve", T0, None).unwrap();

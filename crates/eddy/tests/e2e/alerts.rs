@@ -386,15 +386,7 @@ async fn wait_for(seen: &Seen, n: usize) {
 }
 
 async fn dead_letters(s: &TestServer) -> u64 {
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix("eddy_webhook_dead_letters_total "))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)

@@ -225,6 +225,32 @@ impl TestServer {
         self.request("GET", path, Some(key), None).await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Ingests 40,000 padded events (40 batches): far more than a live feed's capacity plus
+    /// what socket buffers hold, for slow-consumer tests.
+    pub async fn flood(&self, key: &str) {
+        for chunk in 0..40 {
+            let batch: Vec<Value> = (0..1000)
+                .map(|i| serde_json::json!({"device_id": format!("d{i}"), "properties": {"pad": "x".repeat(200)}, "metrics": {"n": chunk * 1000 + i}}))
+                .collect();
+            let (st, _) = self
+                .post("/api/v1/events", key, &serde_json::json!(batch).to_string())
+                .await;
+            assert_eq!(st, StatusCode::OK);
+        }
+    }
+
     /// Creates a tenant and a key with `scopes`; returns (tenant id, key secret, key id).
     pub async fn tenant_with_key(&self, name: &str, scopes: &[&str]) -> (String, String, String) {
         let (s, t) = self

@@ -65,15 +65,7 @@ async fn metrics_are_prometheus_clean() {
         r#"{"type":"a","value":"x"}"#,
     )
     .await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     for name in [
         "eddy_http_requests_total",
         "eddy_http_request_duration_seconds_bucket",

@@ -309,15 +309,7 @@ async fn a_slow_subscriber_is_closed_with_a_reason() {
         .await
         .unwrap();
     next_of(&mut slow, "ready").await;
-    for chunk in 0..40 {
-        let batch: Vec<Value> = (0..1000)
-            .map(|i| json!({"device_id": format!("d{i}"), "properties": {"pad": "x".repeat(200)}, "metrics": {"n": chunk * 1000 + i}}))
-            .collect();
-        let (st, _) = s
-            .post("/api/v1/events", &key, &json!(batch).to_string())
-            .await;
-        assert_eq!(st, StatusCode::OK);
-    }
+    s.flood(&key).await;
     s.wait_rollups().await;
     let mut received = 0u64;
     let mut told = false;
