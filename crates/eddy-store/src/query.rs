@@ -111,6 +111,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Buckets of one metric, computed from raw samples.
     async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value>;
+
+    /// Per (bucket, value) of an event dimension: event count and exact distinct users, from
+    /// raw events.
+    async fn dimension_counts(
+        &self,
+        tenant: &str,
+        q: DimensionQuery,
+    ) -> Result<Vec<DimensionCount>>;
+}
+
+/// Which dimension counts to compute: events with `time` in `[from, to)`, bucketed.
+#[derive(Debug, Clone)]
+pub struct DimensionQuery {
+    /// `type`, `page_url` or `source`.
+    pub dimension: String,
+    /// Only this value of the dimension.
+    pub value: Option<String>,
+    pub from: i64,
+    pub to: i64,
+    pub bucket_secs: u64,
+}
+
+/// One (bucket, value) of [`Store::dimension_counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimensionCount {
+    /// Bucket start, ns.
+    pub bucket: i64,
+    pub value: String,
+    pub count: u64,
+    /// Distinct non-null `user_id`s.
+    pub distinct_users: u64,
 }
 
 fn ts(ns: i64) -> Expr {
@@ -271,6 +302,67 @@ impl Store for Arc<EmbeddedStore> {
             let (sql, params) = q.sql();
             let batches = sql_collect(ctx, sql, params).await?;
             q.to_json(&batches)
+        })
+        .await
+    }
+
+    async fn dimension_counts(
+        &self,
+        tenant: &str,
+        q: DimensionQuery,
+    ) -> Result<Vec<DimensionCount>> {
+        // The column name is interpolated: only the three dimension columns get through.
+        let col: &'static str = match q.dimension.as_str() {
+            "type" => "type",
+            "page_url" => "page_url",
+            "source" => "source",
+            other => {
+                return Err(Error::InvalidQuery(format!(
+                    "`{other}` is not a dimension; use type, page_url or source"
+                )));
+            }
+        };
+        let buckets = (q.to.saturating_sub(q.from) as u128)
+            / (u128::from(q.bucket_secs.max(1)) * 1_000_000_000);
+        if buckets > self.config().max_result_rows as u128 {
+            return Err(Error::TooManyRows(self.config().max_result_rows));
+        }
+        let (from, to) = (q.from, q.to);
+        self.query(tenant, from, to, move |ctx| async move {
+            let t = |ns| ScalarValue::TimestampNanosecond(Some(ns), Some(TZ.into()));
+            let mut params = vec![t(q.from), t(q.to)];
+            let mut filter = format!("time >= $1 AND time < $2 AND \"{col}\" IS NOT NULL");
+            if let Some(v) = &q.value {
+                params.push(utf8(v));
+                filter.push_str(&format!(" AND \"{col}\" = $3"));
+            }
+            let sql = format!(
+                "SELECT CAST(date_bin(INTERVAL '{} seconds', time) AS BIGINT) AS bucket, \"{col}\" AS value, \
+                 CAST(count(*) AS BIGINT) AS n, CAST(count(DISTINCT user_id) AS BIGINT) AS users \
+                 FROM events WHERE {filter} GROUP BY 1, 2 ORDER BY 2, 1",
+                q.bucket_secs.max(1)
+            );
+            let batches = sql_collect(ctx, sql, params).await?;
+            let mut out = Vec::new();
+            for b in &batches {
+                let values = strings(b, "value")?;
+                let int = |name: &str| -> Result<arrow::array::Int64Array> {
+                    Ok(arrow::compute::cast(column(b, name)?, &DataType::Int64)
+                        .map_err(Error::Arrow)?
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .clone())
+                };
+                let (bucket, n, users) = (int("bucket")?, int("n")?, int("users")?);
+                for r in 0..b.num_rows() {
+                    out.push(DimensionCount {
+                        bucket: bucket.value(r),
+                        value: values.value(r).to_string(),
+                        count: u64::try_from(n.value(r)).unwrap_or(0),
+                        distinct_users: u64::try_from(users.value(r)).unwrap_or(0),
+                    });
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -13,8 +13,8 @@
 //! stored raw, counted in `eddy_stream_late_total`, not applied) is **re-aggregated from the
 //! raw store** when asked for: for `metric` rows, one raw time-series query per metric over the
 //! span of such windows (bucket = the resolution, per device) replaces their aggregates (and
-//! adds series whose every event was late), marked `"corrected": true`. Dimension rows of such
-//! windows say `"complete": false` (their raw recount comes with the analytics routes).
+//! adds series whose every event was late), marked `"corrected": true`; `dimension` rows of
+//! such windows are recounted from raw events the same way (exact count and distinct users).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -161,7 +161,9 @@ async fn answer(
             if device.is_some() {
                 return Err(bad("`device_id` goes with `metric`, not `dimension`"));
             }
-            state.stream.read(&p.tenant_id, |r| {
+            let (watermark, mut rows, incomplete) = state.stream.read(&p.tenant_id, |r| {
+                let incomplete: BTreeSet<i64> =
+                    r.incomplete_windows(resolution, from, to).collect();
                 let rows: Vec<Value> = r
                     .count_windows(resolution, dim, value.as_deref(), from, to)
                     .take(max_rows + 1)
@@ -173,12 +175,57 @@ async fn answer(
                             "count": a.count,
                             "distinct_users": a.distinct_users(),
                             "final": r.closed(resolution, start, lateness),
-                            "complete": r.incomplete_windows(resolution, start, start + 1).next().is_none(),
+                            "complete": !incomplete.contains(&start),
                         })
                     })
                     .collect();
-                (r.watermark(lateness), rows)
-            })?
+                (r.watermark(lateness), rows, incomplete)
+            })?;
+            if let (Some(first), Some(last)) = (incomplete.first(), incomplete.last()) {
+                let q = eddy_store::query::DimensionQuery {
+                    dimension: dim.name().to_string(),
+                    value: value.clone(),
+                    from: *first,
+                    to: last.saturating_add(resolution.nanos()),
+                    bucket_secs: u64::try_from(resolution.nanos() / 1_000_000_000).unwrap_or(60),
+                };
+                let raw = state.query.dimension_counts(&p.tenant_id, q).await?;
+                let mut index: HashMap<(String, String), usize> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let key = (
+                            r["value"].as_str().unwrap_or("").to_string(),
+                            r["time"].as_str().unwrap_or("").to_string(),
+                        );
+                        (key, i)
+                    })
+                    .collect();
+                for c in raw.into_iter().filter(|c| incomplete.contains(&c.bucket)) {
+                    let row = json!({
+                        "time": rfc(c.bucket), "dimension": dim.name(), "value": c.value,
+                        "count": c.count, "distinct_users": c.distinct_users,
+                        "final": true, "complete": true, "corrected": true,
+                    });
+                    match index.get(&(c.value.clone(), rfc(c.bucket))) {
+                        Some(&i) => rows[i] = row,
+                        None => {
+                            index.insert((c.value, rfc(c.bucket)), rows.len());
+                            rows.push(row);
+                        }
+                    }
+                }
+                rows.sort_by(|a, b| {
+                    let key = |v: &Value| {
+                        (
+                            v["value"].as_str().unwrap_or("").to_string(),
+                            v["time"].as_str().unwrap_or("").to_string(),
+                        )
+                    };
+                    key(a).cmp(&key(b))
+                });
+            }
+            (watermark, rows)
         }
         (Some(_), Some(_)) => return Err(bad("give `metric` or `dimension`, not both")),
     };
