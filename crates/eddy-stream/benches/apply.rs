@@ -83,6 +83,10 @@ fn apply(c: &mut Criterion) {
         "state after 200k events: {} windows, {json} bytes of JSON; {frozen} once closed windows are frozen",
         state.len()
     );
+    // A snapshot for a checkpoint written off the processor's loop.
+    g.bench_function("clone_state_of_200k_events", |b| {
+        b.iter(|| state.clone().len())
+    });
     g.bench_function("checkpoint_state_of_200k_events", |b| {
         b.iter(|| {
             let json = serde_json::to_vec(&state).unwrap_or_default();
