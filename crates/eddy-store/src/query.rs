@@ -292,11 +292,7 @@ impl Store for Arc<EmbeddedStore> {
     }
 
     async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value> {
-        let buckets = (q.to.saturating_sub(q.from) as u128)
-            / (u128::from(q.bucket_secs.max(1)) * 1_000_000_000);
-        if buckets > self.config().max_result_rows as u128 {
-            return Err(Error::TooManyRows(self.config().max_result_rows));
-        }
+        self.check_buckets(q.from, q.to, q.bucket_secs)?;
         let (from, to) = (q.from, q.to);
         self.query(tenant, from, to, move |ctx| async move {
             let (sql, params) = q.sql();
@@ -322,11 +318,7 @@ impl Store for Arc<EmbeddedStore> {
                 )));
             }
         };
-        let buckets = (q.to.saturating_sub(q.from) as u128)
-            / (u128::from(q.bucket_secs.max(1)) * 1_000_000_000);
-        if buckets > self.config().max_result_rows as u128 {
-            return Err(Error::TooManyRows(self.config().max_result_rows));
-        }
+        self.check_buckets(q.from, q.to, q.bucket_secs)?;
         let (from, to) = (q.from, q.to);
         self.query(tenant, from, to, move |ctx| async move {
             let t = |ns| ScalarValue::TimestampNanosecond(Some(ns), Some(TZ.into()));
@@ -400,6 +392,18 @@ impl Store for Arc<EmbeddedStore> {
             Ok((!metrics.is_empty()).then(|| json!({"device_id": device, "metrics": metrics})))
         })
         .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Refuses a bucketed query whose range holds more buckets than a result may have rows.
+    fn check_buckets(&self, from: i64, to: i64, bucket_secs: u64) -> Result<()> {
+        let buckets =
+            (to.saturating_sub(from) as u128) / (u128::from(bucket_secs.max(1)) * 1_000_000_000);
+        if buckets > self.config().max_result_rows as u128 {
+            return Err(Error::TooManyRows(self.config().max_result_rows));
+        }
+        Ok(())
     }
 }
 
