@@ -4,6 +4,7 @@
 //!
 //! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
 //! - [`processor`]: the log consumer, checkpoints, recovery;
+//! - [`persist`]: closed windows as Parquet tables (written once, before the checkpoint);
 //! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA);
 //! - [`alerts`]: rules (z-score, EWMA, threshold, dead-man) and alerts with their lifecycle;
 //! - [`feed`]: live fan-out (events, rollup updates, alert transitions) per tenant.
@@ -11,13 +12,14 @@
 pub mod alerts;
 pub mod detect;
 pub mod feed;
+pub mod persist;
 pub mod processor;
 pub mod rollup;
 
 pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};
 pub use feed::{Channel, Filter, Live, Subscription};
 pub use processor::{Processor, StreamConfig};
-pub use rollup::{Dimension, MetricAgg, Resolution, TenantRollups};
+pub use rollup::{Closed, Dimension, MetricAgg, Resolution, TenantRollups};
 
 use std::path::{Path, PathBuf};
 

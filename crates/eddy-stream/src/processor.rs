@@ -6,6 +6,13 @@
 //! dir). It holds the state after applying every record below `offset` and nothing else; on
 //! start the processor loads it and replays the log from `offset`. The log consumer offset is
 //! committed only after a checkpoint is durable (so the WAL keeps what a restart must replay).
+//!
+//! **Persisted windows.** Each checkpoint first takes the windows closed since the last one
+//! ([`TenantRollups::take_closed`]) and writes them as Parquet under `<dir>/rollups`
+//! ([`crate::persist`]), then writes the checkpoint without them. On start, files the
+//! checkpoint does not know are deleted and the persisted windows within the memory horizon are
+//! loaded back; older ones are read from the files when a query reaches them
+//! ([`Processor::read_range`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,7 +27,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::alerts::{AlertNotice, Rule, TenantAlerts};
 use crate::feed::{Live, RollupUpdate};
-use crate::rollup::{Resolution, TenantRollups};
+use crate::persist::{self, Want};
+use crate::rollup::{Closed, Resolution, TenantRollups};
 use crate::{Error, Result};
 
 /// Name of the processor's log consumer.
@@ -76,6 +84,20 @@ impl StreamConfig {
         };
         i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
     }
+
+    /// The longest horizon: how long incomplete windows are remembered, ns.
+    pub fn longest_horizon_ns(&self) -> i64 {
+        Resolution::ALL
+            .map(|r| self.horizon_ns(r))
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Where closed windows are persisted.
+    pub fn rollups_dir(&self) -> PathBuf {
+        self.dir.join("rollups")
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -119,6 +141,70 @@ pub struct Processor {
     applied: watch::Sender<u64>,
     notices: mpsc::Sender<AlertNotice>,
     notices_rx: std::sync::Mutex<Option<mpsc::Receiver<AlertNotice>>>,
+    flusher: Arc<Flusher>,
+}
+
+/// Closed windows and tenant deletions waiting to reach the rollup files; the next checkpoint
+/// writes them first (and keeps what failed for the one after).
+#[derive(Debug, Default)]
+struct Flusher {
+    /// (tenant, flush number, windows), in order.
+    pending: std::sync::Mutex<Vec<(String, u64, Closed)>>,
+    /// Tenants deleted since the last checkpoint: their files go before new ones are written.
+    deleted: std::sync::Mutex<Vec<String>>,
+    /// Flushes taken but not yet written: while any is, no window leaves memory (it might be
+    /// in none of the files yet).
+    unwritten: std::sync::atomic::AtomicUsize,
+}
+
+impl Flusher {
+    /// A deleted tenant: drop its queued flushes, delete its files before the next writes.
+    fn forget(&self, tenant: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            let before = p.len();
+            p.retain(|(t, _, _)| t != tenant);
+            self.unwritten
+                .fetch_sub(before - p.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+        if let Ok(mut d) = self.deleted.lock() {
+            d.push(tenant.to_string());
+        }
+    }
+
+    /// Applies deletions, then writes pending flushes (what fails stays queued); returns the
+    /// tenants written to.
+    fn persist(&self, root: &Path) -> Result<Vec<String>> {
+        let deleted = std::mem::take(&mut *self.deleted.lock().map_err(|_| poisoned())?);
+        for (i, t) in deleted.iter().enumerate() {
+            if let Err(e) = persist::remove_tenant(root, t) {
+                if let Ok(mut d) = self.deleted.lock() {
+                    d.splice(0..0, deleted[i..].iter().cloned());
+                }
+                return Err(e);
+            }
+        }
+        let pending = std::mem::take(&mut *self.pending.lock().map_err(|_| poisoned())?);
+        let mut written = Vec::new();
+        let mut rest = pending.into_iter();
+        while let Some((tenant, seq, closed)) = rest.next() {
+            let result = persist::write_flush(root, &tenant, seq, &closed);
+            if result.is_ok() {
+                self.unwritten
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            if let Err(e) = result {
+                if let Ok(mut p) = self.pending.lock() {
+                    let failed = std::iter::once((tenant, seq, closed)).chain(rest);
+                    p.splice(0..0, failed);
+                }
+                return Err(e);
+            }
+            if !written.contains(&tenant) {
+                written.push(tenant);
+            }
+        }
+        Ok(written)
+    }
 }
 
 /// A checkpoint being written: a snapshot of the state at `offset`, serialized and written on
@@ -152,7 +238,24 @@ impl Processor {
     ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
         let mut state = load_checkpoint(&config.dir)?.unwrap_or_default();
-        for t in state.tenants.values_mut() {
+        let root = config.rollups_dir();
+        let removed = persist::recover(&root, |t| {
+            state.tenants.get(t).map_or(0, TenantRollups::flush_seq)
+        })?;
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "stream: deleted rollup files the checkpoint does not cover (the replay rewrites them)"
+            );
+        }
+        let lateness = config.lateness_ns();
+        for (tenant, t) in &mut state.tenants {
+            if t.flush_seq() > 0
+                && let Some(w) = t.watermark(lateness)
+            {
+                let since = Resolution::ALL.map(|r| w.saturating_sub(config.horizon_ns(r)));
+                t.insert_closed(persist::read(&root, tenant, Want::EndingAfter(since))?);
+            }
             t.recount();
         }
         let committed = log.register_consumer(CONSUMER)?;
@@ -178,6 +281,7 @@ impl Processor {
             applied,
             notices,
             notices_rx: std::sync::Mutex::new(Some(notices_rx)),
+            flusher: Arc::default(),
         }))
     }
 
@@ -261,12 +365,47 @@ impl Processor {
         })
     }
 
-    /// Runs `f` on `tenant`'s rollups (empty rollups for a tenant without events).
+    /// Runs `f` on `tenant`'s rollups in memory (empty rollups for a tenant without events).
     pub fn read<T>(&self, tenant: &str, f: impl FnOnce(&TenantRollups) -> T) -> Result<T> {
         let s = self.state.read().map_err(|_| poisoned())?;
         Ok(match s.tenants.get(tenant) {
             Some(t) => f(t),
             None => f(&TenantRollups::default()),
+        })
+    }
+
+    /// Runs `f` on `tenant`'s windows of `r` starting in `[from, to)`, wherever they are: in
+    /// memory, or — for a range reaching past the memory horizon — also read back from the
+    /// rollup files (into a view holding just that range). `f` also gets the horizon to pass
+    /// to [`TenantRollups::complete`] for that view.
+    pub async fn read_range<T>(
+        &self,
+        tenant: &str,
+        r: Resolution,
+        from: i64,
+        to: i64,
+        f: impl FnOnce(&TenantRollups, i64) -> T,
+    ) -> Result<T> {
+        let lateness = self.config.lateness_ns();
+        let horizon = self.config.horizon_ns(r);
+        let past = self.read(tenant, |t| {
+            t.flush_seq() > 0 && t.reaches_past_memory(r, from, lateness, horizon)
+        })?;
+        if !past {
+            return self.read(tenant, |t| f(t, horizon));
+        }
+        let (root, owner) = (self.config.rollups_dir(), tenant.to_string());
+        let history = tokio::task::spawn_blocking(move || {
+            persist::read(&root, &owner, Want::Range(r, from, to))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        metrics::counter!("eddy_stream_rollup_file_reads_total").increment(1);
+        let longest = self.config.longest_horizon_ns();
+        self.read(tenant, |t| {
+            let mut view = t.range_copy(r, from, to);
+            view.insert_closed(history);
+            f(&view, longest)
         })
     }
 
@@ -287,6 +426,12 @@ impl Processor {
             if let Some(done) = self.finish_checkpoint(false).await {
                 checkpointed = done.unwrap_or(checkpointed);
                 gap = self.paced();
+            }
+            // Eviction walks every window, so it runs every few seconds, not per batch (and
+            // also while idle: windows close by event time, not by traffic).
+            if last_evict.elapsed() >= EVICT_INTERVAL {
+                last_evict = Instant::now();
+                self.evict()?;
             }
             let next = self.applied_offset();
             let records = match self.log.read(next, 8192) {
@@ -347,6 +492,7 @@ impl Processor {
                         }
                         Ok(Some(Entry::TenantDeleted(t))) => {
                             tenants.remove(&t.tenant);
+                            self.flusher.forget(&t.tenant);
                             alerts.remove(&t.tenant);
                             self.feed.drop_tenant(&t.tenant);
                         }
@@ -388,25 +534,6 @@ impl Processor {
                         }
                     }
                     *offset = rec.offset + 1;
-                }
-                // Eviction walks every window, so it runs every few seconds, not per batch.
-                if last_evict.elapsed() >= EVICT_INTERVAL {
-                    last_evict = Instant::now();
-                    for t in s.tenants.values_mut() {
-                        t.evict(lateness, |r| self.config.horizon_ns(r));
-                    }
-                    metrics::gauge!("eddy_stream_windows")
-                        .set(s.tenants.values().map(TenantRollups::len).sum::<usize>() as f64);
-                    let now = self.clock.now_ns();
-                    for t in s.alerts.values_mut() {
-                        t.evict(now);
-                    }
-                    metrics::gauge!("eddy_stream_alert_series").set(
-                        s.alerts
-                            .values()
-                            .map(TenantAlerts::tracked_series)
-                            .sum::<usize>() as f64,
-                    );
                 }
             }
             self.notify(notices);
@@ -470,6 +597,40 @@ impl Processor {
         }
     }
 
+    /// Drops what memory no longer needs: persisted windows past their horizon (none while a
+    /// flush is unwritten), idle alert state.
+    fn evict(&self) -> Result<()> {
+        let lateness = self.config.lateness_ns();
+        let hold = self
+            .flusher
+            .unwritten
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0;
+        let mut s = self.state.write().map_err(|_| poisoned())?;
+        for t in s.tenants.values_mut() {
+            t.evict(lateness, |r| {
+                if hold {
+                    i64::MAX
+                } else {
+                    self.config.horizon_ns(r)
+                }
+            });
+        }
+        metrics::gauge!("eddy_stream_windows")
+            .set(s.tenants.values().map(TenantRollups::len).sum::<usize>() as f64);
+        let now = self.clock.now_ns();
+        for t in s.alerts.values_mut() {
+            t.evict(now);
+        }
+        metrics::gauge!("eddy_stream_alert_series").set(
+            s.alerts
+                .values()
+                .map(TenantAlerts::tracked_series)
+                .sum::<usize>() as f64,
+        );
+        Ok(())
+    }
+
     /// Opens dead-man alerts for series silent past their rule's limit.
     fn check_silence(&self) -> Result<()> {
         let now = self.clock.now_ns();
@@ -487,9 +648,35 @@ impl Processor {
         Ok(())
     }
 
+    /// Under the write lock: queues the windows closed since the last checkpoint for the rollup
+    /// files and copies the state without persisted windows (a copy: about 6× cheaper than
+    /// serializing it).
+    fn snapshot(&self) -> Result<State> {
+        let lateness = self.config.lateness_ns();
+        let mut s = self.state.write().map_err(|_| poisoned())?;
+        let mut pending = self.flusher.pending.lock().map_err(|_| poisoned())?;
+        for (tenant, t) in &mut s.tenants {
+            if let Some((seq, closed)) = t.take_closed(lateness) {
+                pending.push((tenant.clone(), seq, closed));
+                self.flusher
+                    .unwritten
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        Ok(State {
+            offset: s.offset,
+            tenants: s
+                .tenants
+                .iter()
+                .map(|(k, t)| (k.clone(), t.checkpoint_copy()))
+                .collect(),
+            alerts: s.alerts.clone(),
+        })
+    }
+
     /// Starts a checkpoint off the loop unless one is being written: snapshots the state
-    /// under the read lock (a clone: about 6× cheaper than serializing it) and hands it to a
-    /// blocking thread. Whether one was started.
+    /// ([`Self::snapshot`]) and hands it to a blocking thread, which writes the queued rollup
+    /// files, then the checkpoint. Whether one was started.
     fn start_checkpoint(&self) -> bool {
         let Ok(mut in_flight) = self.in_flight.lock() else {
             return false;
@@ -498,19 +685,32 @@ impl Processor {
             return false;
         }
         let started = Instant::now();
-        let snapshot = match self.state.read() {
-            Ok(s) => s.clone(),
-            Err(_) => return false,
+        let Ok(snapshot) = self.snapshot() else {
+            return false;
         };
         let offset = snapshot.offset;
         let dir = self.config.dir.clone();
+        let flusher = self.flusher.clone();
         let handle = tokio::task::spawn_blocking(move || {
+            let root = dir.join("rollups");
+            let flushed = flusher.persist(&root)?;
             let json = serde_json::to_vec(&CheckpointRef {
                 version: CHECKPOINT_VERSION,
                 state: &snapshot,
             })
             .map_err(|e| Error::Checkpoint(e.to_string()))?;
-            write_checkpoint(&dir, &json)
+            write_checkpoint(&dir, &json)?;
+            // Only now are the flushes committed; merging may replace them.
+            for tenant in flushed {
+                match persist::merge_small(&root, &tenant) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(tenant, files = n, "stream: merged rollup files"),
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "stream: merging rollup files failed")
+                    }
+                }
+            }
+            Ok(())
         });
         *in_flight = Some(InFlight {
             handle,
@@ -566,30 +766,19 @@ impl Processor {
         self.config.checkpoint_interval.max(took * CHECKPOINT_DUTY)
     }
 
-    /// Writes the checkpoint and then commits the log consumer; returns the offset it covers
-    /// (the final one, on shutdown, with the loop stopped).
+    /// Writes a checkpoint (after any in flight) and commits the log consumer; returns the
+    /// offset it covers (the final one, on shutdown, with the loop stopped).
     async fn checkpoint(&self) -> Result<u64> {
-        let started = Instant::now();
-        let (offset, body) = {
-            let s = self.state.read().map_err(|_| poisoned())?;
-            let json = serde_json::to_vec(&CheckpointRef {
-                version: CHECKPOINT_VERSION,
-                state: &s,
-            })
-            .map_err(|e| Error::Checkpoint(e.to_string()))?;
-            (s.offset, json)
-        };
-        let dir = self.config.dir.clone();
-        tokio::task::spawn_blocking(move || write_checkpoint(&dir, &body))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
-        self.log.commit(CONSUMER, offset)?;
-        metrics::histogram!("eddy_stream_checkpoint_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        if let Ok(mut t) = self.last_checkpoint_took.lock() {
-            *t = started.elapsed();
+        let _ = self.finish_checkpoint(true).await;
+        if !self.start_checkpoint() {
+            return Err(Error::Task("cannot start a checkpoint".into()));
         }
-        Ok(offset)
+        match self.finish_checkpoint(true).await {
+            Some(Ok(offset)) => Ok(offset),
+            _ => Err(Error::Checkpoint(
+                "the final checkpoint failed (see the log)".into(),
+            )),
+        }
     }
 }
 

@@ -250,6 +250,32 @@ impl MetricAgg {
     fn freeze(&mut self) {
         self.quantiles.freeze();
     }
+
+    /// The [`QUANTILES`] (p50, p90, p95, p99) of the window (NaN where it has none).
+    pub fn quantiles(&self) -> [f64; 4] {
+        QUANTILES.map(|q| self.quantile(q).unwrap_or(f64::NAN))
+    }
+
+    /// A closed window from its persisted parts (see [`crate::persist`]).
+    pub fn closed(
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        first: Point,
+        last: Point,
+        quantiles: [f64; 4],
+    ) -> Self {
+        Self {
+            count,
+            sum,
+            min,
+            max,
+            first,
+            last,
+            quantiles: Quantiles::Frozen(quantiles),
+        }
+    }
 }
 
 /// Distinct users of a window: the estimator while open, its estimate once closed.
@@ -279,6 +305,48 @@ impl CountAgg {
     fn freeze(&mut self) {
         self.users = Users::Frozen(self.distinct_users());
     }
+
+    /// A closed window from its persisted parts (see [`crate::persist`]).
+    pub fn closed(count: u64, distinct_users: u64) -> Self {
+        Self {
+            count,
+            users: Users::Frozen(distinct_users),
+        }
+    }
+}
+
+/// A closed metric window as persisted: which series and window, and its frozen aggregate.
+#[derive(Debug, Clone)]
+pub struct MetricRow {
+    pub resolution: Resolution,
+    pub start: i64,
+    /// `None`: the series of all devices together; `Some("")`: events without a device.
+    pub device: Option<String>,
+    pub metric: String,
+    pub agg: MetricAgg,
+}
+
+/// A closed count window as persisted.
+#[derive(Debug, Clone)]
+pub struct CountRow {
+    pub resolution: Resolution,
+    pub start: i64,
+    pub dimension: Dimension,
+    pub value: String,
+    pub agg: CountAgg,
+}
+
+/// Closed windows taken for persistence (or read back from it).
+#[derive(Debug, Clone, Default)]
+pub struct Closed {
+    pub metrics: Vec<MetricRow>,
+    pub counts: Vec<CountRow>,
+}
+
+impl Closed {
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty() && self.counts.is_empty()
+    }
 }
 
 /// Windows of one series or dimension value: (resolution, window start) → aggregate.
@@ -306,6 +374,13 @@ pub struct TenantRollups {
     /// them are answered from raw data.
     #[serde(with = "pairs")]
     incomplete: BTreeMap<(Resolution, i64), u64>,
+    /// Every window ending at or before this time is closed for good and persisted (see
+    /// [`crate::persist`]): it is no longer in checkpoints, and may leave memory.
+    #[serde(default)]
+    flushed_through: Option<i64>,
+    /// Number of the last persisted flush of this tenant (files above it are orphans).
+    #[serde(default)]
+    flush_seq: u64,
 }
 
 /// A [`Windows`] map that serializes as a list of pairs.
@@ -355,9 +430,215 @@ impl TenantRollups {
         )
     }
 
+    /// Windows ending at or before this are closed: the watermark, or the persisted bound if
+    /// later (a persisted window stays closed even if a restart lengthens the lateness).
+    fn closed_through(&self, lateness_ns: i64) -> Option<i64> {
+        match (self.watermark(lateness_ns), self.flushed_through) {
+            (Some(w), Some(f)) => Some(w.max(f)),
+            (w, f) => w.or(f),
+        }
+    }
+
     fn is_closed(&self, r: Resolution, window: i64, lateness_ns: i64) -> bool {
-        self.watermark(lateness_ns)
+        self.closed_through(lateness_ns)
             .is_some_and(|w| w >= window.saturating_add(r.nanos()))
+    }
+
+    /// Number of the last flush of closed windows (0 = none).
+    pub fn flush_seq(&self) -> u64 {
+        self.flush_seq
+    }
+
+    /// Freezes the windows that closed since the last call and returns them with the flush
+    /// number they get, for persistence; `None` when none closed. They stay in memory
+    /// (queryable, frozen) until [`Self::evict`] drops them past the horizon, but leave
+    /// checkpoints ([`Self::checkpoint_copy`]).
+    pub fn take_closed(&mut self, lateness_ns: i64) -> Option<(u64, Closed)> {
+        let w = self.closed_through(lateness_ns)?;
+        let since = self.flushed_through.unwrap_or(i64::MIN);
+        if w <= since {
+            return None;
+        }
+        self.flushed_through = Some(w);
+        // Windows with since < start + r <= w.
+        let spans: Vec<(Resolution, std::ops::RangeInclusive<(Resolution, i64)>)> = Resolution::ALL
+            .into_iter()
+            .filter_map(|r| {
+                let lo = since.saturating_sub(r.nanos()).saturating_add(1);
+                let hi = w.saturating_sub(r.nanos());
+                (lo <= hi).then_some((r, (r, lo)..=(r, hi)))
+            })
+            .collect();
+        let mut out = Closed::default();
+        let mut metric_rows = |device: Option<&str>, metric: &str, w: &mut WindowsOf<MetricAgg>| {
+            for (_, span) in &spans {
+                for ((r, start), a) in w.0.range_mut(span.clone()) {
+                    a.freeze();
+                    out.metrics.push(MetricRow {
+                        resolution: *r,
+                        start: *start,
+                        device: device.map(str::to_string),
+                        metric: metric.to_string(),
+                        agg: a.clone(),
+                    });
+                }
+            }
+        };
+        for (device, metrics) in &mut self.metrics {
+            for (metric, windows) in metrics {
+                metric_rows(Some(device), metric, windows);
+            }
+        }
+        for (metric, windows) in &mut self.all_devices {
+            metric_rows(None, metric, windows);
+        }
+        for (dim, values) in &mut self.counts {
+            for (value, windows) in values {
+                for (_, span) in &spans {
+                    for ((r, start), a) in windows.0.range_mut(span.clone()) {
+                        a.freeze();
+                        out.counts.push(CountRow {
+                            resolution: *r,
+                            start: *start,
+                            dimension: *dim,
+                            value: value.clone(),
+                            agg: a.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return None;
+        }
+        self.flush_seq += 1;
+        Some((self.flush_seq, out))
+    }
+
+    /// A copy for the checkpoint: everything but the persisted windows (which are reloaded
+    /// from their files on start).
+    pub fn checkpoint_copy(&self) -> TenantRollups {
+        let ft = self.flushed_through.unwrap_or(i64::MIN);
+        fn unflushed<A: Clone + Serialize + serde::de::DeserializeOwned>(
+            w: &WindowsOf<A>,
+            ft: i64,
+        ) -> Option<WindowsOf<A>> {
+            let kept: Windows<A> =
+                w.0.iter()
+                    .filter(|((r, s), _)| s.saturating_add(r.nanos()) > ft)
+                    .map(|(k, a)| (*k, a.clone()))
+                    .collect();
+            (!kept.is_empty()).then_some(WindowsOf(kept))
+        }
+        fn map_of<A: Clone + Serialize + serde::de::DeserializeOwned>(
+            m: &HashMap<String, WindowsOf<A>>,
+            ft: i64,
+        ) -> HashMap<String, WindowsOf<A>> {
+            m.iter()
+                .filter_map(|(k, w)| Some((k.clone(), unflushed(w, ft)?)))
+                .collect()
+        }
+        let mut copy = TenantRollups {
+            max_event_time: self.max_event_time,
+            max_received_at: self.max_received_at,
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(d, m)| (d.clone(), map_of(m, ft)))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
+            series: 0,
+            all_devices: map_of(&self.all_devices, ft),
+            counts: self
+                .counts
+                .iter()
+                .map(|(d, m)| (*d, map_of(m, ft)))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
+            late: self.late.clone(),
+            incomplete: self.incomplete.clone(),
+            flushed_through: self.flushed_through,
+            flush_seq: self.flush_seq,
+        };
+        copy.recount();
+        copy
+    }
+
+    /// Adds persisted windows (on start, or to answer a range beyond memory) where no window
+    /// is held already.
+    pub fn insert_closed(&mut self, rows: Closed) {
+        for row in rows.metrics {
+            let windows = match &row.device {
+                Some(d) => slot(slot(&mut self.metrics, d), &row.metric),
+                None => slot(&mut self.all_devices, &row.metric),
+            };
+            windows
+                .0
+                .entry((row.resolution, row.start))
+                .or_insert(row.agg);
+        }
+        for row in rows.counts {
+            slot(self.counts.entry(row.dimension).or_default(), &row.value)
+                .0
+                .entry((row.resolution, row.start))
+                .or_insert(row.agg);
+        }
+        self.recount();
+    }
+
+    /// A copy holding only the windows of `r` starting in `[from, to)` (and the watermark,
+    /// late counts and incomplete windows): the base of a view reaching past memory.
+    pub fn range_copy(&self, r: Resolution, from: i64, to: i64) -> TenantRollups {
+        let span = (r, from)..(r, to.max(from));
+        fn part<A: Clone + Serialize + serde::de::DeserializeOwned>(
+            m: &HashMap<String, WindowsOf<A>>,
+            span: &std::ops::Range<(Resolution, i64)>,
+        ) -> HashMap<String, WindowsOf<A>> {
+            m.iter()
+                .map(|(k, w)| {
+                    let kept = w.0.range(span.clone()).map(|(k, a)| (*k, a.clone()));
+                    (k.clone(), WindowsOf(kept.collect()))
+                })
+                .filter(|(_, w)| !w.0.is_empty())
+                .collect()
+        }
+        let mut copy = TenantRollups {
+            max_event_time: self.max_event_time,
+            max_received_at: self.max_received_at,
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(d, m)| (d.clone(), part(m, &span)))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
+            series: 0,
+            all_devices: part(&self.all_devices, &span),
+            counts: self
+                .counts
+                .iter()
+                .map(|(d, m)| (*d, part(m, &span)))
+                .filter(|(_, m)| !m.is_empty())
+                .collect(),
+            late: self.late.clone(),
+            incomplete: self.incomplete.clone(),
+            flushed_through: self.flushed_through,
+            flush_seq: self.flush_seq,
+        };
+        copy.recount();
+        copy
+    }
+
+    /// Whether windows of `r` starting at `from` may have left memory (`horizon` as in
+    /// [`Self::evict`]): a range from there is answered with the persisted windows too.
+    pub fn reaches_past_memory(
+        &self,
+        r: Resolution,
+        from: i64,
+        lateness_ns: i64,
+        horizon: i64,
+    ) -> bool {
+        self.watermark(lateness_ns)
+            .is_some_and(|w| from.saturating_add(r.nanos()) <= w.saturating_sub(horizon))
     }
 
     /// Applies one event at log `offset`.
@@ -413,18 +694,22 @@ impl TenantRollups {
         applied
     }
 
-    /// Drops closed windows that ended more than `horizon(r)` before the watermark (and series
-    /// left without windows), returning how many windows were dropped, and *freezes* the other
-    /// closed windows: they keep their exact aggregates and [`QUANTILES`] but drop samples,
-    /// sketches and user estimators (a closed window never changes again; late events are
-    /// counted, not applied). Open windows are never dropped or frozen.
+    /// Drops persisted windows that ended more than `horizon(r)` before the watermark (and
+    /// series left without windows), returning how many windows were dropped, and *freezes* the
+    /// other closed windows: they keep their exact aggregates and [`QUANTILES`] but drop
+    /// samples, sketches and user estimators (a closed window never changes again; late events
+    /// are counted, not applied). Open and unpersisted windows are never dropped. Incomplete
+    /// windows are remembered for the longest horizon.
     pub fn evict(&mut self, lateness_ns: i64, horizon: impl Fn(Resolution) -> i64) -> usize {
         let Some(w) = self.watermark(lateness_ns) else {
             return 0;
         };
+        let flushed = self.flushed_through.unwrap_or(i64::MIN);
         let keep = |(r, s): &(Resolution, i64)| {
-            s.saturating_add(r.nanos()) > w.saturating_sub(horizon(*r))
+            let end = s.saturating_add(r.nanos());
+            end > w.saturating_sub(horizon(*r)) || end > flushed
         };
+        let longest = Resolution::ALL.map(&horizon).into_iter().max().unwrap_or(0);
         let closed = |(r, s): &(Resolution, i64)| s.saturating_add(r.nanos()) <= w;
         let metric_pass = |windows: &mut WindowsOf<MetricAgg>| {
             windows.0.retain(|k, a| {
@@ -447,7 +732,8 @@ impl TenantRollups {
             metric_pass(windows);
         }
         self.all_devices.retain(|_, w| !w.0.is_empty());
-        self.incomplete.retain(|k, _| keep(k));
+        self.incomplete
+            .retain(|(r, s), _| s.saturating_add(r.nanos()) > w.saturating_sub(longest));
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
                 windows.0.retain(|k, a| {

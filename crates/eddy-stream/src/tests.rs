@@ -749,3 +749,277 @@ async fn alerts_and_their_actions_survive_crashes_exactly_once() {
     assert_eq!(snapshot(&p), before, "restored from the checkpoint alone");
     wal.shutdown().unwrap();
 }
+
+/// Applies `events` minute by minute (receive time = event time, so windows close as time goes
+/// on), taking the closed windows after each minute as a checkpoint would.
+fn flushes_of(events: &[Event], roll: &mut TenantRollups) -> Vec<(u64, crate::Closed)> {
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let mut e = e.clone();
+        e.received_at = e.time;
+        roll.apply(&e, i as u64, LATENESS);
+        if i % 30 == 29 {
+            out.extend(roll.take_closed(LATENESS));
+        }
+    }
+    out
+}
+
+/// Closed windows leave the checkpoint once taken for the files; the checkpoint copy plus the
+/// persisted windows answer exactly what the full state does.
+#[test]
+fn a_checkpoint_holds_only_windows_not_yet_persisted() {
+    let events: Vec<Event> = (0..3000u64)
+        .map(|i| {
+            event(
+                i,
+                T0 + i as i64 * 2 * SEC,
+                (i % 4) as u8,
+                (i % 13) as f64,
+                Some((i % 7) as u8),
+            )
+        })
+        .collect();
+    let mut roll = TenantRollups::default();
+    let flushes = flushes_of(&events, &mut roll);
+    assert!(
+        flushes.len() > 50,
+        "a flush per closing minute: {}",
+        flushes.len()
+    );
+    let seqs: Vec<u64> = flushes.iter().map(|f| f.0).collect();
+    assert_eq!(seqs, (1..=flushes.len() as u64).collect::<Vec<_>>());
+    let copy = roll.checkpoint_copy();
+    assert!(
+        copy.len() * 10 < roll.len(),
+        "{} of {} windows",
+        copy.len(),
+        roll.len()
+    );
+    let mut restored = copy;
+    for (_, closed) in flushes {
+        restored.insert_closed(closed);
+    }
+    assert_eq!(answers(&restored), answers(&roll));
+    assert_eq!(restored.series_count(), roll.series_count());
+}
+
+/// Files above the checkpoint's flush number (a flush whose checkpoint never landed) and files
+/// inside a merged file's range (a merge interrupted after its rename) are deleted on
+/// recovery; a run of small files is merged into one; every window is read back once.
+#[test]
+fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
+    use crate::persist::{self, Want};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rollups");
+    let events: Vec<Event> = (0..2400u64)
+        .map(|i| {
+            event(
+                i,
+                T0 + i as i64 * 2 * SEC,
+                (i % 4) as u8,
+                (i % 13) as f64,
+                Some((i % 7) as u8),
+            )
+        })
+        .collect();
+    let mut roll = TenantRollups::default();
+    let flushes = flushes_of(&events, &mut roll);
+    let n = flushes.len() as u64;
+    assert!(n >= 2 * persist::MERGE_FANIN as u64);
+    for (seq, closed) in &flushes {
+        persist::write_flush(&root, "t", *seq, closed).unwrap();
+        persist::merge_small(&root, "t").unwrap();
+    }
+    let files = persist::list(&root, "t").unwrap();
+    assert!(
+        files.len() < 2 * persist::MERGE_FANIN,
+        "small files were merged: {} files for {n} flushes",
+        files.len()
+    );
+    assert!(files.iter().any(|f| f.lo < f.hi));
+    let expect = |upto: u64| {
+        let mut t = TenantRollups::default();
+        for (_, c) in flushes.iter().filter(|f| f.0 <= upto) {
+            t.insert_closed(c.clone());
+        }
+        answers(&t)
+    };
+    let read_all = || {
+        let closed = persist::read(&root, "t", Want::All).unwrap();
+        let mut keys = std::collections::HashSet::new();
+        for m in &closed.metrics {
+            assert!(
+                keys.insert(format!(
+                    "{:?} {:?} {} {}",
+                    m.resolution, m.device, m.metric, m.start
+                )),
+                "window read twice"
+            );
+        }
+        let mut t = TenantRollups::default();
+        t.insert_closed(closed);
+        answers(&t)
+    };
+    assert_eq!(read_all(), expect(n));
+    // A merge interrupted after its rename: an input file is still there.
+    let merged = files.iter().find(|f| f.lo < f.hi).unwrap().clone();
+    let (seq, closed) = &flushes[(merged.lo - 1) as usize];
+    persist::write_flush(&root, "t", *seq, closed).unwrap();
+    // A tenant the checkpoint does not know, and a temp file.
+    persist::write_flush(&root, "ghost", 1, closed).unwrap();
+    std::fs::write(root.join("t").join("metrics-x.parquet.tmp"), b"half").unwrap();
+    // The checkpoint landed two flushes before the last one.
+    let deleted = persist::recover(&root, |t| if t == "t" { n - 2 } else { 0 }).unwrap();
+    assert!(deleted >= 4, "{deleted}");
+    assert!(!root.join("ghost").exists());
+    assert!(
+        persist::list(&root, "t")
+            .unwrap()
+            .iter()
+            .all(|f| f.hi <= n - 2)
+    );
+    // Unless the merge swallowed them, the last two flushes are gone; what remains is exact.
+    let left = persist::list(&root, "t")
+        .unwrap()
+        .iter()
+        .map(|f| f.hi)
+        .max()
+        .unwrap();
+    assert_eq!(read_all(), expect(left));
+    // Range reads return just the windows asked for.
+    let (r, from) = (Resolution::Minute, T0 + 600 * SEC);
+    let part = persist::read(&root, "t", Want::Range(r, from, from + 600 * SEC)).unwrap();
+    assert!(!part.metrics.is_empty());
+    assert!(
+        part.metrics
+            .iter()
+            .all(|m| m.resolution == r && (from..from + 600 * SEC).contains(&m.start))
+    );
+    assert!(
+        part.counts
+            .iter()
+            .all(|m| m.resolution == r && (from..from + 600 * SEC).contains(&m.start))
+    );
+}
+
+/// Against a real WAL, with crashes: closed windows are in the files exactly once, memory keeps
+/// only the horizon (minute windows for 10 minutes here), and `read_range` answers older
+/// windows from the files — memory and files together equal the naive computation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
+    use crate::persist::{self, Want};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::new(dir.path().join("stream"));
+    config.checkpoint_interval = Duration::from_millis(20);
+    config.horizon[0] = Duration::from_secs(600);
+    let mut naive = Naive::default();
+    let mut offset = 0u64;
+    for round in 0..6 {
+        let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
+        let p = Processor::open(config.clone(), wal.clone()).unwrap();
+        p.start();
+        for _ in 0..3 {
+            let events: Vec<Event> = (0..100)
+                .map(|i| {
+                    let n = offset + i;
+                    let mut e = event(
+                        n,
+                        T0 + n as i64 * 6 * SEC,
+                        (n % 6) as u8,
+                        (n % 17) as f64,
+                        Some((n % 9) as u8),
+                    );
+                    e.received_at = e.time;
+                    e
+                })
+                .collect();
+            for e in &events {
+                naive.add(e, offset);
+                offset += 1;
+            }
+            append(&wal, &events).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        caught_up(&p, &wal).await;
+        if round % 2 == 0 {
+            p.crash().await;
+        } else {
+            p.shutdown().await;
+        }
+        drop(p);
+        wal.shutdown().unwrap();
+    }
+    let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
+    let p = Processor::open(config.clone(), wal.clone()).unwrap();
+    p.start();
+    caught_up(&p, &wal).await;
+    let root = config.rollups_dir();
+    let persisted = persist::read(&root, "t", Want::All).unwrap();
+    let mut keys = std::collections::HashSet::new();
+    for m in &persisted.metrics {
+        assert!(
+            keys.insert(format!(
+                "{:?} {:?} {} {}",
+                m.resolution, m.device, m.metric, m.start
+            )),
+            "a window persisted twice"
+        );
+    }
+    let minutes_in_naive = naive
+        .samples
+        .keys()
+        .filter(|k| k.0 == Resolution::Minute)
+        .count();
+    let minutes_held = p
+        .read("t", |r| {
+            ["temp", "hum"]
+                .iter()
+                .map(|m| {
+                    r.metric_windows(Resolution::Minute, m, None, i64::MIN, i64::MAX)
+                        .count()
+                })
+                .sum::<usize>()
+        })
+        .unwrap();
+    // After the restart, memory holds again every minute window ending within the horizon
+    // (reloaded from the files).
+    let watermark = p.read("t", |r| r.watermark(LATENESS)).unwrap().unwrap();
+    let recent = naive
+        .samples
+        .keys()
+        .filter(|k| k.0 == Resolution::Minute && k.3 + 60 * SEC > watermark - 600 * SEC)
+        .count();
+    assert!(recent > 0);
+    assert!(
+        minutes_held >= recent,
+        "{minutes_held} held, {recent} within the horizon"
+    );
+    assert!(
+        minutes_held * 4 < minutes_in_naive,
+        "memory holds the horizon: {minutes_held} of {minutes_in_naive}"
+    );
+    let mut all = p.read("t", |r| r.clone()).unwrap();
+    all.insert_closed(persisted);
+    assert_matches(&all, &naive);
+    // The same through read_range: every minute window, from memory and files.
+    let (lateness, horizon) = (config.lateness_ns(), config.horizon_ns(Resolution::Minute));
+    let found = p
+        .read_range("t", Resolution::Minute, T0, T0 + 86_400 * SEC, |view, h| {
+            assert!(view.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, h));
+            ["temp", "hum"]
+                .iter()
+                .map(|m| {
+                    view.metric_windows(Resolution::Minute, m, None, i64::MIN, i64::MAX)
+                        .count()
+                })
+                .sum::<usize>()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, minutes_in_naive);
+    p.read("t", |r| {
+        assert!(!r.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, horizon))
+    })
+    .unwrap();
+}

@@ -125,6 +125,11 @@ pub(crate) struct ServeArgs {
     /// [default: 5m].
     #[arg(long, env = "EDDY_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
+    /// How long closed 1m, 1h and 1d rollup windows stay in memory after closing,
+    /// comma-separated; older windows are read back from the rollup files when a query reaches
+    /// them [default: 24h,7d,90d].
+    #[arg(long, env = "EDDY_ROLLUP_HORIZONS", value_delimiter = ',')]
+    pub(crate) rollup_horizons: Option<Vec<String>>,
     /// Most (device, metric) series a tenant may hold in rollups; events adding more are
     /// rejected (400). 0 = unlimited [default: 100000].
     #[arg(long, env = "EDDY_MAX_SERIES_PER_TENANT")]
@@ -186,6 +191,7 @@ struct FileConfig {
     store_max_lag: Option<u64>,
     store_compact_min_files: Option<usize>,
     allowed_lateness: Option<String>,
+    rollup_horizons: Option<Vec<String>>,
     max_series_per_tenant: Option<usize>,
     stream_checkpoint_interval: Option<String>,
     ws_allowed_origins: Option<Vec<String>>,
@@ -359,6 +365,18 @@ impl ServeArgs {
         if let Some(v) = self.allowed_lateness.or(file.allowed_lateness) {
             c.stream.allowed_lateness =
                 duration("--allowed-lateness / EDDY_ALLOWED_LATENESS", &v, true)?;
+        }
+        if let Some(v) = self.rollup_horizons.or(file.rollup_horizons) {
+            const NAME: &str = "--rollup-horizons / EDDY_ROLLUP_HORIZONS";
+            if v.len() != 3 {
+                bail!(
+                    "invalid {NAME}: give three durations for 1m, 1h and 1d windows (e.g. 24h,7d,90d), got {}",
+                    v.len()
+                );
+            }
+            for (slot, d) in c.stream.horizon.iter_mut().zip(&v) {
+                *slot = duration(NAME, d, true)?;
+            }
         }
         if let Some(v) = self.max_series_per_tenant.or(file.max_series_per_tenant) {
             c.stream.max_series_per_tenant = v;

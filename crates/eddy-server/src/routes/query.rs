@@ -419,11 +419,12 @@ pub(crate) async fn timeseries(
             format!("the range holds more than {max_rows} buckets; narrow it or widen the bucket"),
         ));
     }
-    let (body, source) = match (!force_raw)
-        .then(|| crate::routes::rollups::timeseries_from_rollups(&state, &p.tenant_id, &q))
-        .transpose()?
-        .flatten()
-    {
+    let fast = if force_raw {
+        None
+    } else {
+        crate::routes::rollups::timeseries_from_rollups(&state, &p.tenant_id, &q).await?
+    };
+    let (body, source) = match fast {
         Some(v) => (v, "rollups"),
         None => (state.query.timeseries(&p.tenant_id, q).await?, "raw"),
     };

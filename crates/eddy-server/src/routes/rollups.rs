@@ -101,8 +101,9 @@ async fn answer(
             if value.is_some() {
                 return Err(bad("`value` goes with `dimension`, not `metric`"));
             }
-            let (watermark, mut rows, metrics, incomplete) =
-                state.stream.read(&p.tenant_id, |r| {
+            let (watermark, mut rows, metrics, incomplete) = state
+                .stream
+                .read_range(&p.tenant_id, resolution, from, to, |r, _| {
                     let incomplete: BTreeSet<i64> =
                         r.incomplete_windows(resolution, from, to).collect();
                     let metrics: Vec<&str> = match &metric {
@@ -133,7 +134,8 @@ async fn answer(
                         .collect();
                     let metrics: Vec<String> = metrics.into_iter().map(str::to_string).collect();
                     (r.watermark(lateness), rows, metrics, incomplete)
-                })?;
+                })
+                .await?;
             if !incomplete.is_empty() {
                 let ctx = Correction {
                     tenant: &p.tenant_id,
@@ -161,26 +163,29 @@ async fn answer(
             if device.is_some() {
                 return Err(bad("`device_id` goes with `metric`, not `dimension`"));
             }
-            let (watermark, mut rows, incomplete) = state.stream.read(&p.tenant_id, |r| {
-                let incomplete: BTreeSet<i64> =
-                    r.incomplete_windows(resolution, from, to).collect();
-                let rows: Vec<Value> = r
-                    .count_windows(resolution, dim, value.as_deref(), from, to)
-                    .take(max_rows + 1)
-                    .map(|(v, start, a)| {
-                        json!({
-                            "time": rfc(start),
-                            "dimension": dim.name(),
-                            "value": v,
-                            "count": a.count,
-                            "distinct_users": a.distinct_users(),
-                            "final": r.closed(resolution, start, lateness),
-                            "complete": !incomplete.contains(&start),
+            let (watermark, mut rows, incomplete) = state
+                .stream
+                .read_range(&p.tenant_id, resolution, from, to, |r, _| {
+                    let incomplete: BTreeSet<i64> =
+                        r.incomplete_windows(resolution, from, to).collect();
+                    let rows: Vec<Value> = r
+                        .count_windows(resolution, dim, value.as_deref(), from, to)
+                        .take(max_rows + 1)
+                        .map(|(v, start, a)| {
+                            json!({
+                                "time": rfc(start),
+                                "dimension": dim.name(),
+                                "value": v,
+                                "count": a.count,
+                                "distinct_users": a.distinct_users(),
+                                "final": r.closed(resolution, start, lateness),
+                                "complete": !incomplete.contains(&start),
+                            })
                         })
-                    })
-                    .collect();
-                (r.watermark(lateness), rows, incomplete)
-            })?;
+                        .collect();
+                    (r.watermark(lateness), rows, incomplete)
+                })
+                .await?;
             if let (Some(first), Some(last)) = (incomplete.first(), incomplete.last()) {
                 let q = eddy_store::query::DimensionQuery {
                     dimension: dim.name().to_string(),
@@ -338,7 +343,7 @@ async fn correct_from_raw(
 /// rollup window (all devices together have their own series), so exact aggregates equal the
 /// raw path's (sums up to float addition order) and percentiles are exact up to 64 samples per
 /// bucket, else within the sketch's 1%.
-pub(crate) fn timeseries_from_rollups(
+pub(crate) async fn timeseries_from_rollups(
     state: &AppState,
     tenant: &str,
     q: &eddy_store::timeseries::TimeseriesQuery,
@@ -353,71 +358,73 @@ pub(crate) fn timeseries_from_rollups(
     if state.stream.applied_offset() < state.store.applied_offset() {
         return Ok(None);
     }
-    let stream = state.stream.config();
-    let (lateness, horizon) = (stream.lateness_ns(), stream.horizon_ns(r));
+    let lateness = state.stream.config().lateness_ns();
     let from = r.window_start(q.from);
-    state.stream.read(tenant, |roll| {
-        if !roll.complete(r, from, q.to, lateness, horizon) {
-            return Ok(None);
-        }
-        // One window per bucket: all devices together have their own rollup series, and a
-        // device filter or group_by reads per-device windows.
-        let windows: Vec<(&str, i64, &eddy_stream::MetricAgg)> =
-            if q.device_id.is_none() && !q.group_by_device {
-                roll.all_devices_windows(r, &q.metric, from, q.to)
-                    .map(|(start, a)| ("", start, a))
-                    .collect()
-            } else {
-                roll.metric_windows(r, &q.metric, q.device_id.as_deref(), from, q.to)
-                    .collect()
-            };
-        for (_, start, agg) in &windows {
-            let cut_at_from = *start < q.from && agg.first.time < q.from;
-            let cut_at_to = start.saturating_add(r.nanos()) > q.to && agg.last.time >= q.to;
-            if cut_at_from || cut_at_to {
+    state
+        .stream
+        .read_range(tenant, r, from, q.to, |roll, horizon| {
+            if !roll.complete(r, from, q.to, lateness, horizon) {
                 return Ok(None);
             }
-        }
-        if windows.len() > state.store.config().max_result_rows {
-            return Err(Error::bad_request(
-                "result_too_large",
-                format!(
-                    "more than {} rows; narrow the range or widen the bucket",
-                    state.store.config().max_result_rows
-                ),
-            ));
-        }
-        let mut series: Vec<(&str, Vec<Value>)> = Vec::new();
-        for (device, start, a) in windows {
-            let mut row = serde_json::Map::new();
-            row.insert(
-                "time".into(),
-                eddy_model::time::format_rfc3339(start).into(),
-            );
-            for agg in &q.aggs {
-                let v = match agg {
-                    Agg::Count => json!(a.count),
-                    Agg::Sum => json!(a.sum),
-                    Agg::Min => json!(a.min),
-                    Agg::Max => json!(a.max),
-                    Agg::Avg => json!(a.avg()),
-                    Agg::First => json!(a.first.value),
-                    Agg::Last => json!(a.last.value),
-                    Agg::P(p) => json!(a.quantile(f64::from(*p) / 100.0)),
+            // One window per bucket: all devices together have their own rollup series, and a
+            // device filter or group_by reads per-device windows.
+            let windows: Vec<(&str, i64, &eddy_stream::MetricAgg)> =
+                if q.device_id.is_none() && !q.group_by_device {
+                    roll.all_devices_windows(r, &q.metric, from, q.to)
+                        .map(|(start, a)| ("", start, a))
+                        .collect()
+                } else {
+                    roll.metric_windows(r, &q.metric, q.device_id.as_deref(), from, q.to)
+                        .collect()
                 };
-                row.insert(agg.name(), v);
+            for (_, start, agg) in &windows {
+                let cut_at_from = *start < q.from && agg.first.time < q.from;
+                let cut_at_to = start.saturating_add(r.nanos()) > q.to && agg.last.time >= q.to;
+                if cut_at_from || cut_at_to {
+                    return Ok(None);
+                }
             }
-            match series.last_mut() {
-                Some((d, rows)) if *d == device => rows.push(Value::Object(row)),
-                _ => series.push((device, vec![Value::Object(row)])),
+            if windows.len() > state.store.config().max_result_rows {
+                return Err(Error::bad_request(
+                    "result_too_large",
+                    format!(
+                        "more than {} rows; narrow the range or widen the bucket",
+                        state.store.config().max_result_rows
+                    ),
+                ));
             }
-        }
-        Ok(Some(if q.group_by_device {
-            json!({"series": series.into_iter().map(|(d, data)| json!({
+            let mut series: Vec<(&str, Vec<Value>)> = Vec::new();
+            for (device, start, a) in windows {
+                let mut row = serde_json::Map::new();
+                row.insert(
+                    "time".into(),
+                    eddy_model::time::format_rfc3339(start).into(),
+                );
+                for agg in &q.aggs {
+                    let v = match agg {
+                        Agg::Count => json!(a.count),
+                        Agg::Sum => json!(a.sum),
+                        Agg::Min => json!(a.min),
+                        Agg::Max => json!(a.max),
+                        Agg::Avg => json!(a.avg()),
+                        Agg::First => json!(a.first.value),
+                        Agg::Last => json!(a.last.value),
+                        Agg::P(p) => json!(a.quantile(f64::from(*p) / 100.0)),
+                    };
+                    row.insert(agg.name(), v);
+                }
+                match series.last_mut() {
+                    Some((d, rows)) if *d == device => rows.push(Value::Object(row)),
+                    _ => series.push((device, vec![Value::Object(row)])),
+                }
+            }
+            Ok(Some(if q.group_by_device {
+                json!({"series": series.into_iter().map(|(d, data)| json!({
                 "device_id": (!d.is_empty()).then_some(d), "data": data,
             })).collect::<Vec<_>>()})
-        } else {
-            json!({"data": series.into_iter().flat_map(|(_, rows)| rows).collect::<Vec<_>>()})
-        }))
-    })?
+            } else {
+                json!({"data": series.into_iter().flat_map(|(_, rows)| rows).collect::<Vec<_>>()})
+            }))
+        })
+        .await?
 }

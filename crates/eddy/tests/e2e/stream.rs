@@ -720,3 +720,177 @@ async fn late_events_are_corrected_from_the_store_when_their_windows_are_read() 
         "two on time, two late (one of them the only event of u-d2): {v}"
     );
 }
+
+/// Closed windows reach the rollup files before the checkpoint that covers them, stay exact
+/// across SIGKILLs (some landing while files are written), and are read back when a query
+/// reaches past memory (minute windows stay 10 minutes here): three hours of minute windows
+/// from `/api/v1/rollups` equal the naive computation, and the time-series fast path answers
+/// them like the raw path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_windows_persist_across_sigkills_and_answer_past_memory() {
+    const HOUR_MS: i64 = 3_600_000;
+    let mut s = TestServer::spawn_with(
+        &[
+            "--allowed-lateness",
+            "1s",
+            "--stream-checkpoint-interval",
+            "50ms",
+            "--rollup-horizons",
+            "10m,7d,90d",
+        ],
+        &[],
+    )
+    .await;
+    let key = s.admin_key.clone();
+    let start = (chrono::Utc::now().timestamp_millis() / HOUR_MS - 4) * HOUR_MS;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let files = s.data_dir().join("stream").join("rollups").join("default");
+    // (device, minute start ms) → (count, sum) of every event sent (each is retried until
+    // acknowledged; retries of stored events are deduplicated).
+    let mut naive: BTreeMap<(String, i64), (u64, f64)> = BTreeMap::new();
+    let mut kills_in_writes = 0;
+    // 3 hours, an event every 5 s (4 devices in turn), 10 minutes per batch.
+    for b in 0..18i64 {
+        let batch: Vec<Value> = (0..120i64)
+            .map(|i| {
+                let n = b * 120 + i;
+                json!({"event_id": format!("p{n}"), "time": start + n * 5000,
+                       "device_id": format!("d{}", n % 4), "metrics": {"v": (n % 11) as f64}})
+            })
+            .collect();
+        for e in &batch {
+            let t = e["time"].as_i64().unwrap();
+            let c = naive
+                .entry((
+                    e["device_id"].as_str().unwrap().to_string(),
+                    t.div_euclid(MIN_MS) * MIN_MS,
+                ))
+                .or_default();
+            c.0 += 1;
+            c.1 += e["metrics"]["v"].as_f64().unwrap();
+        }
+        // Every third batch: kill the server as soon as it writes a rollup file.
+        let watcher = (b % 3 == 1).then(|| {
+            let (dir, pid) = (files.clone(), s.pid().unwrap());
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                while t.elapsed() < Duration::from_secs(5) {
+                    let writing = std::fs::read_dir(&dir).is_ok_and(|entries| {
+                        entries
+                            .flatten()
+                            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                    });
+                    if writing {
+                        TestServer::sigkill(pid);
+                        return true;
+                    }
+                    std::hint::spin_loop();
+                }
+                false
+            })
+        });
+        loop {
+            let r = client
+                .post(format!("{}/api/v1/events", s.url))
+                .header("x-api-key", &key)
+                .json(&batch)
+                .send()
+                .await;
+            if matches!(&r, Ok(r) if r.status() == StatusCode::OK) {
+                break;
+            }
+            s.kill9();
+            s.start();
+        }
+        if let Some(w) = watcher {
+            if w.join().unwrap() {
+                kills_in_writes += 1;
+            }
+            s.kill9();
+            s.start();
+        }
+    }
+    assert!(
+        kills_in_writes >= 2,
+        "kills landed while rollup files were written ({kills_in_writes} of 6)"
+    );
+    s.wait_rollups().await;
+    s.wait_visible().await;
+    // Wait for a checkpoint (its flush goes first) and for the eviction pass (every 5 s) to
+    // drop minute windows past the 10-minute horizon from memory.
+    let windows_in_memory = |m: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("eddy_stream_windows "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::MAX)
+    };
+    let t = std::time::Instant::now();
+    while !(s.data_dir().join("stream/checkpoint.zst").exists()
+        && windows_in_memory(&s.metrics_text().await) < naive.len() as f64)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no checkpoint and eviction: {}",
+            s.metrics_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        std::fs::read_dir(&files).unwrap().count() > 0,
+        "closed windows are in files"
+    );
+    let (from, to) = (start, start + 3 * HOUR_MS);
+    let rfc = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (st, v) = s
+        .get(
+            &format!(
+                "/api/v1/rollups?metric=v&resolution=1m&from={}&to={}",
+                rfc(from),
+                rfc(to)
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let got: BTreeMap<(String, i64), (u64, f64)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t = chrono::DateTime::parse_from_rfc3339(r["time"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            (
+                (r["device_id"].as_str().unwrap().to_string(), t),
+                (r["count"].as_u64().unwrap(), r["sum"].as_f64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), naive.len(), "every minute window of three hours");
+    assert_eq!(got, naive, "each exactly once");
+    // The fast path reads them too, and agrees with the raw events.
+    let q = format!(
+        "metric=v&bucket=1m&agg=count,sum,min,max,first,last&from={}&to={}",
+        rfc(from),
+        rfc(to)
+    );
+    let (source, fast) = timeseries(&s, &key, &q).await;
+    assert_eq!(source, "rollups", "windows past memory come from the files");
+    let (_, raw) = timeseries(&s, &key, &format!("{q}&source=raw")).await;
+    assert_eq!(fast["data"], raw["data"]);
+    assert_eq!(fast["data"].as_array().unwrap().len(), 180);
+    let metrics = s.metrics_text().await;
+    let reads: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_stream_rollup_file_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(reads >= 2.0, "answered from the files: {reads}");
+}
