@@ -95,6 +95,38 @@ fn apply(c: &mut Criterion) {
                 .unwrap_or(0)
         })
     });
+    // With closed windows persisted: the checkpoint copies and writes only the open ones.
+    let mut flushed = state.clone();
+    let closed = flushed
+        .take_closed(300 * SEC)
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    let copy = flushed.checkpoint_copy();
+    eprintln!(
+        "persisted: {} metric + {} count windows; the checkpoint keeps {} windows, {} bytes of JSON",
+        closed.metrics.len(),
+        closed.counts.len(),
+        copy.len(),
+        serde_json::to_vec(&copy).map(|j| j.len()).unwrap_or(0)
+    );
+    g.bench_function("checkpoint_copy_of_200k_events", |b| {
+        b.iter(|| flushed.checkpoint_copy().len())
+    });
+    g.bench_function("checkpoint_after_persisting_closed_windows", |b| {
+        b.iter(|| {
+            let json = serde_json::to_vec(&copy).unwrap_or_default();
+            zstd::encode_all(json.as_slice(), 3)
+                .map(|z| z.len())
+                .unwrap_or(0)
+        })
+    });
+    let dir = tempfile::tempdir().ok();
+    g.bench_function("write_closed_windows_of_200k_events_as_parquet", |b| {
+        b.iter(|| {
+            dir.as_ref()
+                .map(|d| eddy_stream::persist::write_flush(d.path(), "t", 1, &closed).is_ok())
+        })
+    });
     g.finish();
 }
 

@@ -19,7 +19,7 @@ pub mod rollup;
 pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};
 pub use feed::{Channel, Filter, Live, Subscription};
 pub use processor::{Processor, StreamConfig};
-pub use rollup::{Closed, Dimension, MetricAgg, Resolution, TenantRollups};
+pub use rollup::{Closed, Devices, Dimension, MetricAgg, Resolution, Series, TenantRollups};
 
 use std::path::{Path, PathBuf};
 

@@ -33,7 +33,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::rollup::{
-    Closed, CountAgg, CountRow, Dimension, MetricAgg, MetricRow, Point, Resolution,
+    Closed, CountAgg, CountRow, Devices, Dimension, MetricAgg, MetricRow, Point, Resolution, Series,
 };
 use crate::{Error, Result};
 
@@ -195,24 +195,48 @@ pub fn write_flush(root: &Path, tenant: &str, seq: u64, closed: &Closed) -> Resu
     if fresh {
         sync_dir(root)?;
     }
-    if !closed.metrics.is_empty() {
-        write_file(
-            &dir,
-            Kind::Metrics,
-            seq,
-            seq,
-            &metrics_batch(&closed.metrics)?,
-        )?;
-    }
-    if !closed.counts.is_empty() {
-        write_file(&dir, Kind::Counts, seq, seq, &counts_batch(&closed.counts)?)?;
-    }
+    write_closed(&dir, seq, seq, closed)?;
     sync_dir(&dir)
 }
+
+/// Writes the tables of `closed` that have rows as `<kind>-<lo>-<hi>.parquet`, rows sorted by
+/// resolution, series and window (so row-group statistics prune reads of one series).
+fn write_closed(dir: &Path, lo: u64, hi: u64, closed: &Closed) -> Result<()> {
+    if !closed.metrics.is_empty() {
+        let mut rows: Vec<&MetricRow> = closed.metrics.iter().collect();
+        rows.sort_by(|a, b| {
+            (a.resolution.name(), &a.metric, &a.device, a.start).cmp(&(
+                b.resolution.name(),
+                &b.metric,
+                &b.device,
+                b.start,
+            ))
+        });
+        write_file(dir, Kind::Metrics, lo, hi, &metrics_batch(&rows)?)?;
+    }
+    if !closed.counts.is_empty() {
+        let mut rows: Vec<&CountRow> = closed.counts.iter().collect();
+        rows.sort_by(|a, b| {
+            (a.resolution.name(), a.dimension.name(), &a.value, a.start).cmp(&(
+                b.resolution.name(),
+                b.dimension.name(),
+                &b.value,
+                b.start,
+            ))
+        });
+        write_file(dir, Kind::Counts, lo, hi, &counts_batch(&rows)?)?;
+    }
+    Ok(())
+}
+
+/// Rows per row group: small enough that a read of one series skips most of a file by the
+/// groups' statistics (rows are sorted by resolution, series, window).
+const ROW_GROUP_ROWS: usize = 16 * 1024;
 
 fn props(min_start: i64, max_start: i64) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(MIN_START.to_string(), min_start.to_string()),
             KeyValue::new(MAX_START.to_string(), max_start.to_string()),
@@ -242,13 +266,13 @@ fn write_file(dir: &Path, kind: Kind, lo: u64, hi: u64, batch: &RecordBatch) -> 
     Ok(path)
 }
 
-fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch> {
+fn metrics_batch(rows: &[&MetricRow]) -> Result<RecordBatch> {
     let f64s = |get: fn(&MetricAgg) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|r| get(&r.agg)),
         ))
     };
-    let times = |get: fn(&MetricRow) -> i64| -> ArrayRef {
+    let times = |get: fn(&&MetricRow) -> i64| -> ArrayRef {
         Arc::new(
             TimestampNanosecondArray::from_iter_values(rows.iter().map(get)).with_timezone("UTC"),
         )
@@ -294,7 +318,7 @@ fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch> {
     RecordBatch::try_new(metrics_schema(), columns).map_err(|e| Error::Checkpoint(e.to_string()))
 }
 
-fn counts_batch(rows: &[CountRow]) -> Result<RecordBatch> {
+fn counts_batch(rows: &[&CountRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.resolution.name()),
@@ -324,32 +348,81 @@ fn bad_file(path: &Path, what: impl std::fmt::Display) -> Error {
 }
 
 /// Which persisted windows a read wants.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Want {
     /// Every window.
     All,
-    /// Windows of one resolution starting in `[from, to)`.
-    Range(Resolution, i64, i64),
+    /// `series`' windows of one resolution starting in `[from, to)`.
+    Range {
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+        series: Series,
+    },
     /// Windows ending after the given time, per resolution (1m, 1h, 1d): what memory holds.
     EndingAfter([i64; 3]),
 }
 
 impl Want {
-    fn overlaps(self, min_start: i64, max_start: i64) -> bool {
-        match self {
-            Want::All => true,
-            Want::Range(_, from, to) => max_start >= from && min_start < to,
-            Want::EndingAfter(after) => Resolution::ALL
-                .into_iter()
-                .zip(after)
-                .any(|(r, a)| max_start.saturating_add(r.nanos()) > a),
+    fn reads(&self, kind: Kind) -> bool {
+        match (self, kind) {
+            (Want::Range { series, .. }, Kind::Metrics) => matches!(series, Series::Metrics { .. }),
+            (Want::Range { series, .. }, Kind::Counts) => matches!(series, Series::Dimension(_)),
+            _ => true,
         }
     }
 
-    fn keeps(self, r: Resolution, start: i64) -> bool {
+    fn overlaps(&self, min_start: i64, max_start: i64) -> bool {
         match self {
             Want::All => true,
-            Want::Range(res, from, to) => r == res && (from..to).contains(&start),
+            Want::Range { from, to, .. } => max_start >= *from && min_start < *to,
+            Want::EndingAfter(after) => Resolution::ALL
+                .into_iter()
+                .zip(after)
+                .any(|(r, a)| max_start.saturating_add(r.nanos()) > *a),
+        }
+    }
+
+    /// Whether a row group whose statistics are `stats` may hold wanted rows.
+    fn may_hold(&self, stats: &GroupStats<'_>) -> bool {
+        let Want::Range {
+            resolution,
+            from,
+            to,
+            series,
+        } = self
+        else {
+            return true;
+        };
+        let within = |range: Option<(&[u8], &[u8])>, v: &str| {
+            range.is_none_or(|(lo, hi)| lo <= v.as_bytes() && v.as_bytes() <= hi)
+        };
+        let (key, device) = match series {
+            Series::Metrics { metric, devices } => (metric.as_deref(), Some(devices)),
+            Series::Dimension(d) => (Some(d.name()), None),
+        };
+        let device_ok = match device {
+            Some(Devices::One(d)) => within(stats.device, d),
+            // The all-devices series has a null device_id.
+            Some(Devices::Together) => stats.device_nulls.is_none_or(|n| n > 0),
+            Some(Devices::Each) => stats.device_nulls.is_none_or(|n| n < stats.rows),
+            Some(Devices::Any) | None => true,
+        };
+        device_ok
+            && within(stats.resolution, resolution.name())
+            && key.is_none_or(|k| within(stats.key, k))
+            && stats.start.is_none_or(|(lo, hi)| hi >= *from && lo < *to)
+    }
+
+    fn keeps(&self, r: Resolution, start: i64) -> bool {
+        match self {
+            Want::All => true,
+            Want::Range {
+                resolution,
+                from,
+                to,
+                ..
+            } => r == *resolution && (*from..*to).contains(&start),
             Want::EndingAfter(after) => {
                 let i = Resolution::ALL.iter().position(|x| *x == r).unwrap_or(0);
                 after
@@ -358,11 +431,67 @@ impl Want {
             }
         }
     }
+
+    fn keeps_metric(&self, metric: &str, device: Option<&str>) -> bool {
+        match self {
+            Want::Range { series, .. } => series.has_metric(metric) && series.has_device(device),
+            _ => true,
+        }
+    }
+
+    fn keeps_dimension(&self, d: Dimension) -> bool {
+        match self {
+            Want::Range { series, .. } => series.has_dimension(d),
+            _ => true,
+        }
+    }
+}
+
+/// Min/max statistics of one row group: resolution, the series key (metric or dimension) and
+/// window start.
+struct GroupStats<'a> {
+    rows: u64,
+    resolution: Option<(&'a [u8], &'a [u8])>,
+    key: Option<(&'a [u8], &'a [u8])>,
+    device: Option<(&'a [u8], &'a [u8])>,
+    device_nulls: Option<u64>,
+    start: Option<(i64, i64)>,
+}
+
+impl<'a> GroupStats<'a> {
+    fn of(rg: &'a parquet::file::metadata::RowGroupMetaData, kind: Kind) -> Self {
+        use parquet::file::statistics::Statistics;
+        let column = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .and_then(|c| c.statistics())
+        };
+        let bytes = |name: &str| {
+            let s = column(name)?;
+            Some((s.min_bytes_opt()?, s.max_bytes_opt()?))
+        };
+        let start = match column("window_start") {
+            Some(Statistics::Int64(s)) => s.min_opt().copied().zip(s.max_opt().copied()),
+            _ => None,
+        };
+        GroupStats {
+            rows: u64::try_from(rg.num_rows()).unwrap_or(0),
+            device: bytes("device_id"),
+            device_nulls: column("device_id").and_then(|s| s.null_count_opt()),
+            resolution: bytes("resolution"),
+            key: bytes(match kind {
+                Kind::Metrics => "metric",
+                Kind::Counts => "dimension",
+            }),
+            start,
+        }
+    }
 }
 
 /// Reads `tenant`'s persisted windows that `want` asks for. Files merged away meanwhile are
 /// skipped (their rows are in the merged file, which the listing holds or a re-listing finds).
-pub fn read(root: &Path, tenant: &str, want: Want) -> Result<Closed> {
+pub fn read(root: &Path, tenant: &str, want: &Want) -> Result<Closed> {
     let mut out = Closed::default();
     for attempt in 0..3 {
         out = Closed::default();
@@ -386,7 +515,10 @@ pub fn read(root: &Path, tenant: &str, want: Want) -> Result<Closed> {
     Ok(out)
 }
 
-fn read_file(f: &RollupFile, want: Want, out: &mut Closed) -> Result<()> {
+fn read_file(f: &RollupFile, want: &Want, out: &mut Closed) -> Result<()> {
+    if !want.reads(f.kind) {
+        return Ok(());
+    }
     let file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad_file(&f.path, e))?;
@@ -407,7 +539,21 @@ fn read_file(f: &RollupFile, want: Want, out: &mut Closed) -> Result<()> {
     {
         return Ok(());
     }
-    let reader = builder.build().map_err(|e| bad_file(&f.path, e))?;
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| want.may_hold(&GroupStats::of(rg, f.kind)))
+        .map(|(i, _)| i)
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let reader = builder
+        .with_row_groups(groups)
+        .build()
+        .map_err(|e| bad_file(&f.path, e))?;
     for batch in reader {
         let batch = batch.map_err(|e| bad_file(&f.path, e))?;
         match f.kind {
@@ -458,7 +604,7 @@ impl<'a> Columns<'a> {
 fn decode_metrics(
     path: &Path,
     batch: &RecordBatch,
-    want: Want,
+    want: &Want,
     out: &mut Vec<MetricRow>,
 ) -> Result<()> {
     let c = Columns { path, batch };
@@ -476,7 +622,8 @@ fn decode_metrics(
     let qs = [c.f64("p50")?, c.f64("p90")?, c.f64("p95")?, c.f64("p99")?];
     for i in 0..batch.num_rows() {
         let r = c.resolution(i)?;
-        if !want.keeps(r, start.value(i)) {
+        let dev = (!device.is_null(i)).then(|| device.value(i));
+        if !want.keeps(r, start.value(i)) || !want.keeps_metric(metric.value(i), dev) {
             continue;
         }
         let point = |v: &arrow::array::Float64Array,
@@ -489,7 +636,7 @@ fn decode_metrics(
         out.push(MetricRow {
             resolution: r,
             start: start.value(i),
-            device: (!device.is_null(i)).then(|| device.value(i).to_string()),
+            device: dev.map(str::to_string),
             metric: metric.value(i).to_string(),
             agg: MetricAgg::closed(
                 count.value(i),
@@ -508,7 +655,7 @@ fn decode_metrics(
 fn decode_counts(
     path: &Path,
     batch: &RecordBatch,
-    want: Want,
+    want: &Want,
     out: &mut Vec<CountRow>,
 ) -> Result<()> {
     let c = Columns { path, batch };
@@ -527,6 +674,9 @@ fn decode_counts(
         let d = dim.value(i);
         let dimension =
             Dimension::parse(d).ok_or_else(|| bad_file(path, format!("dimension `{d}`")))?;
+        if !want.keeps_dimension(dimension) {
+            continue;
+        }
         out.push(CountRow {
             resolution: r,
             start: start.value(i),
@@ -618,23 +768,11 @@ pub fn merge_small(root: &Path, tenant: &str) -> Result<usize> {
             run.iter().map(|f| f.lo).min().unwrap_or(0),
             run.iter().map(|f| f.hi).max().unwrap_or(0),
         );
-        let schema = match kind {
-            Kind::Metrics => metrics_schema(),
-            Kind::Counts => counts_schema(),
-        };
-        let mut batches = Vec::new();
+        let mut rows = Closed::default();
         for f in run.iter().rev() {
-            let file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.build())
-                .map_err(|e| bad_file(&f.path, e))?;
-            for b in reader {
-                batches.push(b.map_err(|e| bad_file(&f.path, e))?);
-            }
+            read_file(f, &Want::All, &mut rows)?;
         }
-        let all = arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| Error::Checkpoint(e.to_string()))?;
-        write_file(&dir, kind, lo, hi, &all)?;
+        write_closed(&dir, lo, hi, &rows)?;
         sync_dir(&dir)?;
         for f in &run {
             std::fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::alerts::{AlertNotice, Rule, TenantAlerts};
 use crate::feed::{Live, RollupUpdate};
 use crate::persist::{self, Want};
-use crate::rollup::{Closed, Resolution, TenantRollups};
+use crate::rollup::{Closed, Resolution, Series, TenantRollups};
 use crate::{Error, Result};
 
 /// Name of the processor's log consumer.
@@ -254,7 +254,7 @@ impl Processor {
                 && let Some(w) = t.watermark(lateness)
             {
                 let since = Resolution::ALL.map(|r| w.saturating_sub(config.horizon_ns(r)));
-                t.insert_closed(persist::read(&root, tenant, Want::EndingAfter(since))?);
+                t.insert_closed(persist::read(&root, tenant, &Want::EndingAfter(since))?);
             }
             t.recount();
         }
@@ -374,16 +374,15 @@ impl Processor {
         })
     }
 
-    /// Runs `f` on `tenant`'s windows of `r` starting in `[from, to)`, wherever they are: in
-    /// memory, or — for a range reaching past the memory horizon — also read back from the
-    /// rollup files (into a view holding just that range). `f` also gets the horizon to pass
-    /// to [`TenantRollups::complete`] for that view.
+    /// Runs `f` on `tenant`'s windows of `series` and `r` starting in `[from, to)`, wherever
+    /// they are: in memory, or — for a range reaching past the memory horizon — also read back
+    /// from the rollup files (into a view holding just those windows). `f` also gets the
+    /// horizon to pass to [`TenantRollups::complete`] for what it is given.
     pub async fn read_range<T>(
         &self,
         tenant: &str,
-        r: Resolution,
-        from: i64,
-        to: i64,
+        (r, from, to): (Resolution, i64, i64),
+        series: Series,
         f: impl FnOnce(&TenantRollups, i64) -> T,
     ) -> Result<T> {
         let lateness = self.config.lateness_ns();
@@ -395,15 +394,19 @@ impl Processor {
             return self.read(tenant, |t| f(t, horizon));
         }
         let (root, owner) = (self.config.rollups_dir(), tenant.to_string());
-        let history = tokio::task::spawn_blocking(move || {
-            persist::read(&root, &owner, Want::Range(r, from, to))
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        let want = Want::Range {
+            resolution: r,
+            from,
+            to,
+            series: series.clone(),
+        };
+        let history = tokio::task::spawn_blocking(move || persist::read(&root, &owner, &want))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
         metrics::counter!("eddy_stream_rollup_file_reads_total").increment(1);
         let longest = self.config.longest_horizon_ns();
         self.read(tenant, |t| {
-            let mut view = t.range_copy(r, from, to);
+            let mut view = t.range_copy(r, from, to, &series);
             view.insert_closed(history);
             f(&view, longest)
         })

@@ -336,6 +336,66 @@ pub struct CountRow {
     pub agg: CountAgg,
 }
 
+/// Which series a range read wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Series {
+    /// Metric series: of one metric (`None`: every metric), of the devices `devices` selects.
+    Metrics {
+        metric: Option<String>,
+        devices: Devices,
+    },
+    /// One dimension's count series.
+    Dimension(Dimension),
+}
+
+/// Which device series of a metric a read wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    /// Every per-device series and the all-devices series.
+    Any,
+    /// Every per-device series.
+    Each,
+    /// One device's series (`""`: events without a device).
+    One(String),
+    /// The series of all devices together.
+    Together,
+}
+
+impl Series {
+    /// Series of `metric` for the devices `devices` selects.
+    pub fn metric(metric: &str, devices: Devices) -> Self {
+        Series::Metrics {
+            metric: Some(metric.to_string()),
+            devices,
+        }
+    }
+
+    /// Whether `metric`'s series are wanted.
+    pub fn has_metric(&self, metric: &str) -> bool {
+        match self {
+            Series::Metrics { metric: m, .. } => m.as_deref().is_none_or(|m| m == metric),
+            Series::Dimension(_) => false,
+        }
+    }
+
+    /// Whether the series of `device` (`None`: all devices together) is wanted.
+    pub fn has_device(&self, device: Option<&str>) -> bool {
+        match self {
+            Series::Metrics { devices, .. } => match (devices, device) {
+                (Devices::Any, _) | (Devices::Each, Some(_)) | (Devices::Together, None) => true,
+                (Devices::One(d), Some(x)) => d == x,
+                _ => false,
+            },
+            Series::Dimension(_) => false,
+        }
+    }
+
+    /// Whether `dim`'s count series are wanted.
+    pub fn has_dimension(&self, dim: Dimension) -> bool {
+        matches!(self, Series::Dimension(d) if *d == dim)
+    }
+}
+
 /// Closed windows taken for persistence (or read back from it).
 #[derive(Debug, Clone, Default)]
 pub struct Closed {
@@ -586,14 +646,26 @@ impl TenantRollups {
         self.recount();
     }
 
-    /// A copy holding only the windows of `r` starting in `[from, to)` (and the watermark,
-    /// late counts and incomplete windows): the base of a view reaching past memory.
-    pub fn range_copy(&self, r: Resolution, from: i64, to: i64) -> TenantRollups {
+    /// A copy holding only `series`' windows of `r` starting in `[from, to)` (and the
+    /// watermark, late counts and incomplete windows): the base of a view reaching past memory.
+    pub fn range_copy(&self, r: Resolution, from: i64, to: i64, series: &Series) -> TenantRollups {
         let span = (r, from)..(r, to.max(from));
-        fn part<A: Clone + Serialize + serde::de::DeserializeOwned>(
-            m: &HashMap<String, WindowsOf<A>>,
+        let part = |m: &HashMap<String, WindowsOf<MetricAgg>>,
+                    device: Option<&str>|
+         -> HashMap<String, WindowsOf<MetricAgg>> {
+            m.iter()
+                .filter(|(metric, _)| series.has_metric(metric) && series.has_device(device))
+                .map(|(k, w)| {
+                    let kept = w.0.range(span.clone()).map(|(k, a)| (*k, a.clone()));
+                    (k.clone(), WindowsOf(kept.collect()))
+                })
+                .filter(|(_, w)| !w.0.is_empty())
+                .collect()
+        };
+        fn count_part(
+            m: &HashMap<String, WindowsOf<CountAgg>>,
             span: &std::ops::Range<(Resolution, i64)>,
-        ) -> HashMap<String, WindowsOf<A>> {
+        ) -> HashMap<String, WindowsOf<CountAgg>> {
             m.iter()
                 .map(|(k, w)| {
                     let kept = w.0.range(span.clone()).map(|(k, a)| (*k, a.clone()));
@@ -608,15 +680,16 @@ impl TenantRollups {
             metrics: self
                 .metrics
                 .iter()
-                .map(|(d, m)| (d.clone(), part(m, &span)))
+                .map(|(d, m)| (d.clone(), part(m, Some(d))))
                 .filter(|(_, m)| !m.is_empty())
                 .collect(),
             series: 0,
-            all_devices: part(&self.all_devices, &span),
+            all_devices: part(&self.all_devices, None),
             counts: self
                 .counts
                 .iter()
-                .map(|(d, m)| (*d, part(m, &span)))
+                .filter(|(d, _)| series.has_dimension(**d))
+                .map(|(d, m)| (*d, count_part(m, &span)))
                 .filter(|(_, m)| !m.is_empty())
                 .collect(),
             late: self.late.clone(),

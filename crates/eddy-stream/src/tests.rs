@@ -846,7 +846,7 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
         answers(&t)
     };
     let read_all = || {
-        let closed = persist::read(&root, "t", Want::All).unwrap();
+        let closed = persist::read(&root, "t", &Want::All).unwrap();
         let mut keys = std::collections::HashSet::new();
         for m in &closed.metrics {
             assert!(
@@ -889,18 +889,50 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
     assert_eq!(read_all(), expect(left));
     // Range reads return just the windows asked for.
     let (r, from) = (Resolution::Minute, T0 + 600 * SEC);
-    let part = persist::read(&root, "t", Want::Range(r, from, from + 600 * SEC)).unwrap();
+    let want = |series| Want::Range {
+        resolution: r,
+        from,
+        to: from + 600 * SEC,
+        series,
+    };
+    let part = persist::read(
+        &root,
+        "t",
+        &want(crate::Series::Metrics {
+            metric: None,
+            devices: crate::Devices::Any,
+        }),
+    )
+    .unwrap();
     assert!(!part.metrics.is_empty());
     assert!(
         part.metrics
             .iter()
             .all(|m| m.resolution == r && (from..from + 600 * SEC).contains(&m.start))
     );
-    assert!(
-        part.counts
-            .iter()
-            .all(|m| m.resolution == r && (from..from + 600 * SEC).contains(&m.start))
+    assert!(part.counts.is_empty(), "metric reads skip the counts table");
+    let to = from + 600 * SEC;
+    let temp = persist::read(
+        &root,
+        "t",
+        &want(crate::Series::metric("temp", crate::Devices::Any)),
+    )
+    .unwrap();
+    let in_memory = roll.metric_windows(r, "temp", None, from, to).count()
+        + roll.all_devices_windows(r, "temp", from, to).count();
+    assert_eq!(temp.metrics.len(), in_memory);
+    assert!(temp.metrics.iter().all(|m| m.metric == "temp"));
+    let types =
+        persist::read(&root, "t", &want(crate::Series::Dimension(Dimension::Type))).unwrap();
+    assert!(types.metrics.is_empty());
+    assert_eq!(
+        types.counts.len(),
+        roll.count_windows(r, Dimension::Type, None, from, to)
+            .count()
     );
+    assert!(types.counts.iter().all(|c| c.dimension == Dimension::Type
+        && c.resolution == r
+        && (from..to).contains(&c.start)));
 }
 
 /// Against a real WAL, with crashes: closed windows are in the files exactly once, memory keeps
@@ -955,7 +987,7 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     p.start();
     caught_up(&p, &wal).await;
     let root = config.rollups_dir();
-    let persisted = persist::read(&root, "t", Want::All).unwrap();
+    let persisted = persist::read(&root, "t", &Want::All).unwrap();
     let mut keys = std::collections::HashSet::new();
     for m in &persisted.metrics {
         assert!(
@@ -1005,16 +1037,24 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     // The same through read_range: every minute window, from memory and files.
     let (lateness, horizon) = (config.lateness_ns(), config.horizon_ns(Resolution::Minute));
     let found = p
-        .read_range("t", Resolution::Minute, T0, T0 + 86_400 * SEC, |view, h| {
-            assert!(view.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, h));
-            ["temp", "hum"]
-                .iter()
-                .map(|m| {
-                    view.metric_windows(Resolution::Minute, m, None, i64::MIN, i64::MAX)
-                        .count()
-                })
-                .sum::<usize>()
-        })
+        .read_range(
+            "t",
+            (Resolution::Minute, T0, T0 + 86_400 * SEC),
+            crate::Series::Metrics {
+                metric: None,
+                devices: crate::Devices::Each,
+            },
+            |view, h| {
+                assert!(view.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, h));
+                ["temp", "hum"]
+                    .iter()
+                    .map(|m| {
+                        view.metric_windows(Resolution::Minute, m, None, i64::MIN, i64::MAX)
+                            .count()
+                    })
+                    .sum::<usize>()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(found, minutes_in_naive);

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use eddy_stream::{Dimension, Resolution};
+use eddy_stream::{Devices, Dimension, Resolution, Series};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
@@ -101,9 +101,18 @@ async fn answer(
             if value.is_some() {
                 return Err(bad("`value` goes with `dimension`, not `metric`"));
             }
+            // Without a metric, the names come from the all-devices series: read it too.
+            let series = Series::Metrics {
+                metric: metric.clone(),
+                devices: match (&device, &metric) {
+                    (Some(d), _) => Devices::One(d.clone()),
+                    (None, Some(_)) => Devices::Each,
+                    (None, None) => Devices::Any,
+                },
+            };
             let (watermark, mut rows, metrics, incomplete) = state
                 .stream
-                .read_range(&p.tenant_id, resolution, from, to, |r, _| {
+                .read_range(&p.tenant_id, (resolution, from, to), series, |r, _| {
                     let incomplete: BTreeSet<i64> =
                         r.incomplete_windows(resolution, from, to).collect();
                     let metrics: Vec<&str> = match &metric {
@@ -165,26 +174,31 @@ async fn answer(
             }
             let (watermark, mut rows, incomplete) = state
                 .stream
-                .read_range(&p.tenant_id, resolution, from, to, |r, _| {
-                    let incomplete: BTreeSet<i64> =
-                        r.incomplete_windows(resolution, from, to).collect();
-                    let rows: Vec<Value> = r
-                        .count_windows(resolution, dim, value.as_deref(), from, to)
-                        .take(max_rows + 1)
-                        .map(|(v, start, a)| {
-                            json!({
-                                "time": rfc(start),
-                                "dimension": dim.name(),
-                                "value": v,
-                                "count": a.count,
-                                "distinct_users": a.distinct_users(),
-                                "final": r.closed(resolution, start, lateness),
-                                "complete": !incomplete.contains(&start),
+                .read_range(
+                    &p.tenant_id,
+                    (resolution, from, to),
+                    Series::Dimension(dim),
+                    |r, _| {
+                        let incomplete: BTreeSet<i64> =
+                            r.incomplete_windows(resolution, from, to).collect();
+                        let rows: Vec<Value> = r
+                            .count_windows(resolution, dim, value.as_deref(), from, to)
+                            .take(max_rows + 1)
+                            .map(|(v, start, a)| {
+                                json!({
+                                    "time": rfc(start),
+                                    "dimension": dim.name(),
+                                    "value": v,
+                                    "count": a.count,
+                                    "distinct_users": a.distinct_users(),
+                                    "final": r.closed(resolution, start, lateness),
+                                    "complete": !incomplete.contains(&start),
+                                })
                             })
-                        })
-                        .collect();
-                    (r.watermark(lateness), rows, incomplete)
-                })
+                            .collect();
+                        (r.watermark(lateness), rows, incomplete)
+                    },
+                )
                 .await?;
             if let (Some(first), Some(last)) = (incomplete.first(), incomplete.last()) {
                 let q = eddy_store::query::DimensionQuery {
@@ -362,7 +376,14 @@ pub(crate) async fn timeseries_from_rollups(
     let from = r.window_start(q.from);
     state
         .stream
-        .read_range(tenant, r, from, q.to, |roll, horizon| {
+        .read_range(tenant, (r, from, q.to), Series::metric(
+                &q.metric,
+                match (&q.device_id, q.group_by_device) {
+                    (Some(d), _) => Devices::One(d.clone()),
+                    (None, true) => Devices::Each,
+                    (None, false) => Devices::Together,
+                },
+            ), |roll, horizon| {
             if !roll.complete(r, from, q.to, lateness, horizon) {
                 return Ok(None);
             }

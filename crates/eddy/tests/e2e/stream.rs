@@ -886,6 +886,35 @@ async fn closed_windows_persist_across_sigkills_and_answer_past_memory() {
     let (_, raw) = timeseries(&s, &key, &format!("{q}&source=raw")).await;
     assert_eq!(fast["data"], raw["data"]);
     assert_eq!(fast["data"].as_array().unwrap().len(), 180);
+    let range = format!("resolution=1m&from={}&to={}", rfc(from), rfc(to));
+    // One device; every metric without naming one (the compatibility route); counts.
+    let (_, one) = s
+        .get(
+            &format!("/api/v1/rollups?metric=v&device_id=d1&{range}"),
+            &key,
+        )
+        .await;
+    let one = one["data"].as_array().unwrap();
+    assert_eq!(one.len(), naive.keys().filter(|(d, _)| d == "d1").count());
+    assert!(one.iter().all(|r| r["device_id"] == "d1"));
+    let (_, every) = s
+        .get(&format!("/api/v1/analytics/aggregates?{range}"), &key)
+        .await;
+    assert_eq!(every["data"].as_array().unwrap().len(), naive.len());
+    let (_, counts) = s
+        .get(&format!("/api/v1/rollups?dimension=type&{range}"), &key)
+        .await;
+    let counted: u64 = counts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 18 * 120, "every event once in the type counts");
+    let (source, one_fast) = timeseries(&s, &key, &format!("{q}&device_id=d2")).await;
+    assert_eq!(source, "rollups");
+    let (_, one_raw) = timeseries(&s, &key, &format!("{q}&device_id=d2&source=raw")).await;
+    assert_eq!(one_fast["data"], one_raw["data"]);
     let metrics = s.metrics_text().await;
     let reads: f64 = metrics
         .lines()
