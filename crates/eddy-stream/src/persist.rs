@@ -27,7 +27,7 @@ use arrow::datatypes::{
     DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit, TimestampNanosecondType, UInt64Type,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -121,6 +121,7 @@ pub struct RollupFile {
     pub hi: u64,
     pub path: PathBuf,
     pub bytes: u64,
+    pub modified: Option<std::time::SystemTime>,
 }
 
 fn file_name(kind: Kind, lo: u64, hi: u64) -> String {
@@ -174,13 +175,14 @@ pub fn list(root: &Path, tenant: &str) -> Result<Vec<RollupFile>> {
         let Some((kind, lo, hi)) = name.to_str().and_then(parse_name) else {
             continue;
         };
-        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let meta = entry.metadata().ok();
         files.push(RollupFile {
             kind,
             lo,
             hi,
             path: entry.path(),
-            bytes,
+            bytes: meta.as_ref().map_or(0, |m| m.len()),
+            modified: meta.and_then(|m| m.modified().ok()),
         });
     }
     files.sort_by_key(|f| (f.kind.prefix(), f.lo, std::cmp::Reverse(f.hi)));
@@ -231,7 +233,7 @@ fn write_closed(dir: &Path, lo: u64, hi: u64, closed: &Closed) -> Result<()> {
 
 /// Rows per row group: small enough that a read of one series skips most of a file by the
 /// groups' statistics (rows are sorted by resolution, series, window).
-const ROW_GROUP_ROWS: usize = 16 * 1024;
+const ROW_GROUP_ROWS: usize = 4096;
 
 fn props(min_start: i64, max_start: i64) -> WriterProperties {
     WriterProperties::builder()
@@ -491,13 +493,13 @@ impl<'a> GroupStats<'a> {
 
 /// Reads `tenant`'s persisted windows that `want` asks for. Files merged away meanwhile are
 /// skipped (their rows are in the merged file, which the listing holds or a re-listing finds).
-pub fn read(root: &Path, tenant: &str, want: &Want) -> Result<Closed> {
+pub fn read(root: &Path, tenant: &str, want: &Want, footers: &Footers) -> Result<Closed> {
     let mut out = Closed::default();
     for attempt in 0..3 {
         out = Closed::default();
         let mut vanished = false;
         for f in list(root, tenant)? {
-            match read_file(&f, want, &mut out) {
+            match read_file(&f, want, footers, &mut out) {
                 Ok(()) => {}
                 Err(Error::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound && attempt < 2 =>
@@ -515,13 +517,42 @@ pub fn read(root: &Path, tenant: &str, want: &Want) -> Result<Closed> {
     Ok(out)
 }
 
-fn read_file(f: &RollupFile, want: &Want, out: &mut Closed) -> Result<()> {
+/// Parsed footers of rollup files (files never change once renamed into place; length and
+/// modification time in the key guard against a path written again), so a range read does not
+/// parse every file's metadata again. Bounded: emptied when it holds [`FOOTER_CACHE_FILES`].
+#[derive(Debug, Default)]
+pub struct Footers(std::sync::Mutex<std::collections::HashMap<FooterKey, ArrowReaderMetadata>>);
+
+type FooterKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+/// Most footers [`Footers`] keeps.
+pub const FOOTER_CACHE_FILES: usize = 1024;
+
+impl Footers {
+    fn get(&self, f: &RollupFile, file: &std::fs::File) -> Result<ArrowReaderMetadata> {
+        let key = (f.path.clone(), f.bytes, f.modified);
+        if let Some(m) = self.0.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(m);
+        }
+        let m = ArrowReaderMetadata::load(file, Default::default())
+            .map_err(|e| bad_file(&f.path, e))?;
+        if let Ok(mut c) = self.0.lock() {
+            if c.len() >= FOOTER_CACHE_FILES {
+                c.clear();
+            }
+            c.insert(key, m.clone());
+        }
+        Ok(m)
+    }
+}
+
+fn read_file(f: &RollupFile, want: &Want, footers: &Footers, out: &mut Closed) -> Result<()> {
     if !want.reads(f.kind) {
         return Ok(());
     }
     let file = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad_file(&f.path, e))?;
+    let meta = footers.get(f, &file)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let kv = |key: &str| -> Option<i64> {
         builder
             .metadata()
@@ -770,7 +801,7 @@ pub fn merge_small(root: &Path, tenant: &str) -> Result<usize> {
         );
         let mut rows = Closed::default();
         for f in run.iter().rev() {
-            read_file(f, &Want::All, &mut rows)?;
+            read_file(f, &Want::All, &Footers::default(), &mut rows)?;
         }
         write_closed(&dir, lo, hi, &rows)?;
         sync_dir(&dir)?;

@@ -52,6 +52,12 @@ pub struct StreamConfig {
     /// Most (device, metric) series a tenant may have in memory; events that would add more
     /// are rejected at ingest. 0 = unlimited.
     pub max_series_per_tenant: usize,
+    /// Most rollup windows in memory over all tenants (about 160 bytes each); beyond, closed
+    /// windows leave memory sooner than their horizon (they stay in the files). Open and
+    /// unpersisted windows always stay. 0 = unlimited.
+    pub max_windows: usize,
+    /// How often closed windows are frozen and evicted.
+    pub evict_interval: Duration,
 }
 
 impl StreamConfig {
@@ -67,6 +73,8 @@ impl StreamConfig {
                 Duration::from_secs(90 * 86_400),
             ],
             max_series_per_tenant: 100_000,
+            max_windows: 5_000_000,
+            evict_interval: EVICT_INTERVAL,
         }
     }
 
@@ -83,15 +91,6 @@ impl StreamConfig {
             Resolution::Day => self.horizon[2],
         };
         i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-    }
-
-    /// The longest horizon: how long incomplete windows are remembered, ns.
-    pub fn longest_horizon_ns(&self) -> i64 {
-        Resolution::ALL
-            .map(|r| self.horizon_ns(r))
-            .into_iter()
-            .max()
-            .unwrap_or(0)
     }
 
     /// Where closed windows are persisted.
@@ -142,7 +141,13 @@ pub struct Processor {
     notices: mpsc::Sender<AlertNotice>,
     notices_rx: std::sync::Mutex<Option<mpsc::Receiver<AlertNotice>>>,
     flusher: Arc<Flusher>,
+    footers: Arc<persist::Footers>,
+    /// Memory pressure: the horizons are divided by 2^pressure (see [`Processor::evict`]).
+    pressure: std::sync::atomic::AtomicU32,
 }
+
+/// Most halvings of the horizons under memory pressure.
+const MAX_PRESSURE: u32 = 20;
 
 /// Closed windows and tenant deletions waiting to reach the rollup files; the next checkpoint
 /// writes them first (and keeps what failed for the one after).
@@ -254,7 +259,16 @@ impl Processor {
                 && let Some(w) = t.watermark(lateness)
             {
                 let since = Resolution::ALL.map(|r| w.saturating_sub(config.horizon_ns(r)));
-                t.insert_closed(persist::read(&root, tenant, &Want::EndingAfter(since))?);
+                t.insert_closed(persist::read(
+                    &root,
+                    tenant,
+                    &Want::EndingAfter(since),
+                    &persist::Footers::default(),
+                )?);
+                // The checkpoint held no persisted window; the files' recent part is back.
+                for (r, since) in Resolution::ALL.into_iter().zip(since) {
+                    t.mark_evicted(r, since.min(t.flushed_through().unwrap_or(i64::MIN)));
+                }
             }
             t.recount();
         }
@@ -282,6 +296,8 @@ impl Processor {
             notices,
             notices_rx: std::sync::Mutex::new(Some(notices_rx)),
             flusher: Arc::default(),
+            footers: Arc::default(),
+            pressure: std::sync::atomic::AtomicU32::new(0),
         }))
     }
 
@@ -375,40 +391,38 @@ impl Processor {
     }
 
     /// Runs `f` on `tenant`'s windows of `series` and `r` starting in `[from, to)`, wherever
-    /// they are: in memory, or — for a range reaching past the memory horizon — also read back
-    /// from the rollup files (into a view holding just those windows). `f` also gets the
-    /// horizon to pass to [`TenantRollups::complete`] for what it is given.
+    /// they are: in memory, or — for a range reaching past what memory holds — also read back
+    /// from the rollup files (into a view holding just those windows).
     pub async fn read_range<T>(
         &self,
         tenant: &str,
         (r, from, to): (Resolution, i64, i64),
         series: Series,
-        f: impl FnOnce(&TenantRollups, i64) -> T,
+        f: impl FnOnce(&TenantRollups) -> T,
     ) -> Result<T> {
-        let lateness = self.config.lateness_ns();
-        let horizon = self.config.horizon_ns(r);
-        let past = self.read(tenant, |t| {
-            t.flush_seq() > 0 && t.reaches_past_memory(r, from, lateness, horizon)
-        })?;
-        if !past {
-            return self.read(tenant, |t| f(t, horizon));
+        if !self.read(tenant, |t| t.reaches_past_memory(r, from))? {
+            return self.read(tenant, f);
         }
-        let (root, owner) = (self.config.rollups_dir(), tenant.to_string());
+        let (root, owner, footers) = (
+            self.config.rollups_dir(),
+            tenant.to_string(),
+            self.footers.clone(),
+        );
         let want = Want::Range {
             resolution: r,
             from,
             to,
             series: series.clone(),
         };
-        let history = tokio::task::spawn_blocking(move || persist::read(&root, &owner, &want))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let history =
+            tokio::task::spawn_blocking(move || persist::read(&root, &owner, &want, &footers))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         metrics::counter!("eddy_stream_rollup_file_reads_total").increment(1);
-        let longest = self.config.longest_horizon_ns();
         self.read(tenant, |t| {
             let mut view = t.range_copy(r, from, to, &series);
             view.insert_closed(history);
-            f(&view, longest)
+            f(&view)
         })
     }
 
@@ -432,7 +446,7 @@ impl Processor {
             }
             // Eviction walks every window, so it runs every few seconds, not per batch (and
             // also while idle: windows close by event time, not by traffic).
-            if last_evict.elapsed() >= EVICT_INTERVAL {
+            if last_evict.elapsed() >= self.config.evict_interval {
                 last_evict = Instant::now();
                 self.evict()?;
             }
@@ -601,26 +615,39 @@ impl Processor {
     }
 
     /// Drops what memory no longer needs: persisted windows past their horizon (none while a
-    /// flush is unwritten), idle alert state.
+    /// flush is unwritten), idle alert state. Over `max_windows`, the horizons are halved
+    /// (pass after pass, down to 1/2^20) until memory fits; they grow back one step per pass
+    /// once it is under half the budget.
     fn evict(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
         let lateness = self.config.lateness_ns();
-        let hold = self
-            .flusher
-            .unwritten
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 0;
+        let budget = self.config.max_windows;
         let mut s = self.state.write().map_err(|_| poisoned())?;
-        for t in s.tenants.values_mut() {
-            t.evict(lateness, |r| {
-                if hold {
-                    i64::MAX
-                } else {
-                    self.config.horizon_ns(r)
-                }
-            });
+        // Read under the lock: a checkpoint takes flushes under it too.
+        let hold = self.flusher.unwritten.load(SeqCst) > 0;
+        let mut shift = self.pressure.load(SeqCst);
+        let total = loop {
+            for t in s.tenants.values_mut() {
+                t.evict(lateness, |r| {
+                    if hold {
+                        i64::MAX
+                    } else {
+                        self.config.horizon_ns(r) >> shift
+                    }
+                });
+            }
+            let total: usize = s.tenants.values().map(TenantRollups::len).sum();
+            if hold || budget == 0 || total <= budget || shift >= MAX_PRESSURE {
+                break total;
+            }
+            shift += 1;
+        };
+        if shift > 0 && total < budget / 2 {
+            shift -= 1;
         }
-        metrics::gauge!("eddy_stream_windows")
-            .set(s.tenants.values().map(TenantRollups::len).sum::<usize>() as f64);
+        self.pressure.store(shift, SeqCst);
+        metrics::gauge!("eddy_stream_horizon_divisor").set(f64::from(1u32 << shift));
+        metrics::gauge!("eddy_stream_windows").set(total as f64);
         let now = self.clock.now_ns();
         for t in s.alerts.values_mut() {
             t.evict(now);

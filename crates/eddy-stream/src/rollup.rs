@@ -130,6 +130,15 @@ impl Resolution {
         Self::ALL.into_iter().find(|r| r.name() == s)
     }
 
+    /// Position in [`Resolution::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Resolution::Minute => 0,
+            Resolution::Hour => 1,
+            Resolution::Day => 2,
+        }
+    }
+
     /// Start of the window holding `t`.
     pub fn window_start(self, t: i64) -> i64 {
         t.div_euclid(self.nanos()) * self.nanos()
@@ -441,6 +450,13 @@ pub struct TenantRollups {
     /// Number of the last persisted flush of this tenant (files above it are orphans).
     #[serde(default)]
     flush_seq: u64,
+    /// Incomplete windows ending at or before this are forgotten (see [`Self::evict`]).
+    #[serde(default)]
+    incomplete_cut: Option<i64>,
+    /// Per resolution (1m, 1h, 1d): windows ending at or before this may have left memory
+    /// (they are in the rollup files). Not checkpointed: set again when loading.
+    #[serde(skip)]
+    evicted_through: [Option<i64>; 3],
 }
 
 /// A [`Windows`] map that serializes as a list of pairs.
@@ -502,6 +518,11 @@ impl TenantRollups {
     fn is_closed(&self, r: Resolution, window: i64, lateness_ns: i64) -> bool {
         self.closed_through(lateness_ns)
             .is_some_and(|w| w >= window.saturating_add(r.nanos()))
+    }
+
+    /// Every window ending at or before this is persisted.
+    pub fn flushed_through(&self) -> Option<i64> {
+        self.flushed_through
     }
 
     /// Number of the last flush of closed windows (0 = none).
@@ -583,11 +604,16 @@ impl TenantRollups {
             w: &WindowsOf<A>,
             ft: i64,
         ) -> Option<WindowsOf<A>> {
-            let kept: Windows<A> =
-                w.0.iter()
-                    .filter(|((r, s), _)| s.saturating_add(r.nanos()) > ft)
-                    .map(|(k, a)| (*k, a.clone()))
-                    .collect();
+            // Per resolution, the windows ending after `ft` are a key range: no walk over the
+            // persisted ones (a day of minutes per series) while the state is locked.
+            let kept: Windows<A> = Resolution::ALL
+                .into_iter()
+                .flat_map(|r| {
+                    let first = ft.saturating_sub(r.nanos()).saturating_add(1);
+                    w.0.range((r, first)..=(r, i64::MAX))
+                })
+                .map(|(k, a)| (*k, a.clone()))
+                .collect();
             (!kept.is_empty()).then_some(WindowsOf(kept))
         }
         fn map_of<A: Clone + Serialize + serde::de::DeserializeOwned>(
@@ -619,6 +645,8 @@ impl TenantRollups {
             incomplete: self.incomplete.clone(),
             flushed_through: self.flushed_through,
             flush_seq: self.flush_seq,
+            incomplete_cut: self.incomplete_cut,
+            evicted_through: self.evicted_through,
         };
         copy.recount();
         copy
@@ -696,22 +724,25 @@ impl TenantRollups {
             incomplete: self.incomplete.clone(),
             flushed_through: self.flushed_through,
             flush_seq: self.flush_seq,
+            incomplete_cut: self.incomplete_cut,
+            // The view holds every window of its range (memory's and the files').
+            evicted_through: [None; 3],
         };
         copy.recount();
         copy
     }
 
-    /// Whether windows of `r` starting at `from` may have left memory (`horizon` as in
-    /// [`Self::evict`]): a range from there is answered with the persisted windows too.
-    pub fn reaches_past_memory(
-        &self,
-        r: Resolution,
-        from: i64,
-        lateness_ns: i64,
-        horizon: i64,
-    ) -> bool {
-        self.watermark(lateness_ns)
-            .is_some_and(|w| from.saturating_add(r.nanos()) <= w.saturating_sub(horizon))
+    /// Whether windows of `r` starting at `from` may have left memory: a range from there is
+    /// answered with the persisted windows too.
+    pub fn reaches_past_memory(&self, r: Resolution, from: i64) -> bool {
+        self.evicted_through[r.index()].is_some_and(|e| from.saturating_add(r.nanos()) <= e)
+    }
+
+    /// Records that persisted windows of `r` ending at or before `end` are not in memory
+    /// (after loading a checkpoint, which holds none of them, and the files' recent part).
+    pub fn mark_evicted(&mut self, r: Resolution, end: i64) {
+        let slot = &mut self.evicted_through[r.index()];
+        *slot = Some(slot.map_or(end, |e| e.max(end)));
     }
 
     /// Applies one event at log `offset`.
@@ -778,11 +809,23 @@ impl TenantRollups {
             return 0;
         };
         let flushed = self.flushed_through.unwrap_or(i64::MIN);
+        // Windows ending at or before the cut leave memory: past the horizon, and persisted.
+        let cut = Resolution::ALL.map(|r| w.saturating_sub(horizon(r)).min(flushed));
         let keep = |(r, s): &(Resolution, i64)| {
-            let end = s.saturating_add(r.nanos());
-            end > w.saturating_sub(horizon(*r)) || end > flushed
+            cut.get(r.index())
+                .is_none_or(|c| s.saturating_add(r.nanos()) > *c)
         };
+        for r in Resolution::ALL {
+            if let Some(c) = cut.get(r.index()) {
+                self.mark_evicted(r, *c);
+            }
+        }
         let longest = Resolution::ALL.map(&horizon).into_iter().max().unwrap_or(0);
+        let incomplete_cut = w.saturating_sub(longest);
+        self.incomplete_cut = Some(
+            self.incomplete_cut
+                .map_or(incomplete_cut, |c| c.max(incomplete_cut)),
+        );
         let closed = |(r, s): &(Resolution, i64)| s.saturating_add(r.nanos()) <= w;
         let metric_pass = |windows: &mut WindowsOf<MetricAgg>| {
             windows.0.retain(|k, a| {
@@ -806,7 +849,7 @@ impl TenantRollups {
         }
         self.all_devices.retain(|_, w| !w.0.is_empty());
         self.incomplete
-            .retain(|(r, s), _| s.saturating_add(r.nanos()) > w.saturating_sub(longest));
+            .retain(|(r, s), _| s.saturating_add(r.nanos()) > incomplete_cut);
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
                 windows.0.retain(|k, a| {
@@ -946,20 +989,13 @@ impl TenantRollups {
         self.metrics.is_empty() && self.counts.is_empty()
     }
 
-    /// Whether every window of `r` starting in `[from, to)` holds every event of its range:
-    /// none missed a late event, and none has been evicted (`horizon` as in [`Self::evict`]).
-    pub fn complete(
-        &self,
-        r: Resolution,
-        from: i64,
-        to: i64,
-        lateness_ns: i64,
-        horizon: i64,
-    ) -> bool {
-        let evicted_before = self
-            .watermark(lateness_ns)
-            .map_or(i64::MIN, |w| w.saturating_sub(horizon));
-        from.saturating_add(r.nanos()) > evicted_before
+    /// Whether every window of `r` starting in `[from, to)` is here and holds every event of
+    /// its range: none missed a late event (as far as remembered: see [`Self::evict`]), and
+    /// none has left memory.
+    pub fn complete(&self, r: Resolution, from: i64, to: i64) -> bool {
+        let end = from.saturating_add(r.nanos());
+        !self.reaches_past_memory(r, from)
+            && self.incomplete_cut.is_none_or(|c| end > c)
             && self
                 .incomplete
                 .range((r, from)..(r, to.max(from)))

@@ -846,7 +846,7 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
         answers(&t)
     };
     let read_all = || {
-        let closed = persist::read(&root, "t", &Want::All).unwrap();
+        let closed = persist::read(&root, "t", &Want::All, &Default::default()).unwrap();
         let mut keys = std::collections::HashSet::new();
         for m in &closed.metrics {
             assert!(
@@ -895,15 +895,12 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
         to: from + 600 * SEC,
         series,
     };
-    let part = persist::read(
-        &root,
-        "t",
-        &want(crate::Series::Metrics {
-            metric: None,
-            devices: crate::Devices::Any,
-        }),
-    )
-    .unwrap();
+    let footers = persist::Footers::default();
+    let read = |w: &Want| persist::read(&root, "t", w, &footers).unwrap();
+    let part = read(&want(crate::Series::Metrics {
+        metric: None,
+        devices: crate::Devices::Any,
+    }));
     assert!(!part.metrics.is_empty());
     assert!(
         part.metrics
@@ -912,18 +909,19 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
     );
     assert!(part.counts.is_empty(), "metric reads skip the counts table");
     let to = from + 600 * SEC;
-    let temp = persist::read(
-        &root,
-        "t",
-        &want(crate::Series::metric("temp", crate::Devices::Any)),
-    )
-    .unwrap();
+    let temp = read(&want(crate::Series::metric("temp", crate::Devices::Any)));
     let in_memory = roll.metric_windows(r, "temp", None, from, to).count()
         + roll.all_devices_windows(r, "temp", from, to).count();
     assert_eq!(temp.metrics.len(), in_memory);
     assert!(temp.metrics.iter().all(|m| m.metric == "temp"));
-    let types =
-        persist::read(&root, "t", &want(crate::Series::Dimension(Dimension::Type))).unwrap();
+    let types = read(&want(crate::Series::Dimension(Dimension::Type)));
+    // Twice: the second read uses the cached footers.
+    assert_eq!(
+        read(&want(crate::Series::Dimension(Dimension::Type)))
+            .counts
+            .len(),
+        types.counts.len()
+    );
     assert!(types.metrics.is_empty());
     assert_eq!(
         types.counts.len(),
@@ -987,7 +985,7 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     p.start();
     caught_up(&p, &wal).await;
     let root = config.rollups_dir();
-    let persisted = persist::read(&root, "t", &Want::All).unwrap();
+    let persisted = persist::read(&root, "t", &Want::All, &Default::default()).unwrap();
     let mut keys = std::collections::HashSet::new();
     for m in &persisted.metrics {
         assert!(
@@ -1035,7 +1033,6 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     all.insert_closed(persisted);
     assert_matches(&all, &naive);
     // The same through read_range: every minute window, from memory and files.
-    let (lateness, horizon) = (config.lateness_ns(), config.horizon_ns(Resolution::Minute));
     let found = p
         .read_range(
             "t",
@@ -1044,8 +1041,8 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
                 metric: None,
                 devices: crate::Devices::Each,
             },
-            |view, h| {
-                assert!(view.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, h));
+            |view| {
+                assert!(view.complete(Resolution::Minute, T0, T0 + 3600 * SEC));
                 ["temp", "hum"]
                     .iter()
                     .map(|m| {
@@ -1059,7 +1056,100 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
         .unwrap();
     assert_eq!(found, minutes_in_naive);
     p.read("t", |r| {
-        assert!(!r.complete(Resolution::Minute, T0, T0 + 3600 * SEC, lateness, horizon))
+        assert!(!r.complete(Resolution::Minute, T0, T0 + 3600 * SEC));
+        assert!(r.reaches_past_memory(Resolution::Minute, T0));
     })
     .unwrap();
+}
+
+/// Every metric window of `naive`, read through `read_range` (memory and files), equals it.
+async fn assert_matches_through_ranges(p: &Processor, naive: &Naive) {
+    for r in Resolution::ALL {
+        let span = (r, T0 - 2 * 86_400 * SEC, T0 + 30 * 86_400 * SEC);
+        let all = crate::Series::Metrics {
+            metric: None,
+            devices: crate::Devices::Any,
+        };
+        p.read_range("t", span, all, |view| {
+            let mut windows = 0;
+            for ((res, dev, metric, w), samples) in &naive.samples {
+                if *res != r {
+                    continue;
+                }
+                let got: Vec<_> = view
+                    .metric_windows(r, metric, Some(dev), *w, *w + 1)
+                    .collect();
+                assert_eq!(got.len(), 1, "{r:?} {dev} {metric} {w}");
+                assert_window(got[0].2, samples);
+                windows += 1;
+            }
+            let held: usize = ["temp", "hum"]
+                .iter()
+                .map(|m| view.metric_windows(r, m, None, i64::MIN, i64::MAX).count())
+                .sum();
+            assert_eq!(
+                held, windows,
+                "{r:?}: no window the naive computation lacks"
+            );
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Over its window budget, the processor evicts closed windows before their horizon (halving
+/// it pass by pass) — memory stays within the budget plus what cannot leave (open and
+/// unpersisted windows) — and every window still reads back exactly through the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_the_window_budget_and_reads_reach_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::new(dir.path().join("stream"));
+    config.checkpoint_interval = Duration::from_millis(20);
+    config.evict_interval = Duration::from_millis(20);
+    config.max_windows = 300;
+    let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
+    let p = Processor::open(config.clone(), wal.clone()).unwrap();
+    p.start();
+    let mut naive = Naive::default();
+    for b in 0..10u64 {
+        let events: Vec<Event> = (0..200)
+            .map(|i| {
+                let n = b * 200 + i;
+                let mut e = event(
+                    n,
+                    T0 + n as i64 * 6 * SEC,
+                    (n % 6) as u8,
+                    (n % 17) as f64,
+                    None,
+                );
+                e.received_at = e.time;
+                naive.add(&e, n);
+                e
+            })
+            .collect();
+        append(&wal, &events).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    caught_up(&p, &wal).await;
+    let naive_windows = naive.samples.len();
+    let mut held = usize::MAX;
+    for _ in 0..250 {
+        held = p.read("t", |r| r.len()).unwrap();
+        if held <= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        held <= 300,
+        "{held} windows held, budget 300 (naive: {naive_windows})"
+    );
+    assert_matches_through_ranges(&p, &naive).await;
+    // After a restart too (the budget applies again on the first pass).
+    p.shutdown().await;
+    drop(p);
+    let p = Processor::open(config, wal.clone()).unwrap();
+    p.start();
+    caught_up(&p, &wal).await;
+    assert_matches_through_ranges(&p, &naive).await;
 }

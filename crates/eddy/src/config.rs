@@ -130,6 +130,11 @@ pub(crate) struct ServeArgs {
     /// them [default: 24h,7d,90d].
     #[arg(long, env = "EDDY_ROLLUP_HORIZONS", value_delimiter = ',')]
     pub(crate) rollup_horizons: Option<Vec<String>>,
+    /// Most rollup windows kept in memory over all tenants (about 160 bytes each); beyond,
+    /// closed windows leave memory before their horizon and are read from the rollup files.
+    /// 0 = unlimited [default: 5000000].
+    #[arg(long, env = "EDDY_ROLLUP_MEMORY_WINDOWS")]
+    pub(crate) rollup_memory_windows: Option<usize>,
     /// Most (device, metric) series a tenant may hold in rollups; events adding more are
     /// rejected (400). 0 = unlimited [default: 100000].
     #[arg(long, env = "EDDY_MAX_SERIES_PER_TENANT")]
@@ -192,6 +197,7 @@ struct FileConfig {
     store_compact_min_files: Option<usize>,
     allowed_lateness: Option<String>,
     rollup_horizons: Option<Vec<String>>,
+    rollup_memory_windows: Option<usize>,
     max_series_per_tenant: Option<usize>,
     stream_checkpoint_interval: Option<String>,
     ws_allowed_origins: Option<Vec<String>>,
@@ -377,6 +383,9 @@ impl ServeArgs {
             for (slot, d) in c.stream.horizon.iter_mut().zip(&v) {
                 *slot = duration(NAME, d, true)?;
             }
+        }
+        if let Some(v) = self.rollup_memory_windows.or(file.rollup_memory_windows) {
+            c.stream.max_windows = v;
         }
         if let Some(v) = self.max_series_per_tenant.or(file.max_series_per_tenant) {
             c.stream.max_series_per_tenant = v;

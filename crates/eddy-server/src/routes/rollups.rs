@@ -112,7 +112,7 @@ async fn answer(
             };
             let (watermark, mut rows, metrics, incomplete) = state
                 .stream
-                .read_range(&p.tenant_id, (resolution, from, to), series, |r, _| {
+                .read_range(&p.tenant_id, (resolution, from, to), series, |r| {
                     let incomplete: BTreeSet<i64> =
                         r.incomplete_windows(resolution, from, to).collect();
                     let metrics: Vec<&str> = match &metric {
@@ -178,7 +178,7 @@ async fn answer(
                     &p.tenant_id,
                     (resolution, from, to),
                     Series::Dimension(dim),
-                    |r, _| {
+                    |r| {
                         let incomplete: BTreeSet<i64> =
                             r.incomplete_windows(resolution, from, to).collect();
                         let rows: Vec<Value> = r
@@ -372,7 +372,6 @@ pub(crate) async fn timeseries_from_rollups(
     if state.stream.applied_offset() < state.store.applied_offset() {
         return Ok(None);
     }
-    let lateness = state.stream.config().lateness_ns();
     let from = r.window_start(q.from);
     state
         .stream
@@ -383,8 +382,8 @@ pub(crate) async fn timeseries_from_rollups(
                     (None, true) => Devices::Each,
                     (None, false) => Devices::Together,
                 },
-            ), |roll, horizon| {
-            if !roll.complete(r, from, q.to, lateness, horizon) {
+            ), |roll| {
+            if !roll.complete(r, from, q.to) {
                 return Ok(None);
             }
             // One window per bucket: all devices together have their own rollup series, and a
