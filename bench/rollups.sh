@@ -25,7 +25,7 @@ FROM_MS=$(( END_MS - 86400000 ))
 python3 bench/gen_events.py "$N" "$work/events.ndjson" --end "$END_MS"
 # Requests of ~43 s of event time each: 4 in flight stay well within the 5-minute lateness, so
 # no window misses an event (late windows would send queries to raw data).
-CHUNK=$(( N / 2000 > 1000 ? N / 2000 : 1000 ))
+CHUNK=$(( N / 2000 > 100 ? N / 2000 : 100 ))
 mkdir "$work/chunks"
 split -l "$CHUNK" -a 5 "$work/events.ndjson" "$work/chunks/c"
 
