@@ -457,6 +457,10 @@ pub struct TenantRollups {
     /// (they are in the rollup files). Not checkpointed: set again when loading.
     #[serde(skip)]
     evicted_through: [Option<i64>; 3],
+    /// Closed windows ending at or before this are frozen (the eviction pass freezes only
+    /// those closed since). Not checkpointed: the first pass after loading freezes them all.
+    #[serde(skip)]
+    frozen_through: Option<i64>,
 }
 
 /// A [`Windows`] map that serializes as a list of pairs.
@@ -475,6 +479,37 @@ impl<A: Serialize + serde::de::DeserializeOwned> Default for WindowsOf<A> {
 pub struct Applied {
     /// Resolutions for which the event was late (window already closed).
     pub late: u8,
+}
+
+/// One eviction pass over a series' windows (see [`TenantRollups::evict`]).
+struct Pass {
+    /// Per resolution: windows ending at or before this leave memory.
+    cut: [i64; 3],
+    /// Windows ending after this and at or before `closed_through` closed since the last pass.
+    frozen_since: i64,
+    closed_through: i64,
+}
+
+impl Pass {
+    /// Drops the windows past the cut and freezes the newly closed ones, by key ranges;
+    /// returns how many were dropped.
+    fn run<A>(&self, windows: &mut Windows<A>, freeze: impl Fn(&mut A)) -> usize {
+        let mut dropped = 0;
+        for (r, cut) in Resolution::ALL.into_iter().zip(self.cut) {
+            let n = r.nanos();
+            dropped += windows
+                .extract_if((r, i64::MIN)..=(r, cut.saturating_sub(n)), |_, _| true)
+                .count();
+            let lo = self.frozen_since.saturating_sub(n).saturating_add(1);
+            let hi = self.closed_through.saturating_sub(n);
+            if lo <= hi {
+                windows
+                    .range_mut((r, lo)..=(r, hi))
+                    .for_each(|(_, a)| freeze(a));
+            }
+        }
+        dropped
+    }
 }
 
 /// `map[key]`, inserting a default under an owned copy of `key` only when it is missing.
@@ -647,6 +682,7 @@ impl TenantRollups {
             flush_seq: self.flush_seq,
             incomplete_cut: self.incomplete_cut,
             evicted_through: self.evicted_through,
+            frozen_through: self.frozen_through,
         };
         copy.recount();
         copy
@@ -727,6 +763,7 @@ impl TenantRollups {
             incomplete_cut: self.incomplete_cut,
             // The view holds every window of its range (memory's and the files').
             evicted_through: [None; 3],
+            frozen_through: self.frozen_through,
         };
         copy.recount();
         copy
@@ -800,10 +837,12 @@ impl TenantRollups {
 
     /// Drops persisted windows that ended more than `horizon(r)` before the watermark (and
     /// series left without windows), returning how many windows were dropped, and *freezes* the
-    /// other closed windows: they keep their exact aggregates and [`QUANTILES`] but drop
-    /// samples, sketches and user estimators (a closed window never changes again; late events
-    /// are counted, not applied). Open and unpersisted windows are never dropped. Incomplete
-    /// windows are remembered for the longest horizon.
+    /// windows closed since the last pass: they keep their exact aggregates and [`QUANTILES`]
+    /// but drop samples, sketches and user estimators (a closed window never changes again;
+    /// late events are counted, not applied). Open and unpersisted windows are never dropped.
+    /// Incomplete windows are remembered for the longest horizon. Each series costs a few
+    /// key-range lookups plus the windows it drops or freezes: a pass does not walk the windows
+    /// that stay as they are (it runs under the state's write lock).
     pub fn evict(&mut self, lateness_ns: i64, horizon: impl Fn(Resolution) -> i64) -> usize {
         let Some(w) = self.watermark(lateness_ns) else {
             return 0;
@@ -811,14 +850,8 @@ impl TenantRollups {
         let flushed = self.flushed_through.unwrap_or(i64::MIN);
         // Windows ending at or before the cut leave memory: past the horizon, and persisted.
         let cut = Resolution::ALL.map(|r| w.saturating_sub(horizon(r)).min(flushed));
-        let keep = |(r, s): &(Resolution, i64)| {
-            cut.get(r.index())
-                .is_none_or(|c| s.saturating_add(r.nanos()) > *c)
-        };
-        for r in Resolution::ALL {
-            if let Some(c) = cut.get(r.index()) {
-                self.mark_evicted(r, *c);
-            }
+        for (r, c) in Resolution::ALL.into_iter().zip(cut) {
+            self.mark_evicted(r, c);
         }
         let longest = Resolution::ALL.map(&horizon).into_iter().max().unwrap_or(0);
         let incomplete_cut = w.saturating_sub(longest);
@@ -826,42 +859,38 @@ impl TenantRollups {
             self.incomplete_cut
                 .map_or(incomplete_cut, |c| c.max(incomplete_cut)),
         );
-        let closed = |(r, s): &(Resolution, i64)| s.saturating_add(r.nanos()) <= w;
-        let metric_pass = |windows: &mut WindowsOf<MetricAgg>| {
-            windows.0.retain(|k, a| {
-                if closed(k) {
-                    a.freeze();
-                }
-                keep(k)
-            })
+        let pass = Pass {
+            cut,
+            frozen_since: self.frozen_through.unwrap_or(i64::MIN),
+            closed_through: w,
         };
-        let before = self.len();
+        self.frozen_through = Some(w.max(pass.frozen_since));
+        let mut dropped = 0;
         for metrics in self.metrics.values_mut() {
             for windows in metrics.values_mut() {
-                metric_pass(windows);
+                dropped += pass.run(&mut windows.0, MetricAgg::freeze);
             }
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
         self.recount();
         for windows in self.all_devices.values_mut() {
-            metric_pass(windows);
+            pass.run(&mut windows.0, MetricAgg::freeze);
         }
         self.all_devices.retain(|_, w| !w.0.is_empty());
-        self.incomplete
-            .retain(|(r, s), _| s.saturating_add(r.nanos()) > incomplete_cut);
+        for r in Resolution::ALL {
+            let last = incomplete_cut.saturating_sub(r.nanos());
+            self.incomplete
+                .extract_if((r, i64::MIN)..=(r, last), |_, _| true)
+                .for_each(drop);
+        }
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
-                windows.0.retain(|k, a| {
-                    if closed(k) {
-                        a.freeze();
-                    }
-                    keep(k)
-                });
+                dropped += pass.run(&mut windows.0, CountAgg::freeze);
             }
             values.retain(|_, windows| !windows.0.is_empty());
         }
-        before - self.len()
+        dropped
     }
 
     /// Windows of `r` for `metric` starting in `[from, to)`, optionally of one device, ordered

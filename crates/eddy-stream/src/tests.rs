@@ -1153,3 +1153,48 @@ async fn memory_stays_within_the_window_budget_and_reads_reach_the_files() {
     caught_up(&p, &wal).await;
     assert_matches_through_ranges(&p, &naive).await;
 }
+
+/// Passes that freeze only what closed since the last one end up exactly where a single pass
+/// over everything does (same answers, same frozen state), and drop what is past the cut.
+#[test]
+fn incremental_eviction_passes_equal_one_full_pass() {
+    let events: Vec<Event> = (0..6000u64)
+        .map(|i| {
+            let mut e = event(
+                i,
+                T0 + i as i64 * 3 * SEC,
+                (i % 3) as u8,
+                (i % 23) as f64,
+                Some((i % 40) as u8),
+            );
+            e.received_at = e.time;
+            e
+        })
+        .collect();
+    let (mut stepwise, mut once) = (TenantRollups::default(), TenantRollups::default());
+    for (i, e) in events.iter().enumerate() {
+        stepwise.apply(e, i as u64, LATENESS);
+        once.apply(e, i as u64, LATENESS);
+        if i % 97 == 0 {
+            stepwise.evict(LATENESS, |_| i64::MAX / 4);
+        }
+    }
+    stepwise.evict(LATENESS, |_| i64::MAX / 4);
+    once.evict(LATENESS, |_| i64::MAX / 4);
+    assert_eq!(answers(&stepwise), answers(&once));
+    let size = |t: &TenantRollups| serde_json::to_vec(t).unwrap().len();
+    assert_eq!(size(&stepwise), size(&once), "the same windows are frozen");
+    // Persisted windows past a 1-hour horizon leave; the rest stay.
+    let before = stepwise.len();
+    stepwise.take_closed(LATENESS);
+    let dropped = stepwise.evict(LATENESS, |_| 3600 * SEC);
+    assert!(dropped > 0 && dropped < before, "{dropped} of {before}");
+    assert_eq!(stepwise.len(), before - dropped);
+    let w = stepwise.watermark(LATENESS).unwrap();
+    assert!(
+        stepwise
+            .metric_windows(Resolution::Minute, "temp", None, i64::MIN, i64::MAX)
+            .all(|(_, s, _)| s + 60 * SEC > w - 3600 * SEC)
+    );
+    assert!(stepwise.reaches_past_memory(Resolution::Minute, T0));
+}
