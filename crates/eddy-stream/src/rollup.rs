@@ -632,48 +632,76 @@ impl TenantRollups {
     }
 
     /// A copy for the checkpoint: everything but the persisted windows (which are reloaded
-    /// from their files on start).
+    /// from their files on start). Per resolution, the windows ending after `flushed_through`
+    /// are a key range: no walk over the persisted ones while the state is locked.
     pub fn checkpoint_copy(&self) -> TenantRollups {
         let ft = self.flushed_through.unwrap_or(i64::MIN);
-        fn unflushed<A: Clone + Serialize + serde::de::DeserializeOwned>(
+        let spans = Resolution::ALL
+            .map(|r| (r, ft.saturating_sub(r.nanos()).saturating_add(1))..=(r, i64::MAX));
+        self.copy_of(&spans, None)
+    }
+
+    /// A copy holding only `series`' windows of `r` starting in `[from, to)` (and the
+    /// watermark, late counts and incomplete windows): the base of a view reaching past memory.
+    pub fn range_copy(&self, r: Resolution, from: i64, to: i64, series: &Series) -> TenantRollups {
+        let spans: Vec<_> = (from < to)
+            .then(|| (r, from)..=(r, to.saturating_sub(1)))
+            .into_iter()
+            .collect();
+        let mut copy = self.copy_of(&spans, Some(series));
+        // The view holds every window of its range (memory's and the files').
+        copy.evicted_through = [None; 3];
+        copy
+    }
+
+    /// A copy with the windows in `spans` of the series `series` wants (all without), and
+    /// everything else that is not windows.
+    fn copy_of(
+        &self,
+        spans: &[std::ops::RangeInclusive<(Resolution, i64)>],
+        series: Option<&Series>,
+    ) -> TenantRollups {
+        fn select<A: Clone + Serialize + serde::de::DeserializeOwned>(
             w: &WindowsOf<A>,
-            ft: i64,
+            spans: &[std::ops::RangeInclusive<(Resolution, i64)>],
         ) -> Option<WindowsOf<A>> {
-            // Per resolution, the windows ending after `ft` are a key range: no walk over the
-            // persisted ones (a day of minutes per series) while the state is locked.
-            let kept: Windows<A> = Resolution::ALL
-                .into_iter()
-                .flat_map(|r| {
-                    let first = ft.saturating_sub(r.nanos()).saturating_add(1);
-                    w.0.range((r, first)..=(r, i64::MAX))
-                })
+            let kept: Windows<A> = spans
+                .iter()
+                .flat_map(|span| w.0.range(span.clone()))
                 .map(|(k, a)| (*k, a.clone()))
                 .collect();
             (!kept.is_empty()).then_some(WindowsOf(kept))
         }
-        fn map_of<A: Clone + Serialize + serde::de::DeserializeOwned>(
-            m: &HashMap<String, WindowsOf<A>>,
-            ft: i64,
-        ) -> HashMap<String, WindowsOf<A>> {
+        let metrics_of = |m: &HashMap<String, WindowsOf<MetricAgg>>, device: Option<&str>| {
             m.iter()
-                .filter_map(|(k, w)| Some((k.clone(), unflushed(w, ft)?)))
-                .collect()
-        }
+                .filter(|(metric, _)| {
+                    series.is_none_or(|s| s.has_metric(metric) && s.has_device(device))
+                })
+                .filter_map(|(k, w)| Some((k.clone(), select(w, spans)?)))
+                .collect::<HashMap<_, _>>()
+        };
         let mut copy = TenantRollups {
             max_event_time: self.max_event_time,
             max_received_at: self.max_received_at,
             metrics: self
                 .metrics
                 .iter()
-                .map(|(d, m)| (d.clone(), map_of(m, ft)))
+                .map(|(d, m)| (d.clone(), metrics_of(m, Some(d))))
                 .filter(|(_, m)| !m.is_empty())
                 .collect(),
             series: 0,
-            all_devices: map_of(&self.all_devices, ft),
+            all_devices: metrics_of(&self.all_devices, None),
             counts: self
                 .counts
                 .iter()
-                .map(|(d, m)| (*d, map_of(m, ft)))
+                .filter(|(d, _)| series.is_none_or(|s| s.has_dimension(**d)))
+                .map(|(d, m)| {
+                    let values = m
+                        .iter()
+                        .filter_map(|(k, w)| Some((k.clone(), select(w, spans)?)))
+                        .collect::<HashMap<_, _>>();
+                    (*d, values)
+                })
                 .filter(|(_, m)| !m.is_empty())
                 .collect(),
             late: self.late.clone(),
@@ -708,65 +736,6 @@ impl TenantRollups {
                 .or_insert(row.agg);
         }
         self.recount();
-    }
-
-    /// A copy holding only `series`' windows of `r` starting in `[from, to)` (and the
-    /// watermark, late counts and incomplete windows): the base of a view reaching past memory.
-    pub fn range_copy(&self, r: Resolution, from: i64, to: i64, series: &Series) -> TenantRollups {
-        let span = (r, from)..(r, to.max(from));
-        let part = |m: &HashMap<String, WindowsOf<MetricAgg>>,
-                    device: Option<&str>|
-         -> HashMap<String, WindowsOf<MetricAgg>> {
-            m.iter()
-                .filter(|(metric, _)| series.has_metric(metric) && series.has_device(device))
-                .map(|(k, w)| {
-                    let kept = w.0.range(span.clone()).map(|(k, a)| (*k, a.clone()));
-                    (k.clone(), WindowsOf(kept.collect()))
-                })
-                .filter(|(_, w)| !w.0.is_empty())
-                .collect()
-        };
-        fn count_part(
-            m: &HashMap<String, WindowsOf<CountAgg>>,
-            span: &std::ops::Range<(Resolution, i64)>,
-        ) -> HashMap<String, WindowsOf<CountAgg>> {
-            m.iter()
-                .map(|(k, w)| {
-                    let kept = w.0.range(span.clone()).map(|(k, a)| (*k, a.clone()));
-                    (k.clone(), WindowsOf(kept.collect()))
-                })
-                .filter(|(_, w)| !w.0.is_empty())
-                .collect()
-        }
-        let mut copy = TenantRollups {
-            max_event_time: self.max_event_time,
-            max_received_at: self.max_received_at,
-            metrics: self
-                .metrics
-                .iter()
-                .map(|(d, m)| (d.clone(), part(m, Some(d))))
-                .filter(|(_, m)| !m.is_empty())
-                .collect(),
-            series: 0,
-            all_devices: part(&self.all_devices, None),
-            counts: self
-                .counts
-                .iter()
-                .filter(|(d, _)| series.has_dimension(**d))
-                .map(|(d, m)| (*d, count_part(m, &span)))
-                .filter(|(_, m)| !m.is_empty())
-                .collect(),
-            late: self.late.clone(),
-            incomplete: self.incomplete.clone(),
-            flushed_through: self.flushed_through,
-            flush_seq: self.flush_seq,
-            incomplete_cut: self.incomplete_cut,
-            // The view holds every window of its range (memory's and the files').
-            evicted_through: [None; 3],
-            frozen_through: self.frozen_through,
-        };
-        copy.recount();
-        copy
     }
 
     /// Whether windows of `r` starting at `from` may have left memory: a range from there is

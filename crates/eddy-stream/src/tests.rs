@@ -750,6 +750,41 @@ async fn alerts_and_their_actions_survive_crashes_exactly_once() {
     wal.shutdown().unwrap();
 }
 
+/// `n` events `step` seconds apart from `T0`, each received when it happens (so windows
+/// close as the stream goes on), over 4 devices and 7 users; the event at offset `i` has
+/// event id `e<i>`.
+fn steady(n: u64, step: i64) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut e = event(
+                i,
+                T0 + i as i64 * step * SEC,
+                (i % 4) as u8,
+                (i % 13) as f64,
+                Some((i % 7) as u8),
+            );
+            e.received_at = e.time;
+            e
+        })
+        .collect()
+}
+
+/// No window appears twice among persisted ones (metric and count windows).
+fn assert_each_window_once(closed: &crate::Closed) {
+    let mut keys = std::collections::HashSet::new();
+    for m in &closed.metrics {
+        let key = format!("{:?} {:?} {} {}", m.resolution, m.device, m.metric, m.start);
+        assert!(keys.insert(key), "a metric window persisted twice");
+    }
+    for c in &closed.counts {
+        let key = format!(
+            "{:?} {:?} {} {}",
+            c.resolution, c.dimension, c.value, c.start
+        );
+        assert!(keys.insert(key), "a count window persisted twice");
+    }
+}
+
 /// Applies `events` minute by minute (receive time = event time, so windows close as time goes
 /// on), taking the closed windows after each minute as a checkpoint would.
 fn flushes_of(events: &[Event], roll: &mut TenantRollups) -> Vec<(u64, crate::Closed)> {
@@ -769,17 +804,7 @@ fn flushes_of(events: &[Event], roll: &mut TenantRollups) -> Vec<(u64, crate::Cl
 /// persisted windows answer exactly what the full state does.
 #[test]
 fn a_checkpoint_holds_only_windows_not_yet_persisted() {
-    let events: Vec<Event> = (0..3000u64)
-        .map(|i| {
-            event(
-                i,
-                T0 + i as i64 * 2 * SEC,
-                (i % 4) as u8,
-                (i % 13) as f64,
-                Some((i % 7) as u8),
-            )
-        })
-        .collect();
+    let events = steady(3000, 2);
     let mut roll = TenantRollups::default();
     let flushes = flushes_of(&events, &mut roll);
     assert!(
@@ -812,17 +837,7 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
     use crate::persist::{self, Want};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rollups");
-    let events: Vec<Event> = (0..2400u64)
-        .map(|i| {
-            event(
-                i,
-                T0 + i as i64 * 2 * SEC,
-                (i % 4) as u8,
-                (i % 13) as f64,
-                Some((i % 7) as u8),
-            )
-        })
-        .collect();
+    let events = steady(2400, 2);
     let mut roll = TenantRollups::default();
     let flushes = flushes_of(&events, &mut roll);
     let n = flushes.len() as u64;
@@ -847,16 +862,7 @@ fn rollup_files_merge_and_recover_to_exactly_the_checkpointed_flushes() {
     };
     let read_all = || {
         let closed = persist::read(&root, "t", &Want::All, &Default::default()).unwrap();
-        let mut keys = std::collections::HashSet::new();
-        for m in &closed.metrics {
-            assert!(
-                keys.insert(format!(
-                    "{:?} {:?} {} {}",
-                    m.resolution, m.device, m.metric, m.start
-                )),
-                "window read twice"
-            );
-        }
+        assert_each_window_once(&closed);
         let mut t = TenantRollups::default();
         t.insert_closed(closed);
         answers(&t)
@@ -944,31 +950,17 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     config.checkpoint_interval = Duration::from_millis(20);
     config.horizon[0] = Duration::from_secs(600);
     let mut naive = Naive::default();
-    let mut offset = 0u64;
+    let all = steady(1800, 6);
+    let mut batches = all.chunks(100);
     for round in 0..6 {
         let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
         let p = Processor::open(config.clone(), wal.clone()).unwrap();
         p.start();
-        for _ in 0..3 {
-            let events: Vec<Event> = (0..100)
-                .map(|i| {
-                    let n = offset + i;
-                    let mut e = event(
-                        n,
-                        T0 + n as i64 * 6 * SEC,
-                        (n % 6) as u8,
-                        (n % 17) as f64,
-                        Some((n % 9) as u8),
-                    );
-                    e.received_at = e.time;
-                    e
-                })
-                .collect();
-            for e in &events {
-                naive.add(e, offset);
-                offset += 1;
+        for events in batches.by_ref().take(3) {
+            for e in events {
+                naive.add(e, e.event_id[1..].parse().unwrap());
             }
-            append(&wal, &events).await;
+            append(&wal, events).await;
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
         caught_up(&p, &wal).await;
@@ -986,16 +978,7 @@ async fn closed_windows_are_persisted_once_and_read_back_past_memory() {
     caught_up(&p, &wal).await;
     let root = config.rollups_dir();
     let persisted = persist::read(&root, "t", &Want::All, &Default::default()).unwrap();
-    let mut keys = std::collections::HashSet::new();
-    for m in &persisted.metrics {
-        assert!(
-            keys.insert(format!(
-                "{:?} {:?} {} {}",
-                m.resolution, m.device, m.metric, m.start
-            )),
-            "a window persisted twice"
-        );
-    }
+    assert_each_window_once(&persisted);
     let minutes_in_naive = naive
         .samples
         .keys()
@@ -1111,23 +1094,12 @@ async fn memory_stays_within_the_window_budget_and_reads_reach_the_files() {
     let p = Processor::open(config.clone(), wal.clone()).unwrap();
     p.start();
     let mut naive = Naive::default();
-    for b in 0..10u64 {
-        let events: Vec<Event> = (0..200)
-            .map(|i| {
-                let n = b * 200 + i;
-                let mut e = event(
-                    n,
-                    T0 + n as i64 * 6 * SEC,
-                    (n % 6) as u8,
-                    (n % 17) as f64,
-                    None,
-                );
-                e.received_at = e.time;
-                naive.add(&e, n);
-                e
-            })
-            .collect();
-        append(&wal, &events).await;
+    let all = steady(2000, 6);
+    for (i, e) in all.iter().enumerate() {
+        naive.add(e, i as u64);
+    }
+    for events in all.chunks(200) {
+        append(&wal, events).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     caught_up(&p, &wal).await;
@@ -1158,19 +1130,7 @@ async fn memory_stays_within_the_window_budget_and_reads_reach_the_files() {
 /// over everything does (same answers, same frozen state), and drop what is past the cut.
 #[test]
 fn incremental_eviction_passes_equal_one_full_pass() {
-    let events: Vec<Event> = (0..6000u64)
-        .map(|i| {
-            let mut e = event(
-                i,
-                T0 + i as i64 * 3 * SEC,
-                (i % 3) as u8,
-                (i % 23) as f64,
-                Some((i % 40) as u8),
-            );
-            e.received_at = e.time;
-            e
-        })
-        .collect();
+    let events = steady(6000, 3);
     let (mut stepwise, mut once) = (TenantRollups::default(), TenantRollups::default());
     for (i, e) in events.iter().enumerate() {
         stepwise.apply(e, i as u64, LATENESS);
