@@ -18,7 +18,7 @@ pub mod store;
 pub mod timeseries;
 
 pub use error::{Error, Result};
-pub use query::Store;
+pub use query::{ExtraTable, SqlAnswer, SqlQuery, Store};
 pub use store::{EmbeddedStore, RetentionPolicy, StoreConfig};
 
 #[cfg(test)]

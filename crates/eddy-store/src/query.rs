@@ -119,6 +119,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         tenant: &str,
         q: DimensionQuery,
     ) -> Result<Vec<DimensionCount>>;
+
+    /// Runs one read-only SQL statement in a session holding only `tenant`'s tables
+    /// (`events`, `metric_samples`, and `q.extra`), within the query timeout and memory limit.
+    async fn sql(&self, tenant: &str, q: SqlQuery) -> Result<SqlAnswer>;
+}
+
+/// What a failed SQL statement tells its caller: the statement's own errors (parsing, planning,
+/// casts, arithmetic) are the caller's to fix; memory is the limit; I/O is ours.
+fn sql_error(e: datafusion::error::DataFusionError) -> Error {
+    use datafusion::error::DataFusionError as D;
+    match e.find_root() {
+        D::ResourcesExhausted(m) => Error::MemoryLimit(m.clone()),
+        D::IoError(_) | D::ParquetError(_) | D::ObjectStore(_) | D::External(_) => Error::Query(e),
+        _ => Error::InvalidQuery(e.strip_backtrace()),
+    }
+}
+
+/// One SQL statement over a tenant's tables (`POST /api/v1/query`).
+#[derive(Debug, Clone)]
+pub struct SqlQuery {
+    pub sql: String,
+    /// Tables other parts of Eddy contribute (rollups, alerts), already the tenant's only.
+    pub extra: Vec<ExtraTable>,
+    /// More rows than this is an error ([`Error::TooManyRows`]).
+    pub max_rows: usize,
+}
+
+/// A table registered in a SQL session: Parquet files plus in-memory batches.
+#[derive(Debug, Clone)]
+pub struct ExtraTable {
+    pub name: String,
+    pub schema: arrow::datatypes::SchemaRef,
+    pub files: Vec<std::path::PathBuf>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A SQL answer: its schema (also when there are no rows) and its batches.
+#[derive(Debug, Clone)]
+pub struct SqlAnswer {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub batches: Vec<RecordBatch>,
 }
 
 /// Which dimension counts to compute: events with `time` in `[from, to)`, bucketed.
@@ -167,6 +208,41 @@ fn property_candidates(v: &str) -> Vec<Expr> {
 
 #[async_trait]
 impl Store for Arc<EmbeddedStore> {
+    async fn sql(&self, tenant: &str, q: SqlQuery) -> Result<SqlAnswer> {
+        if q.sql.trim().is_empty() {
+            return Err(Error::InvalidQuery("`sql` is empty".into()));
+        }
+        self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
+            for t in q.extra {
+                crate::store::register(&ctx, &t.name, t.schema, t.files, t.batches).await?;
+            }
+            // Read-only: no DDL (CREATE, DROP, CREATE EXTERNAL TABLE), no DML (INSERT, COPY),
+            // no statements (SET, transactions). The session has no URL tables, so a path in
+            // FROM names no table.
+            let options = datafusion::execution::context::SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx
+                .sql_with_options(&q.sql, options)
+                .await
+                .map_err(sql_error)?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df
+                .limit(0, Some(q.max_rows.saturating_add(1)))
+                .map_err(sql_error)?
+                .collect()
+                .await
+                .map_err(sql_error)?;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if rows > q.max_rows {
+                return Err(Error::TooManyRows(q.max_rows));
+            }
+            Ok(SqlAnswer { schema, batches })
+        })
+        .await
+    }
+
     async fn events(&self, tenant: &str, f: EventFilter) -> Result<EventPage> {
         let from = f.from.unwrap_or(i64::MIN);
         let to = f.to.unwrap_or(i64::MAX);

@@ -743,7 +743,8 @@ impl EmbeddedStore {
     }
 }
 
-async fn register(
+/// Registers `name` in `ctx`: `files` (Parquet) and `batches` together, with `schema`.
+pub(crate) async fn register(
     ctx: &SessionContext,
     name: &str,
     schema: SchemaRef,

@@ -271,7 +271,7 @@ fn write_file(dir: &Path, kind: Kind, lo: u64, hi: u64, batch: &RecordBatch) -> 
     Ok(path)
 }
 
-fn metrics_batch(rows: &[&MetricRow]) -> Result<RecordBatch> {
+pub fn metrics_batch(rows: &[&MetricRow]) -> Result<RecordBatch> {
     let f64s = |get: fn(&MetricAgg) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|r| get(&r.agg)),
@@ -323,7 +323,7 @@ fn metrics_batch(rows: &[&MetricRow]) -> Result<RecordBatch> {
     RecordBatch::try_new(metrics_schema(), columns).map_err(|e| Error::Checkpoint(e.to_string()))
 }
 
-fn counts_batch(rows: &[&CountRow]) -> Result<RecordBatch> {
+pub fn counts_batch(rows: &[&CountRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.resolution.name()),

@@ -149,35 +149,44 @@ pub struct Processor {
 /// Most halvings of the horizons under memory pressure.
 const MAX_PRESSURE: u32 = 20;
 
+/// One rollup table for SQL: files and the windows not in them yet.
+#[derive(Debug)]
+pub struct RollupTable {
+    pub name: &'static str,
+    pub schema: arrow::datatypes::SchemaRef,
+    pub files: Vec<PathBuf>,
+    pub batch: arrow::array::RecordBatch,
+}
+
 /// Closed windows and tenant deletions waiting to reach the rollup files; the next checkpoint
 /// writes them first (and keeps what failed for the one after).
 #[derive(Debug, Default)]
 struct Flusher {
-    /// (tenant, flush number, windows), in order.
-    pending: std::sync::Mutex<Vec<(String, u64, Closed)>>,
+    /// (tenant, flush number, windows), in order; an entry leaves once written.
+    pending: std::sync::Mutex<Vec<(String, u64, Arc<Closed>)>>,
     /// Tenants deleted since the last checkpoint: their files go before new ones are written.
     deleted: std::sync::Mutex<Vec<String>>,
-    /// Flushes taken but not yet written: while any is, no window leaves memory (it might be
-    /// in none of the files yet).
-    unwritten: std::sync::atomic::AtomicUsize,
 }
 
 impl Flusher {
     /// A deleted tenant: drop its queued flushes, delete its files before the next writes.
     fn forget(&self, tenant: &str) {
         if let Ok(mut p) = self.pending.lock() {
-            let before = p.len();
             p.retain(|(t, _, _)| t != tenant);
-            self.unwritten
-                .fetch_sub(before - p.len(), std::sync::atomic::Ordering::SeqCst);
         }
         if let Ok(mut d) = self.deleted.lock() {
             d.push(tenant.to_string());
         }
     }
 
-    /// Applies deletions, then writes pending flushes (what fails stays queued); returns the
-    /// tenants written to.
+    /// Whether some flush is not written yet.
+    fn unwritten(&self) -> bool {
+        self.pending.lock().map_or(true, |p| !p.is_empty())
+    }
+
+    /// Applies deletions, then writes pending flushes in order, each leaving the queue once
+    /// its files are in place (so a window is always in memory, the queue or a file); what
+    /// fails stays queued. Returns the tenants written to.
     fn persist(&self, root: &Path) -> Result<Vec<String>> {
         let deleted = std::mem::take(&mut *self.deleted.lock().map_err(|_| poisoned())?);
         for (i, t) in deleted.iter().enumerate() {
@@ -188,22 +197,14 @@ impl Flusher {
                 return Err(e);
             }
         }
-        let pending = std::mem::take(&mut *self.pending.lock().map_err(|_| poisoned())?);
+        let pending = self.pending.lock().map_err(|_| poisoned())?.clone();
         let mut written = Vec::new();
-        let mut rest = pending.into_iter();
-        while let Some((tenant, seq, closed)) = rest.next() {
-            let result = persist::write_flush(root, &tenant, seq, &closed);
-            if result.is_ok() {
-                self.unwritten
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            if let Err(e) = result {
-                if let Ok(mut p) = self.pending.lock() {
-                    let failed = std::iter::once((tenant, seq, closed)).chain(rest);
-                    p.splice(0..0, failed);
-                }
-                return Err(e);
-            }
+        for (tenant, seq, closed) in pending {
+            persist::write_flush(root, &tenant, seq, &closed)?;
+            self.pending
+                .lock()
+                .map_err(|_| poisoned())?
+                .retain(|(t, s, _)| !(*t == tenant && *s == seq));
             if !written.contains(&tenant) {
                 written.push(tenant);
             }
@@ -388,6 +389,82 @@ impl Processor {
             Some(t) => f(t),
             None => f(&TenantRollups::default()),
         })
+    }
+
+    /// `tenant`'s rollups as two tables for SQL — metric windows (the `rollups` table) and
+    /// count windows (`rollup_counts`): the persisted files plus, in memory, every window the
+    /// files do not hold yet (open ones, and flushes not written yet). Same schemas as the files
+    /// ([`persist::metrics_schema`], [`persist::counts_schema`]).
+    pub fn rollup_tables(&self, tenant: &str) -> Result<[RollupTable; 2]> {
+        let root = self.config.rollups_dir();
+        // A window is in memory, then queued, then in a file (merged files replace their
+        // inputs). Memory and queue are read together (a checkpoint moves windows between them
+        // under both locks); files listed afterwards are used up to the flush number seen
+        // then, and a queued flush a listed file holds is skipped. A merge or flush racing the
+        // listing past that number makes it start over.
+        for _ in 0..3 {
+            let (mut rows, pending, seq) = {
+                let s = self.state.read().map_err(|_| poisoned())?;
+                let pending = self.flusher.pending.lock().map_err(|_| poisoned())?;
+                let (rows, seq) = s
+                    .tenants
+                    .get(tenant)
+                    .map_or((Closed::default(), 0), |t| (t.unpersisted(), t.flush_seq()));
+                let queued: Vec<(u64, Arc<Closed>)> = pending
+                    .iter()
+                    .filter(|(t, _, _)| t == tenant)
+                    .map(|(_, n, c)| (*n, c.clone()))
+                    .collect();
+                (rows, queued, seq)
+            };
+            let mut files = persist::list(&root, tenant)?;
+            if files.iter().any(|f| f.hi > seq) {
+                continue;
+            }
+            let all = files.clone();
+            files.retain(|f| {
+                !all.iter().any(|g| {
+                    g.kind == f.kind && g.lo <= f.lo && f.hi <= g.hi && (g.lo, g.hi) != (f.lo, f.hi)
+                })
+            });
+            let in_file = |kind: persist::Kind, n: u64| {
+                files
+                    .iter()
+                    .any(|f| f.kind == kind && (f.lo..=f.hi).contains(&n))
+            };
+            for (n, closed) in &pending {
+                if !in_file(persist::Kind::Metrics, *n) {
+                    rows.metrics.extend(closed.metrics.iter().cloned());
+                }
+                if !in_file(persist::Kind::Counts, *n) {
+                    rows.counts.extend(closed.counts.iter().cloned());
+                }
+            }
+            let paths = |kind: persist::Kind| -> Vec<PathBuf> {
+                files
+                    .iter()
+                    .filter(|f| f.kind == kind)
+                    .map(|f| f.path.clone())
+                    .collect()
+            };
+            return Ok([
+                RollupTable {
+                    name: "rollups",
+                    schema: persist::metrics_schema(),
+                    files: paths(persist::Kind::Metrics),
+                    batch: persist::metrics_batch(&rows.metrics.iter().collect::<Vec<_>>())?,
+                },
+                RollupTable {
+                    name: "rollup_counts",
+                    schema: persist::counts_schema(),
+                    files: paths(persist::Kind::Counts),
+                    batch: persist::counts_batch(&rows.counts.iter().collect::<Vec<_>>())?,
+                },
+            ]);
+        }
+        Err(Error::Task(
+            "rollup files kept changing while being listed; try again".into(),
+        ))
     }
 
     /// Runs `f` on `tenant`'s windows of `series` and `r` starting in `[from, to)`, wherever
@@ -624,7 +701,7 @@ impl Processor {
         let budget = self.config.max_windows;
         let mut s = self.state.write().map_err(|_| poisoned())?;
         // Read under the lock: a checkpoint takes flushes under it too.
-        let hold = self.flusher.unwritten.load(SeqCst) > 0;
+        let hold = self.flusher.unwritten();
         let mut shift = self.pressure.load(SeqCst);
         let total = loop {
             for t in s.tenants.values_mut() {
@@ -687,10 +764,7 @@ impl Processor {
         let mut pending = self.flusher.pending.lock().map_err(|_| poisoned())?;
         for (tenant, t) in &mut s.tenants {
             if let Some((seq, closed)) = t.take_closed(lateness) {
-                pending.push((tenant.clone(), seq, closed));
-                self.flusher
-                    .unwritten
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                pending.push((tenant.clone(), seq, Arc::new(closed)));
             }
         }
         Ok(State {

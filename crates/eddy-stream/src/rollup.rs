@@ -641,6 +641,50 @@ impl TenantRollups {
         self.copy_of(&spans, None)
     }
 
+    /// The windows not yet persisted (open ones with their current aggregates), as rows: what
+    /// the rollup files do not hold yet.
+    pub fn unpersisted(&self) -> Closed {
+        let copy = self.checkpoint_copy();
+        let mut out = Closed::default();
+        let metric_rows =
+            |out: &mut Closed, device: Option<&str>, metric: &str, w: WindowsOf<MetricAgg>| {
+                out.metrics
+                    .extend(w.0.into_iter().map(|((resolution, start), agg)| MetricRow {
+                        resolution,
+                        start,
+                        device: device.map(str::to_string),
+                        metric: metric.to_string(),
+                        agg,
+                    }));
+            };
+        for (device, metrics) in copy.metrics {
+            for (metric, windows) in metrics {
+                metric_rows(&mut out, Some(&device), &metric, windows);
+            }
+        }
+        for (metric, windows) in copy.all_devices {
+            metric_rows(&mut out, None, &metric, windows);
+        }
+        for (dimension, values) in copy.counts {
+            for (value, windows) in values {
+                out.counts
+                    .extend(
+                        windows
+                            .0
+                            .into_iter()
+                            .map(|((resolution, start), agg)| CountRow {
+                                resolution,
+                                start,
+                                dimension,
+                                value: value.clone(),
+                                agg,
+                            }),
+                    );
+            }
+        }
+        out
+    }
+
     /// A copy holding only `series`' windows of `r` starting in `[from, to)` (and the
     /// watermark, late counts and incomplete windows): the base of a view reaching past memory.
     pub fn range_copy(&self, r: Resolution, from: i64, to: i64, series: &Series) -> TenantRollups {

@@ -7,6 +7,7 @@ pub(crate) mod live;
 pub(crate) mod ops;
 pub(crate) mod query;
 pub(crate) mod rollups;
+pub(crate) mod sql;
 
 use std::time::Instant;
 
@@ -40,6 +41,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(query::list_devices))
         .route("/api/v1/timeseries", get(query::timeseries))
         .route("/api/v1/rollups", get(rollups::rollups))
+        .route("/api/v1/query", post(sql::query))
         .route("/api/v1/stream", get(live::sse))
         .route("/api/v1/ws", get(live::ws))
         .route("/ws", get(live::ws))

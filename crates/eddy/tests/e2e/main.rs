@@ -13,5 +13,6 @@ mod ingest;
 mod live;
 mod ops;
 mod query;
+mod sql;
 mod stream;
 mod ws;
