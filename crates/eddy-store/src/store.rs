@@ -152,6 +152,19 @@ pub struct EmbeddedStore {
     retention: std::sync::Mutex<Option<Arc<dyn RetentionPolicy>>>,
     /// Files already out of the manifest, unlinked once no query can still be reading them.
     retired: std::sync::Mutex<Vec<(Instant, PathBuf)>>,
+    /// Parquet footers and file statistics, shared by every query's session (each has its own
+    /// runtime for its memory limit, which would otherwise start with empty caches). Files
+    /// never change under a name, and entries are checked against size and mtime.
+    caches: SharedCaches,
+}
+
+/// See [`EmbeddedStore`]'s `caches`.
+struct SharedCaches(datafusion::execution::cache::cache_manager::CacheManagerConfig);
+
+impl std::fmt::Debug for SharedCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedCaches")
+    }
 }
 
 /// A dedicated runtime for queries, so a heavy query does not starve ingest.
@@ -208,6 +221,7 @@ impl EmbeddedStore {
             writer: std::sync::Mutex::new(None),
             retention: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
+            caches: shared_caches()?,
         }))
     }
 
@@ -472,6 +486,7 @@ impl EmbeddedStore {
             .schema_force_view_types = false;
         config.options_mut().execution.parquet.pushdown_filters = true;
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(self.caches.0.clone())
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -741,6 +756,20 @@ impl EmbeddedStore {
         );
         Ok(())
     }
+}
+
+/// Caches for every query session: footers (64 MiB) and file statistics (16 MiB).
+fn shared_caches() -> Result<SharedCaches> {
+    use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
+    let config = CacheManagerConfig::default()
+        .with_metadata_cache_limit(64 << 20)
+        .with_file_statistics_cache_limit(16 << 20);
+    let made = CacheManager::try_new(&config)?;
+    Ok(SharedCaches(
+        config
+            .with_file_metadata_cache(Some(made.get_file_metadata_cache()))
+            .with_file_statistics_cache(made.get_file_statistic_cache()),
+    ))
 }
 
 /// Registers `name` in `ctx`: `files` (Parquet) and `batches` together, with `schema`.

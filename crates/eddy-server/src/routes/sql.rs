@@ -113,19 +113,33 @@ pub(crate) async fn query(
             format!("`sql` is longer than {MAX_SQL_BYTES} bytes"),
         ));
     }
-    let mut extra: Vec<eddy_store::ExtraTable> = state
-        .stream
-        .rollup_tables(&p.tenant_id)
-        .map_err(|e| Error::Internal(format!("rollup tables: {e}")))?
-        .into_iter()
-        .map(|t| eddy_store::ExtraTable {
-            name: t.name.to_string(),
-            schema: t.schema,
-            files: t.files,
-            batches: vec![t.batch],
-        })
+    // Tables built from the stream processor's state cost a copy of it: only those the
+    // statement names (a table is named by its name as a word; unquoted names are lowercased).
+    let words: std::collections::HashSet<String> = req
+        .sql
+        .to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(str::to_string)
         .collect();
-    extra.push(alerts_table(&state, &p.tenant_id)?);
+    let mut extra: Vec<eddy_store::ExtraTable> = Vec::new();
+    if words.contains("rollups") || words.contains("rollup_counts") {
+        extra.extend(
+            state
+                .stream
+                .rollup_tables(&p.tenant_id)
+                .map_err(|e| Error::Internal(format!("rollup tables: {e}")))?
+                .into_iter()
+                .map(|t| eddy_store::ExtraTable {
+                    name: t.name.to_string(),
+                    schema: t.schema,
+                    files: t.files,
+                    batches: vec![t.batch],
+                }),
+        );
+    }
+    if words.contains("alerts") {
+        extra.push(alerts_table(&state, &p.tenant_id)?);
+    }
     let answer = state
         .query
         .sql(
