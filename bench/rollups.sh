@@ -11,32 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
 RUNS=${2:-50}
-EDDY=$PWD/target/release/eddy
-work=$(mktemp -d /tmp/eddy-rollups-bench.XXXXXX)
-pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-now() { date +%s.%N; }
-since() { python3 -c "print(round($(now) - $1, 2))"; }
-
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+source bench/lib.sh
+bench_init rollups
 END_MS=$(( $(date +%s) * 1000 - 60000 ))
 FROM_MS=$(( END_MS - 86400000 ))
-python3 bench/gen_events.py "$N" "$work/events.ndjson" --end "$END_MS"
 # Requests of ~43 s of event time each: 4 in flight stay well within the 5-minute lateness, so
 # no window misses an event (late windows would send queries to raw data).
 CHUNK=$(( N / 2000 > 100 ? N / 2000 : 100 ))
-mkdir "$work/chunks"
-split -l "$CHUNK" -a 5 "$work/events.ndjson" "$work/chunks/c"
-
-start_eddy() {
-  rm -f "$work/eddy/eddy.addr"
-  "$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18081 --log-level warn "$@" >> "$work/eddy.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 600); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
-}
-stop_eddy() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
-start_eddy
+bench_events "$N" "$END_MS" "$CHUNK"
+start_eddy 18081
 KEY=$(cat "$work/eddy/admin.key")
 lag() { curl -sf 127.0.0.1:18081/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 metric() { curl -sf 127.0.0.1:18081/metrics | awk -v m="$1" '$1 == m {print $2}'; }
@@ -79,7 +62,7 @@ stop_eddy
 
 echo "== 2. restarted with --rollup-horizons 1h,7d,90d: older minute windows come from the files"
 t=$(now)
-start_eddy --rollup-horizons 1h,7d,90d
+start_eddy 18081 --rollup-horizons 1h,7d,90d
 echo "   started in $(since "$t") s; windows in memory $(metric eddy_stream_windows || echo '?'); RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 queries files
 echo "   file reads: $(metric eddy_stream_rollup_file_reads_total)"

@@ -9,20 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000000}
 RUNS=${2:-30}
-EDDY=$PWD/target/release/eddy
-work=$(mktemp -d /tmp/eddy-sql-bench.XXXXXX)
-pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+source bench/lib.sh
+bench_init sql
 END_MS=$(( $(date +%s) * 1000 - 60000 ))
-python3 bench/gen_events.py "$N" "$work/events.ndjson" --end "$END_MS"
-mkdir "$work/chunks"
-split -l 5000 -a 5 "$work/events.ndjson" "$work/chunks/c"
-"$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18083 --log-level warn --max-result-rows 100000 >> "$work/eddy.out" 2>&1 &
-pid=$!
-for _ in $(seq 600); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
+bench_events "$N" "$END_MS" 5000
+start_eddy 18083 --max-result-rows 100000
 KEY=$(cat "$work/eddy/admin.key")
 lag() { curl -sf 127.0.0.1:18083/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 echo "== ingest: $N events"

@@ -11,31 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000000}
 RUNS=${2:-50}
-EDDY=$PWD/target/release/eddy
-work=$(mktemp -d /tmp/eddy-store-bench.XXXXXX)
-pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-now() { date +%s.%N; }
-since() { python3 -c "print(round($(now) - $1, 2))"; }
-
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+source bench/lib.sh
+bench_init store
 END_MS=$(( $(date +%s) * 1000 - 60000 ))
 FROM_MS=$(( END_MS - 86400000 ))
 t=$(now)
-python3 bench/gen_events.py "$N" "$work/events.ndjson" --end "$END_MS"
+bench_events "$N" "$END_MS" 5000
 JSON_BYTES=$(stat -c %s "$work/events.ndjson")
 echo "generated $N events, $JSON_BYTES bytes of NDJSON ($(python3 -c "print(round($JSON_BYTES / $N, 1))") B/event) in $(since "$t") s"
-mkdir "$work/chunks"
-split -l 5000 -a 5 "$work/events.ndjson" "$work/chunks/c"
-
-start_eddy() {
-  rm -f "$work/eddy/eddy.addr"
-  "$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --log-level warn >> "$work/eddy.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 300); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
-}
-start_eddy
+start_eddy 18080
 KEY=$(cat "$work/eddy/admin.key")
 lag() { curl -sf 127.0.0.1:18080/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 
@@ -81,7 +65,7 @@ query one_device_p95_raw "${TS/agg=avg/agg=p95}&device_id=$DEV&source=raw"
 query all_devices_p95_raw "${TS/agg=avg/agg=p95}&source=raw"
 
 echo "== on disk after a graceful stop (everything persisted)"
-kill -TERM "$pid"; wait "$pid" || true; pid=
+stop_eddy
 STORE_BYTES=$(du -sb "$work/eddy/store" | cut -f1)
 PARQUET_BYTES=$(find "$work/eddy/store" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')
 echo "   store $STORE_BYTES bytes ($(find "$work/eddy/store" -name '*.parquet' | wc -l) Parquet files, $PARQUET_BYTES bytes of Parquet): JSON / store = $(python3 -c "print(round($JSON_BYTES / $STORE_BYTES, 2))")x, $(python3 -c "print(round($STORE_BYTES / $N, 1))") B/event"

@@ -1,0 +1,35 @@
+# Shared by the bench scripts; source it from the repository root.
+
+# bench_init NAME: sets EDDY (the release binary), work (a temp dir, removed on exit together
+# with the server) and pid, and prints the machine.
+bench_init() {
+  EDDY=$PWD/target/release/eddy
+  work=$(mktemp -d "/tmp/eddy-$1-bench.XXXXXX")
+  pid=
+  trap bench_cleanup EXIT
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+}
+
+bench_cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+now() { date +%s.%N; }
+since() { python3 -c "print(round($(now) - $1, 2))"; }
+
+# bench_events N END_MS LINES: N events of bench/gen_events.py ending at END_MS in
+# $work/events.ndjson, split into requests of LINES events in $work/chunks.
+bench_events() {
+  python3 bench/gen_events.py "$1" "$work/events.ndjson" --end "$2"
+  mkdir -p "$work/chunks"
+  split -l "$3" -a 5 "$work/events.ndjson" "$work/chunks/c"
+}
+
+# start_eddy PORT [ARGS...]: the release server on 127.0.0.1:PORT over $work/eddy; sets pid.
+start_eddy() {
+  local port=$1
+  shift
+  rm -f "$work/eddy/eddy.addr"
+  "$EDDY" --data-dir "$work/eddy" --http-addr "127.0.0.1:$port" --log-level warn "$@" >> "$work/eddy.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
+}
+
+stop_eddy() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
