@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// dead-lettered.
     pub webhook_timeout: Duration,
     pub webhook_attempts: u32,
+    /// How old a cached query answer may be (0 = no cache), and the cache's size bound.
+    pub query_cache_staleness: Duration,
+    pub query_cache_bytes: u64,
 }
 
 impl ServerConfig {
@@ -75,6 +78,8 @@ impl ServerConfig {
             ws_allowed_origins: Vec::new(),
             webhook_timeout: Duration::from_secs(5),
             webhook_attempts: 6,
+            query_cache_staleness: Duration::from_secs(1),
+            query_cache_bytes: 64 << 20,
         }
     }
 }

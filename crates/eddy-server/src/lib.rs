@@ -12,6 +12,7 @@
 //! runs until the shutdown future resolves, then drains requests and flushes the log.
 
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod dedup;
@@ -115,6 +116,10 @@ impl Server {
             prometheus,
             inflight: Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes)),
             started: Instant::now(),
+            query_cache: cache::QueryCache::new(
+                config.query_cache_staleness,
+                config.query_cache_bytes,
+            ),
             config,
         });
         if let Some(notices) = stream.take_notices() {

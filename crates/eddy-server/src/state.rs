@@ -36,6 +36,8 @@ pub struct AppInner {
     /// Permits = bytes of request bodies that may be in memory at once.
     pub inflight: Arc<tokio::sync::Semaphore>,
     pub started: Instant,
+    /// Recent answers of the read routes dashboards repeat (`None`: caching off).
+    pub query_cache: Option<crate::cache::QueryCache>,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].

@@ -161,6 +161,10 @@ pub(crate) struct ServeArgs {
     /// Most rows one query may return [default: 100000].
     #[arg(long, env = "EDDY_MAX_RESULT_ROWS")]
     pub(crate) max_result_rows: Option<usize>,
+    /// How old a cached answer of a repeated query (time series, rollups, SQL) may be; 0 turns
+    /// the cache off [default: 1s].
+    #[arg(long, env = "EDDY_QUERY_CACHE_STALENESS")]
+    pub(crate) query_cache_staleness: Option<String>,
     /// How long in-flight requests get on shutdown [default: 30s].
     #[arg(long, env = "EDDY_SHUTDOWN_GRACE")]
     pub(crate) shutdown_grace: Option<String>,
@@ -206,6 +210,7 @@ struct FileConfig {
     query_timeout: Option<String>,
     query_memory: Option<String>,
     max_result_rows: Option<usize>,
+    query_cache_staleness: Option<String>,
 }
 
 /// Fully resolved settings of `serve`.
@@ -422,6 +427,13 @@ impl ServeArgs {
         }
         if let Some(v) = self.query_memory.or(file.query_memory) {
             c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v)?;
+        }
+        if let Some(v) = self.query_cache_staleness.or(file.query_cache_staleness) {
+            c.query_cache_staleness = duration(
+                "--query-cache-staleness / EDDY_QUERY_CACHE_STALENESS",
+                &v,
+                true,
+            )?;
         }
         if let Some(v) = self.max_result_rows.or(file.max_result_rows) {
             c.store.max_result_rows = positive("--max-result-rows / EDDY_MAX_RESULT_ROWS", v)?;

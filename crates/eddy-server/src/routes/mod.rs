@@ -96,6 +96,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/stats", get(ops::stats))
         .route("/lag", get(ops::lag))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::cache::layer,
+        ))
         .fallback(ops::not_found)
         .with_state(state);
     api.layer(middleware::from_fn(track_metrics))

@@ -387,3 +387,112 @@ async fn sql_is_read_only_isolated_validated_and_limited() {
     .await;
     assert!(r[0]["metrics"]["temp"].is_number(), "{r:?}");
 }
+
+/// POSTs `sql` with `key`; (x-eddy-cache, status, answer).
+async fn cached_sql(s: &TestServer, key: &str, sql: &str) -> (Option<String>, StatusCode, Value) {
+    let r = s
+        .post_raw(
+            "/api/v1/query",
+            key,
+            &[("content-type", "application/json")],
+            json!({ "sql": sql }).to_string(),
+        )
+        .await;
+    let cache = r
+        .headers()
+        .get("x-eddy-cache")
+        .map(|v| v.to_str().unwrap().to_string());
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        cache,
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_queries_are_cached_per_tenant_and_never_older_than_the_staleness() {
+    let s = TestServer::spawn_with(&["--query-cache-staleness", "1s"], &[]).await;
+    let a = s.admin_key.clone();
+    let (_, b, _) = s.tenant_with_key("other", &["read", "write"]).await;
+    let (a_write_only, _) = s.key_for("default", &["write"]).await;
+    let start = (chrono::Utc::now().timestamp_millis() / MIN_MS - 10) * MIN_MS;
+    send(&s, &a, start, 30, "a").await;
+    send(&s, &b, start, 12, "b").await;
+    s.wait_visible().await;
+    let q = "SELECT count(*) AS n FROM events";
+    let (c, st, v) = cached_sql(&s, &a, q).await;
+    assert_eq!(
+        (c.as_deref(), st, v["data"][0]["n"].as_u64()),
+        (Some("miss"), StatusCode::OK, Some(30))
+    );
+    let (c, _, v) = cached_sql(&s, &a, q).await;
+    assert_eq!(
+        (c.as_deref(), v["data"][0]["n"].as_u64()),
+        (Some("hit"), Some(30))
+    );
+    // Another tenant asking the same gets its own answer.
+    let (c, _, v) = cached_sql(&s, &b, q).await;
+    assert_eq!(
+        (c.as_deref(), v["data"][0]["n"].as_u64()),
+        (Some("miss"), Some(12))
+    );
+    // A cached answer is no way around scopes and keys.
+    let (c, st, _) = cached_sql(&s, &a_write_only, q).await;
+    assert_eq!((c, st), (None, StatusCode::FORBIDDEN));
+    let (c, st, _) = cached_sql(&s, "eddy_bogus", q).await;
+    assert_eq!((c, st), (None, StatusCode::UNAUTHORIZED));
+    // New data shows once the staleness has passed.
+    let (st, _) = s
+        .post("/api/v1/events", &a, r#"{"type":"click","user_id":"late"}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.wait_visible().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (c, _, v) = cached_sql(&s, &a, q).await;
+    assert_eq!(
+        (c.as_deref(), v["data"][0]["n"].as_u64()),
+        (Some("miss"), Some(31))
+    );
+    // Errors are not kept.
+    let (c, st, _) = cached_sql(&s, &a, "SELEC 1").await;
+    assert_eq!((c.as_deref(), st), (Some("miss"), StatusCode::BAD_REQUEST));
+    let (c, _, _) = cached_sql(&s, &a, "SELEC 1").await;
+    assert_eq!(c.as_deref(), Some("miss"));
+    // GET routes: the parameters' order does not matter; headers are kept.
+    let get = |q: &'static str| {
+        let (client, url, key) = (s.client.clone(), s.url.clone(), a.clone());
+        async move {
+            let r = client
+                .get(format!("{url}/api/v1/timeseries?{q}"))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
+            let cache = r.headers()["x-eddy-cache"].to_str().unwrap().to_string();
+            let source = r.headers()["x-eddy-source"].to_str().unwrap().to_string();
+            (cache, source, r.text().await.unwrap())
+        }
+    };
+    let (c1, src1, body1) = get("metric=temp&from=-1h&bucket=1m&agg=count").await;
+    let (c2, src2, body2) = get("agg=count&bucket=1m&from=-1h&metric=temp").await;
+    assert_eq!((c1.as_str(), c2.as_str()), ("miss", "hit"));
+    assert_eq!((src1, body1), (src2, body2));
+    let metrics = s.metrics_text().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("eddy_query_cache_total{result=\"hit\"} ")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_staleness_turns_the_cache_off() {
+    let s = TestServer::spawn_with(&["--query-cache-staleness", "0"], &[]).await;
+    for _ in 0..2 {
+        let (c, st, _) = cached_sql(&s, &s.admin_key, "SELECT 1").await;
+        assert_eq!((c, st), (None, StatusCode::OK));
+    }
+}

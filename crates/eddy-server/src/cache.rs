@@ -1,0 +1,164 @@
+//! The query cache: answers of the read routes dashboards repeat (`/api/v1/timeseries`,
+//! `/api/v1/rollups`, `/api/v1/analytics/aggregates`, `POST /api/v1/query`) kept for at most
+//! `query_cache_staleness` (default 1 s; 0 turns it off), so a cached answer is never older
+//! than that.
+//!
+//! The key is the caller's tenant, the route, the sorted query parameters, `Accept` and the
+//! body — never the key itself, and only for a caller whose key is valid and has `read`: an
+//! invalid, revoked or write-only key goes to the handler and gets its 401/403. Only `200`
+//! answers are kept; memory is bounded by their total size (`query_cache_bytes`). Counters:
+//! `eddy_query_cache_total{result="hit"|"miss"}`; answers carry `x-eddy-cache: hit|miss`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::{Caller, presented_secret};
+use crate::catalog::Scope;
+use crate::state::AppState;
+
+/// Routes whose answers are cached.
+const CACHED_ROUTES: [&str; 4] = [
+    "/api/v1/timeseries",
+    "/api/v1/rollups",
+    "/api/v1/analytics/aggregates",
+    "/api/v1/query",
+];
+
+/// Largest request body read for a cache key (SQL statements are at most 64 KiB).
+const MAX_KEY_BODY: usize = 128 * 1024;
+
+/// One cached answer.
+#[derive(Debug)]
+struct Cached {
+    content_type: Option<HeaderValue>,
+    source: Option<HeaderValue>,
+    body: Bytes,
+}
+
+/// Answers by key, each for at most the staleness.
+#[derive(Debug, Clone)]
+pub struct QueryCache {
+    entries: moka::sync::Cache<u128, Arc<Cached>>,
+}
+
+impl QueryCache {
+    /// `None` when `staleness` is zero (no caching).
+    pub fn new(staleness: Duration, max_bytes: u64) -> Option<Self> {
+        (!staleness.is_zero()).then(|| Self {
+            entries: moka::sync::Cache::builder()
+                .time_to_live(staleness)
+                .max_capacity(max_bytes)
+                .weigher(|_, v: &Arc<Cached>| {
+                    u32::try_from(v.body.len().saturating_add(256)).unwrap_or(u32::MAX)
+                })
+                .build(),
+        })
+    }
+}
+
+fn key(
+    tenant: &str,
+    route: &str,
+    uri_query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> u128 {
+    let mut params: Vec<&str> = uri_query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    params.sort_unstable();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [tenant.as_bytes(), route.as_bytes(), accept.as_bytes()] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    for p in params {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.update(&(body.len() as u64).to_le_bytes());
+    h.update(body);
+    h.digest128()
+}
+
+fn tagged(mut resp: Response, hit: bool) -> Response {
+    resp.headers_mut().insert(
+        "x-eddy-cache",
+        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+    );
+    resp
+}
+
+/// The middleware: serves a fresh cached answer, or runs the handler and keeps its `200`.
+pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(cache) = state.query_cache.as_ref() else {
+        return next.run(req).await;
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    if !CACHED_ROUTES.contains(&route.as_str()) {
+        return next.run(req).await;
+    }
+    let caller = presented_secret(req.headers())
+        .filter(|s| !s.is_empty())
+        .and_then(|s| Caller::authenticate(&state, s).ok());
+    let Some(tenant) = caller
+        .as_ref()
+        .and_then(|c| c.require(Scope::Read).ok())
+        .map(|p| p.tenant_id.clone())
+    else {
+        // Let the handler answer (401/403) what the cache must not.
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_KEY_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    };
+    let k = key(&tenant, &route, parts.uri.query(), &parts.headers, &bytes);
+    if let Some(hit) = cache.entries.get(&k) {
+        metrics::counter!("eddy_query_cache_total", "result" => "hit").increment(1);
+        let mut resp = hit.body.clone().into_response();
+        if let Some(ct) = &hit.content_type {
+            resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        }
+        if let Some(src) = &hit.source {
+            resp.headers_mut().insert("x-eddy-source", src.clone());
+        }
+        return tagged(resp, true);
+    }
+    metrics::counter!("eddy_query_cache_total", "result" => "miss").increment(1);
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if resp.status() != StatusCode::OK {
+        return tagged(resp, false);
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    cache.entries.insert(
+        k,
+        Arc::new(Cached {
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            source: parts.headers.get("x-eddy-source").cloned(),
+            body: body.clone(),
+        }),
+    );
+    tagged(Response::from_parts(parts, Body::from(body)), false)
+}
