@@ -124,6 +124,19 @@ pub struct RollupFile {
     pub modified: Option<std::time::SystemTime>,
 }
 
+impl RollupFile {
+    /// Whether another of `files` of the same table holds this one's flushes: this one is an
+    /// input of a merge that renamed its output but has not deleted its inputs yet.
+    pub fn merged_away(&self, files: &[RollupFile]) -> bool {
+        files.iter().any(|g| {
+            g.kind == self.kind
+                && g.lo <= self.lo
+                && self.hi <= g.hi
+                && (g.lo, g.hi) != (self.lo, self.hi)
+        })
+    }
+}
+
 fn file_name(kind: Kind, lo: u64, hi: u64) -> String {
     format!("{}-{lo:012}-{hi:012}.parquet", kind.prefix())
 }
@@ -768,10 +781,7 @@ pub fn recover(root: &Path, flushed: impl Fn(&str) -> u64) -> Result<usize> {
         let files = list(root, &tenant)?;
         for f in &files {
             let orphan = f.hi > seq;
-            let merged_away = files.iter().any(|g| {
-                g.kind == f.kind && g.lo <= f.lo && f.hi <= g.hi && (g.lo, g.hi) != (f.lo, f.hi)
-            });
-            if orphan || merged_away {
+            if orphan || f.merged_away(&files) {
                 std::fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;
                 deleted += 1;
             }

@@ -422,11 +422,7 @@ impl Processor {
                 continue;
             }
             let all = files.clone();
-            files.retain(|f| {
-                !all.iter().any(|g| {
-                    g.kind == f.kind && g.lo <= f.lo && f.hi <= g.hi && (g.lo, g.hi) != (f.lo, f.hi)
-                })
-            });
+            files.retain(|f| !f.merged_away(&all));
             let in_file = |kind: persist::Kind, n: u64| {
                 files
                     .iter()
