@@ -2,12 +2,12 @@
 """Generates a deterministic mixed event stream as NDJSON, for bench/store.sh.
 
 70% sensor readings (1000 devices, temperature/humidity/pressure, one every ~12 s per device,
-values drifting around a per-device level) and 30% product events (10k users; page_view,
+values drifting around a per-device level) and 30% product events (10k users by default; page_view,
 click, signup, purchase with page_url, source and properties; client-given event_ids, as
 SDKs send them). Times cover the `--hours` before `--end` (epoch ms), in order, as a live
 stream would deliver them.
 
-Usage: gen_events.py N OUT --end MS [--hours 24]
+Usage: gen_events.py N OUT --end MS [--hours 24] [--users 10000]
 """
 import argparse
 import json
@@ -18,6 +18,7 @@ ap.add_argument("n", type=int)
 ap.add_argument("out")
 ap.add_argument("--end", type=int, required=True)
 ap.add_argument("--hours", type=float, default=24)
+ap.add_argument("--users", type=int, default=10_000)
 a = ap.parse_args()
 
 rng = random.Random(42)
@@ -45,7 +46,7 @@ with open(a.out, "w") as f:
                 },
             }
         else:
-            u = rng.randrange(10_000)
+            u = rng.randrange(a.users)
             kind = rng.choices(["page_view", "click", "signup", "purchase"], [70, 25, 3, 2])[0]
             e = {
                 "event_id": f"{u:05d}-{i:09d}",

@@ -15,9 +15,10 @@ now() { date +%s.%N; }
 since() { python3 -c "print(round($(now) - $1, 2))"; }
 
 # bench_events N END_MS LINES: N events of bench/gen_events.py ending at END_MS in
-# $work/events.ndjson, split into requests of LINES events in $work/chunks.
+# $work/events.ndjson (USERS product users, default 10k), split into requests of LINES events
+# in $work/chunks.
 bench_events() {
-  python3 bench/gen_events.py "$1" "$work/events.ndjson" --end "$2"
+  python3 bench/gen_events.py "$1" "$work/events.ndjson" --end "$2" ${USERS:+--users "$USERS"}
   mkdir -p "$work/chunks"
   split -l "$3" -a 5 "$work/events.ndjson" "$work/chunks/c"
 }

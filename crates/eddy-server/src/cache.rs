@@ -23,11 +23,21 @@ use crate::catalog::Scope;
 use crate::state::AppState;
 
 /// Routes whose answers are cached.
-const CACHED_ROUTES: [&str; 4] = [
+const CACHED_ROUTES: [&str; 14] = [
     "/api/v1/timeseries",
     "/api/v1/rollups",
     "/api/v1/analytics/aggregates",
     "/api/v1/query",
+    "/api/v1/analytics/summary",
+    "/analytics/summary",
+    "/v1/analytics/summary",
+    "/api/v1/analytics/top",
+    "/analytics/events",
+    "/api/v1/analytics/timeseries",
+    "/api/v1/analytics/users/{user_id}",
+    "/api/v1/analytics/funnel",
+    "/api/v1/analytics/retention",
+    "/api/v1/metrics/export",
 ];
 
 /// Largest request body read for a cache key (SQL statements are at most 64 KiB).
@@ -129,7 +139,14 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     let Ok(bytes) = axum::body::to_bytes(body, MAX_KEY_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
     };
-    let k = key(&tenant, &route, parts.uri.query(), &parts.headers, &bytes);
+    // The path, not the route: `/users/{user_id}` is one route of many answers.
+    let k = key(
+        &tenant,
+        parts.uri.path(),
+        parts.uri.query(),
+        &parts.headers,
+        &bytes,
+    );
     if let Some(hit) = cache.entries.get(&k) {
         metrics::counter!("eddy_query_cache_total", "result" => "hit").increment(1);
         let mut resp = hit.body.clone().into_response();

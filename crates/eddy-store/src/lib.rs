@@ -10,7 +10,9 @@
 //! limit and a row limit. [`query`] holds the questions the REST API asks; the [`Store`]
 //! trait is the seam a PostgreSQL store can implement later.
 
+pub mod analytics;
 mod error;
+pub mod journeys;
 pub mod manifest;
 pub mod query;
 pub mod schema;

@@ -13,6 +13,11 @@ use datafusion::prelude::{Expr, ident, lit};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
+use crate::analytics::{
+    self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, RetentionQuery, Summary,
+    SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
+};
+use crate::journeys::Cohort;
 use crate::schema::{TZ, encode_property};
 use crate::store::EmbeddedStore;
 use crate::timeseries::TimeseriesQuery;
@@ -123,6 +128,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Runs one read-only SQL statement in a session holding only `tenant`'s tables
     /// (`events`, `metric_samples`, and `q.extra`), within the query timeout and memory limit.
     async fn sql(&self, tenant: &str, q: SqlQuery) -> Result<SqlAnswer>;
+
+    /// Totals and top lists of `[q.from, q.to)`.
+    async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary>;
+
+    /// The most frequent values of a field.
+    async fn top(&self, tenant: &str, q: TopQuery) -> Result<Top>;
+
+    /// A measure per bucket and value of a field (top values, then "other").
+    async fn grouped(&self, tenant: &str, q: GroupedQuery) -> Result<Vec<Group>>;
+
+    /// One user's activity; `None` when the user has no events in the range.
+    async fn user(&self, tenant: &str, q: UserQuery) -> Result<Option<UserProfile>>;
+
+    /// Users through ordered steps (see [`crate::journeys::funnel_user`]).
+    async fn funnel(&self, tenant: &str, q: FunnelQuery) -> Result<FunnelAnswer>;
+
+    /// Cohorts by first occurrence of an event and their returns per period.
+    async fn retention(&self, tenant: &str, q: RetentionQuery) -> Result<Vec<Cohort>>;
+
+    /// The newest sample of every (device, metric).
+    async fn latest_metrics(&self, tenant: &str) -> Result<Vec<LatestMetric>>;
+
+    /// The events of `[from, to)` in `(time, offset)` order, streamed: a receiver of batches
+    /// that a bounded channel feeds as the reader takes them (an error ends the stream).
+    async fn export(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<RecordBatch>>>;
 }
 
 /// What a failed SQL statement tells its caller: the statement's own errors (parsing, planning,
@@ -185,13 +220,13 @@ pub struct DimensionCount {
     pub distinct_users: u64,
 }
 
-fn ts(ns: i64) -> Expr {
+pub(crate) fn ts(ns: i64) -> Expr {
     lit(ScalarValue::TimestampNanosecond(Some(ns), Some(TZ.into())))
 }
 
 /// The stored encodings a property filter value may match: a string, and, when it reads as
 /// one, a number or a boolean.
-fn property_candidates(v: &str) -> Vec<Expr> {
+pub(crate) fn property_candidates(v: &str) -> Vec<Expr> {
     let mut out = vec![lit(encode_property(&Some(eddy_model::Value::String(
         v.to_string(),
     ))))];
@@ -241,6 +276,75 @@ impl Store for Arc<EmbeddedStore> {
             Ok(SqlAnswer { schema, batches })
         })
         .await
+    }
+
+    async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary> {
+        self.analytics(tenant, q.from, q.to, |ctx| analytics::summary(ctx, q))
+            .await
+    }
+
+    async fn top(&self, tenant: &str, q: TopQuery) -> Result<Top> {
+        self.analytics(tenant, q.from, q.to, |ctx| analytics::top(ctx, q))
+            .await
+    }
+
+    async fn grouped(&self, tenant: &str, q: GroupedQuery) -> Result<Vec<Group>> {
+        self.check_buckets(q.from, q.to, q.bucket_secs)?;
+        self.analytics(tenant, q.from, q.to, |ctx| analytics::grouped(ctx, q))
+            .await
+    }
+
+    async fn user(&self, tenant: &str, q: UserQuery) -> Result<Option<UserProfile>> {
+        self.analytics(tenant, q.from, q.to, |ctx| analytics::user(ctx, q))
+            .await
+    }
+
+    async fn funnel(&self, tenant: &str, q: FunnelQuery) -> Result<FunnelAnswer> {
+        let to = q.to.saturating_add(q.window_ns);
+        self.analytics(tenant, q.from, to, |ctx| analytics::funnel(ctx, q))
+            .await
+    }
+
+    async fn retention(&self, tenant: &str, q: RetentionQuery) -> Result<Vec<Cohort>> {
+        // Cohorts look back to each user's first event: the whole history is in the session.
+        self.analytics(tenant, i64::MIN, i64::MAX, |ctx| {
+            analytics::retention(ctx, q)
+        })
+        .await
+    }
+
+    async fn latest_metrics(&self, tenant: &str) -> Result<Vec<LatestMetric>> {
+        self.query(tenant, i64::MIN, i64::MAX, analytics::latest_metrics)
+            .await
+    }
+
+    async fn export(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<RecordBatch>>> {
+        use futures_util::StreamExt;
+        // Opening the session and planning count against the query timeout; streaming does
+        // not (a slow reader slows only its own export: the channel holds two batches).
+        let mut stream = self
+            .analytics(tenant, from, to, move |ctx| async move {
+                Ok(analytics::export_plan(&ctx, from, to)
+                    .await?
+                    .execute_stream()
+                    .await?)
+            })
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        self.spawn_query_task(async move {
+            while let Some(b) = stream.next().await {
+                let failed = b.is_err();
+                if tx.send(b.map_err(Error::from)).await.is_err() || failed {
+                    break;
+                }
+            }
+        })?;
+        Ok(rx)
     }
 
     async fn events(&self, tenant: &str, f: EventFilter) -> Result<EventPage> {
@@ -472,6 +576,25 @@ impl Store for Arc<EmbeddedStore> {
 }
 
 impl EmbeddedStore {
+    /// Runs one analytics computation over `tenant`'s session of `[from, to)`.
+    async fn analytics<T, F, Fut>(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(datafusion::prelude::SessionContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        if from >= to {
+            return Err(Error::InvalidQuery("`from` must be before `to`".into()));
+        }
+        self.query(tenant, from, to, f).await
+    }
+
     /// Refuses a bucketed query whose range holds more buckets than a result may have rows.
     fn check_buckets(&self, from: i64, to: i64, bucket_secs: u64) -> Result<()> {
         let buckets =
@@ -500,13 +623,13 @@ fn utf8(v: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(v.to_string()))
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
     batch
         .column_by_name(name)
         .ok_or_else(|| Error::Task(format!("result has no column `{name}`")))
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
     let c = column(batch, name)?;
     let c = if c.data_type() == &DataType::Utf8 {
         c.clone()

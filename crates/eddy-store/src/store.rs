@@ -532,6 +532,20 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Spawns `f` on the query runtime, without a timeout (a stream's feeder).
+    pub fn spawn_query_task(
+        &self,
+        f: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let rt = self
+            .query_rt
+            .0
+            .as_ref()
+            .ok_or_else(|| Error::Task("query runtime stopped".into()))?;
+        rt.spawn(f);
+        Ok(())
+    }
+
     /// Runs `f` on the query runtime with the configured timeout.
     pub async fn run_query<T, F>(&self, f: F) -> Result<T>
     where

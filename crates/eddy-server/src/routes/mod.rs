@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod alerts;
+pub(crate) mod analytics;
 pub(crate) mod ingest;
 pub(crate) mod live;
 pub(crate) mod ops;
@@ -61,6 +62,17 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/api/v1/analytics/aggregates", get(rollups::aggregates))
+        .route("/api/v1/analytics/summary", get(analytics::summary))
+        .route("/api/v1/analytics/top", get(analytics::top))
+        .route(
+            "/api/v1/analytics/timeseries",
+            get(analytics::grouped_timeseries),
+        )
+        .route("/api/v1/analytics/users/{user_id}", get(analytics::user))
+        .route("/api/v1/analytics/funnel", post(analytics::funnel))
+        .route("/api/v1/analytics/retention", post(analytics::retention))
+        .route("/api/v1/export", get(analytics::export))
+        .route("/api/v1/metrics/export", get(analytics::metrics_export))
         .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
         // Compatibility routes onto the same code path.
         .route("/api/data", post(ingest::sensor_data))
@@ -70,6 +82,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/events/async", post(ingest::product_async))
         .route("/events/batch", post(ingest::product_batch))
         .route("/v1/events", post(ingest::gateway))
+        .route("/analytics/summary", get(analytics::summary_compat))
+        .route("/v1/analytics/summary", get(analytics::summary_compat))
+        .route("/analytics/events", get(analytics::click_counts))
         // Admin.
         .route(
             "/api/v1/tenants",

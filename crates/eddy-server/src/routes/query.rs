@@ -82,6 +82,26 @@ const CSV_COLUMNS: [&str; 10] = [
     "received_at",
 ];
 
+/// Events (as JSON objects) as CSV rows of [`CSV_COLUMNS`]; maps are JSON text.
+pub(crate) fn events_csv(rows: &[Value], header: bool) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let cell = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let fail = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+    if header {
+        w.write_record(CSV_COLUMNS).map_err(fail)?;
+    }
+    for r in rows {
+        w.write_record(CSV_COLUMNS.iter().map(|c| cell(r.get(*c))))
+            .map_err(fail)?;
+    }
+    w.into_inner()
+        .map_err(|e| Error::Internal(format!("csv: {e}")))
+}
+
 fn render(rows: Vec<Value>, next_cursor: Option<String>, format: Format) -> Result<Response> {
     let mut resp = match format {
         Format::Json => Json(json!({"data": rows, "next_cursor": next_cursor})).into_response(),
@@ -93,24 +113,11 @@ fn render(rows: Vec<Value>, next_cursor: Option<String>, format: Format) -> Resu
             }
             ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            let cell = |v: Option<&Value>| match v {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            };
-            let fail = |e: csv::Error| Error::Internal(format!("csv: {e}"));
-            w.write_record(CSV_COLUMNS).map_err(fail)?;
-            for r in &rows {
-                w.write_record(CSV_COLUMNS.iter().map(|c| cell(r.get(*c))))
-                    .map_err(fail)?;
-            }
-            let body = w
-                .into_inner()
-                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
-        }
+        Format::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            events_csv(&rows, true)?,
+        )
+            .into_response(),
     };
     if let Some(c) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
         resp.headers_mut().insert("x-next-cursor", c);

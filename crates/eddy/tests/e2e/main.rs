@@ -6,6 +6,7 @@
 
 mod admin;
 mod alerts;
+mod analytics;
 mod auth_matrix;
 mod common;
 mod crash;
