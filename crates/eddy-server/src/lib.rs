@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod keys;
 pub mod metrics;
 mod notify;
+mod openapi;
 pub mod quota;
 mod routes;
 pub mod state;

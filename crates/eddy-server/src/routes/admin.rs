@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::catalog::{Scope, Tenant};
+use crate::openapi::{ErrorBody, Errors};
 use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -49,6 +50,7 @@ struct CreateTenant {
     retention: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "admin", operation_id = "create_tenant", summary = "Create a tenant", request_body(content = Object, description = "JSON body"), responses((status = 201, description = "The tenant", body = Object), (status = 409, description = "Exists", body = ErrorBody), Errors))]
 pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -65,6 +67,7 @@ pub(crate) async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant_json(&t))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "admin", operation_id = "list_tenants", summary = "All tenants", responses((status = 200, description = "`{\"data\": [tenant]}`", body = Object), Errors))]
 pub(crate) async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -74,6 +77,7 @@ pub(crate) async fn list_tenants(
     Ok(Json(json!({"data": data})).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "get_tenant", summary = "One tenant", params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant", body = Object), (status = 404, description = "No such tenant", body = ErrorBody), Errors))]
 pub(crate) async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +108,7 @@ mod double_option {
     }
 }
 
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "update_tenant", summary = "Change a tenant's quota, retention or webhook", params(("id" = String, Path, description = "Tenant id")), request_body(content = Object, description = "JSON body"), responses((status = 200, description = "The tenant", body = Object), Errors))]
 pub(crate) async fn update_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,6 +135,7 @@ pub(crate) async fn update_tenant(
 
 /// Deleting a tenant first appends a tombstone to the log (consumers drop everything of the
 /// tenant before it), then removes the tenant and its keys from the catalog.
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "delete_tenant", summary = "Delete a tenant and all its data", params(("id" = String, Path, description = "Tenant id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such tenant", body = ErrorBody), Errors))]
 pub(crate) async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,6 +177,7 @@ struct CreateKey {
     scopes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "admin", operation_id = "create_key", summary = "Create a key (shown once)", params(("id" = String, Path, description = "Tenant id")), request_body(content = Object, description = "JSON body"), responses((status = 201, description = "The key, shown once", body = Object), Errors))]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -189,6 +196,7 @@ pub(crate) async fn create_key(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/keys", tag = "admin", operation_id = "list_keys", summary = "Keys of a tenant (never the secrets)", params(("id" = String, Path, description = "Tenant id")), responses((status = 200, description = "`{\"data\": [key]}`", body = Object), Errors))]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -210,6 +218,7 @@ pub(crate) async fn list_keys(
     Ok(Json(json!({"data": data})).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}/keys/{key_id}", tag = "admin", operation_id = "revoke_key", summary = "Revoke a key", params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), Errors))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,6 +231,7 @@ pub(crate) async fn revoke_key(
 }
 
 /// The tenant and scopes of the presented key.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "admin", operation_id = "whoami", summary = "Tenant and scopes of the presented key", responses((status = 200, description = "`{tenant_id, scopes, key_id}`", body = Object), Errors))]
 pub(crate) async fn whoami(caller: Caller) -> Result<Response> {
     Ok(Json(json!({"tenant_id": caller.0.tenant_id, "key_id": caller.0.key_id, "scopes": caller.0.scopes})).into_response())
 }

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
+use crate::openapi::{ErrorBody, Errors};
 use crate::routes::parse_json;
 use crate::routes::query::unknown;
 use crate::state::AppState;
@@ -108,6 +109,7 @@ async fn store_rule(
 }
 
 /// `GET /api/v1/rules`.
+#[utoipa::path(get, path = "/api/v1/rules", tag = "alerts", operation_id = "list_rules", summary = "Rules of the tenant", responses((status = 200, description = "`{\"data\": [rule]}`", body = Object), Errors))]
 pub(crate) async fn list_rules(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let rules: Vec<Value> = state
@@ -117,6 +119,7 @@ pub(crate) async fn list_rules(State(state): State<AppState>, caller: Caller) ->
 }
 
 /// `POST /api/v1/rules`: the body is a rule with an optional `id` (generated when absent).
+#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", operation_id = "create_rule", summary = "Create a rule", request_body(content = Object, description = "JSON body"), responses((status = 201, description = "The rule", body = Object), (status = 409, description = "A rule with this id exists", body = ErrorBody), Errors))]
 pub(crate) async fn create_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,6 +160,7 @@ pub(crate) async fn create_rule(
 }
 
 /// `GET /api/v1/rules/{id}`.
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "get_rule", summary = "One rule", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule", body = Object), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn get_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,6 +171,7 @@ pub(crate) async fn get_rule(
 }
 
 /// `PUT /api/v1/rules/{id}`: creates or replaces the rule.
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "put_rule", summary = "Create or replace a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = Object, description = "JSON body"), responses((status = 200, description = "Replaced", body = Object), (status = 201, description = "Created", body = Object), Errors))]
 pub(crate) async fn put_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,6 +199,7 @@ pub(crate) async fn put_rule(
 }
 
 /// `PATCH /api/v1/rules/{id}`: a JSON merge patch (RFC 7386) over the rule's fields.
+#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "patch_rule", summary = "JSON merge patch of a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = Object, description = "JSON body"), responses((status = 200, description = "The rule", body = Object), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn patch_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,6 +236,7 @@ pub(crate) async fn patch_rule(
 }
 
 /// `DELETE /api/v1/rules/{id}`: the rule's active alerts are resolved (`rule_deleted`).
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "delete_rule", summary = "Delete a rule (its active alerts resolve)", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn delete_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,6 +258,7 @@ pub(crate) async fn delete_rule(
 }
 
 /// `GET /api/v1/alerts`.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", operation_id = "list_alerts", summary = "Alerts, newest first", params(("status" = Option<String>, Query, description = "open, acknowledged or resolved"), ("device_id" = Option<String>, Query, description = "Device"), ("metric" = Option<String>, Query, description = "Metric"), ("rule_id" = Option<String>, Query, description = "Rule"), ("severity" = Option<String>, Query, description = "Severity"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)")), responses((status = 200, description = "`{\"data\": [alert]}`", body = Object), Errors))]
 pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     caller: Caller,
@@ -315,6 +323,7 @@ pub(crate) async fn list_alerts(
 }
 
 /// `GET /api/v1/alerts/{id}`.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", operation_id = "get_alert", summary = "One alert", params(("id" = String, Path, description = "Alert id")), responses((status = 200, description = "The alert", body = Object), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
 pub(crate) async fn get_alert(
     State(state): State<AppState>,
     caller: Caller,
@@ -389,6 +398,7 @@ async fn act(
 }
 
 /// `POST /api/v1/alerts/{id}/acknowledge`.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", operation_id = "acknowledge", summary = "Acknowledge an alert", params(("id" = String, Path, description = "Alert id")), responses((status = 200, description = "The alert", body = Object), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
     caller: Caller,
@@ -399,6 +409,7 @@ pub(crate) async fn acknowledge(
 }
 
 /// `POST /api/v1/alerts/{id}/resolve`.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", operation_id = "resolve", summary = "Resolve an alert", params(("id" = String, Path, description = "Alert id")), responses((status = 200, description = "The alert", body = Object), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
 pub(crate) async fn resolve(
     State(state): State<AppState>,
     caller: Caller,

@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
+use crate::openapi::{ErrorBody, Errors};
 use crate::routes::parse_json;
 use crate::routes::query::{events_csv, parse_time_param, unknown, whole};
 use crate::state::AppState;
@@ -169,6 +170,7 @@ async fn summaries(
 
 /// `GET /api/v1/analytics/summary`: totals, rates and top lists of the range, the same for the
 /// period of equal length before it, and the relative change.
+#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", operation_id = "summary", summary = "Totals, rates and top lists, with the previous period", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{current, previous, change, ingest_since_start}`", body = Object), Errors))]
 pub(crate) async fn summary(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,6 +203,7 @@ pub(crate) async fn summary(
 
 /// `GET /analytics/summary` and `GET /v1/analytics/summary`: the same figures in the flat shape
 /// product-analytics clients read.
+#[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
 pub(crate) async fn summary_compat(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,8 +231,19 @@ pub(crate) async fn summary_compat(
     .into_response())
 }
 
+/// `GET /v1/analytics/summary`: [`summary_compat`] at the gateway-style path.
+#[utoipa::path(get, path = "/v1/analytics/summary", tag = "analytics", operation_id = "summary_compat_v1", summary = "Summary in the flat shape product-event clients read", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
+pub(crate) async fn summary_compat_v1(
+    state: State<AppState>,
+    caller: Caller,
+    pairs: Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    summary_compat(state, caller, pairs).await
+}
+
 /// `GET /api/v1/analytics/top?dimension=&limit=`: the most frequent values with counts,
 /// distinct users and share of the events that have the field.
+#[utoipa::path(get, path = "/api/v1/analytics/top", tag = "analytics", operation_id = "top", summary = "Top values of a field with counts, users and share", params(("dimension" = String, Query, description = "page_url, type, source, device_id, user_id or property:KEY"), ("limit" = Option<usize>, Query, description = "How many (default 10)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Only events of this type"), ("source" = Option<String>, Query, description = "Only events from this source"), ("device_id" = Option<String>, Query, description = "Only events of this device"), ("user_id" = Option<String>, Query, description = "Only events of this user"), ("page_url" = Option<String>, Query, description = "Only events on this page"), ("property.KEY" = Option<String>, Query, description = "Only events whose property KEY has this value (any KEY)")), responses((status = 200, description = "`{data: [{value, count, users, share}], other, total, ...}`", body = Object), Errors))]
 pub(crate) async fn top(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,6 +313,7 @@ pub(crate) async fn top(
 /// `GET /analytics/events`: click counts per (user, page) in the shape click-tracking clients
 /// read — `{"data": [{"user_id", "page_url", "clicks"}], "total_clicks"}` — filtered by
 /// `user_id` / `page_url`, over `from`/`to` (default: the last 24 hours).
+#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, description = "Users and pages listed (default 100)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "`{data: [{user_id, page_url, clicks}], total_clicks}`", body = Object), Errors))]
 pub(crate) async fn click_counts(
     State(state): State<AppState>,
     caller: Caller,
@@ -390,6 +405,7 @@ fn bucket_param(v: &str) -> Result<u64> {
 /// `GET /api/v1/analytics/timeseries?measure=&group_by=&bucket=&limit=`: per bucket, the
 /// measure (`count`, `distinct_users` or `metric:NAME` with `agg`) for each of the `limit`
 /// (default 5) largest groups over the range, and for all others together (`"other": true`).
+#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, description = "count (default), distinct_users or metric:NAME"), ("agg" = Option<String>, Query, description = "With metric: avg (default), sum, min, max, count"), ("group_by" = String, Query, description = "type, page_url, source, device_id, user_id or property:KEY"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, description = "Groups shown (default 5)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Only events of this type"), ("source" = Option<String>, Query, description = "Only events from this source"), ("device_id" = Option<String>, Query, description = "Only events of this device"), ("user_id" = Option<String>, Query, description = "Only events of this user"), ("page_url" = Option<String>, Query, description = "Only events on this page"), ("property.KEY" = Option<String>, Query, description = "Only events whose property KEY has this value (any KEY)")), responses((status = 200, description = "`{series: [{group, other, total, data: [{time, value}]}]}`", body = Object), Errors))]
 pub(crate) async fn grouped_timeseries(
     State(state): State<AppState>,
     caller: Caller,
@@ -487,6 +503,7 @@ pub(crate) async fn grouped_timeseries(
 /// sessions (split after `session_gap`, default 30m, of inactivity; newest first) and the most
 /// recent events. The range defaults to the last 30 days. 404 when the user has no events in
 /// it.
+#[utoipa::path(get, path = "/api/v1/analytics/users/{user_id}", tag = "analytics", operation_id = "user", summary = "One user's activity and sessions", params(("user_id" = String, Path, description = "User id"), ("session_gap" = Option<String>, Query, description = "Inactivity that starts a new session (default 30m)"), ("sessions" = Option<usize>, Query, description = "Sessions listed (default 50)"), ("recent" = Option<usize>, Query, description = "Recent events listed (default 20)"), ("top" = Option<usize>, Query, description = "Pages and devices listed (default 20)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "First/last seen, counts, sessions, recent events", body = Object), (status = 404, description = "No events of this user in the range", body = ErrorBody), Errors))]
 pub(crate) async fn user(
     State(state): State<AppState>,
     caller: Caller,
@@ -696,6 +713,7 @@ fn steps_json(specs: &[EventSpec], s: &FunnelSteps) -> Vec<Value> {
 
 /// `POST /api/v1/analytics/funnel`: users through ordered steps within a conversion window
 /// (strict order; see `eddy_store::journeys::funnel_user` for what counts when steps repeat).
+#[utoipa::path(post, path = "/api/v1/analytics/funnel", tag = "analytics", operation_id = "funnel", summary = "Users through ordered steps within a window", request_body(content = Object, description = "`{\"steps\": [{\"type\", \"where\"}], \"window\": \"1h\", \"from\", \"to\", \"breakdown\"}`"), responses((status = 200, description = "`{steps: [{users, converted, conversion_from_previous, conversion_from_first, median_seconds_to_convert}], breakdown}`", body = Object), Errors))]
 pub(crate) async fn funnel(
     State(state): State<AppState>,
     caller: Caller,
@@ -778,6 +796,7 @@ struct RetentionRequest {
 /// first-ever `cohort` event within `[from, to)`; per later bucket, the share that did a
 /// `return` event (in bucket 0: after their first event). Buckets that have not started yet
 /// are left out.
+#[utoipa::path(post, path = "/api/v1/analytics/retention", tag = "analytics", operation_id = "retention", summary = "Cohorts by first event and their returns per period", request_body(content = Object, description = "`{\"cohort\", \"return\", \"period\": \"day|week\", \"periods\", \"from\", \"to\"}`"), responses((status = 200, description = "`{cohorts: [{start, users, retention: [{period, users, share}]}], average}`", body = Object), Errors))]
 pub(crate) async fn retention(
     State(state): State<AppState>,
     caller: Caller,
@@ -972,6 +991,7 @@ impl Encoder {
 /// `(time, offset)` order, streamed as they are read (the whole answer is never in memory;
 /// the default range is all time). An error after the first bytes ends the response early (the
 /// chunked body has no end), so a partial export cannot be mistaken for a whole one.
+#[utoipa::path(get, path = "/api/v1/export", tag = "analytics", operation_id = "export", summary = "Raw events, streamed in time order", params(("format" = Option<String>, Query, description = "csv, ndjson (default) or parquet"), ("from" = Option<String>, Query, description = "Start; default all time"), ("to" = Option<String>, Query, description = "End; default all time")), responses((status = 200, description = "CSV, NDJSON or Parquet, streamed", body = String), Errors))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     caller: Caller,
@@ -1086,6 +1106,7 @@ fn export_body(
 
 /// `GET /api/v1/metrics/export?format=prometheus|json|csv`: the newest value of every
 /// (device, metric) of the tenant.
+#[utoipa::path(get, path = "/api/v1/metrics/export", tag = "analytics", operation_id = "metrics_export", summary = "Newest value of every (device, metric)", params(("format" = Option<String>, Query, description = "prometheus (default), json or csv")), responses((status = 200, description = "Prometheus text, JSON or CSV", body = String), Errors))]
 pub(crate) async fn metrics_export(
     State(state): State<AppState>,
     caller: Caller,

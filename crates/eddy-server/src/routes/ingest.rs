@@ -13,6 +13,7 @@ use crate::Result;
 use crate::auth::Caller;
 use crate::catalog::Scope;
 use crate::ingest::{IngestOptions, Outcome, ingest, read_body};
+use crate::openapi::{ErrorBody, Errors};
 use crate::state::AppState;
 
 /// Query parameters every ingestion route takes.
@@ -93,6 +94,7 @@ fn compat_body(o: &Outcome) -> serde_json::Value {
 macro_rules! ingest_route {
     ($(#[$doc:meta])* $name:ident, sync = $sync:expr, max = $max:expr, body = $body:ident) => {
         $(#[$doc])*
+        #[allow(clippy::needless_pass_by_value)]
         pub(crate) async fn $name(
             State(state): State<AppState>,
             caller: Caller,
@@ -107,34 +109,66 @@ macro_rules! ingest_route {
 }
 
 ingest_route!(
+    #[utoipa::path(post, path = "/api/v1/events", tag = "ingest", operation_id = "native", summary = "Send events (native)", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /api/v1/events`: one object, an array, `{"events": […]}` or NDJSON.
-    native, sync = true, max = usize::MAX, body = native_body
+    native,
+    sync = true,
+    max = usize::MAX,
+    body = native_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/api/data", tag = "ingest", operation_id = "sensor_data", summary = "Sensor readings (`sensorId`, `value`, `timestamp`)", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /api/data`: sensor readings (`sensorId`/`sensor_id`, `value`, `timestamp`).
-    sensor_data, sync = true, max = usize::MAX, body = compat_body
+    sensor_data,
+    sync = true,
+    max = usize::MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/ingest", tag = "ingest", operation_id = "click", summary = "Click events (`event_type`, `page_url`, `time_stamp`)", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /ingest`: click events (`event_type`, `page_url`, `time_stamp`).
-    click, sync = true, max = usize::MAX, body = compat_body
+    click,
+    sync = true,
+    max = usize::MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/telemetry", tag = "ingest", operation_id = "telemetry", summary = "Device telemetry (`device_id`, `ts`, `metrics`)", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /telemetry`: device telemetry (`device_id`, `ts`, `metrics`).
-    telemetry, sync = true, max = usize::MAX, body = compat_body
+    telemetry,
+    sync = true,
+    max = usize::MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/events", tag = "ingest", operation_id = "product_sync", summary = "Product events, answered after fsync", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /events`: product events, answered after fsync.
-    product_sync, sync = true, max = usize::MAX, body = compat_body
+    product_sync,
+    sync = true,
+    max = usize::MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/events/async", tag = "ingest", operation_id = "product_async", summary = "Product events, answered 202 once queued", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /events/async`: product events, answered 202 once queued.
-    product_async, sync = false, max = usize::MAX, body = compat_body
+    product_async,
+    sync = false,
+    max = usize::MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/events/batch", tag = "ingest", operation_id = "product_batch", summary = "Up to 1000 product events", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /events/batch`: up to 1000 product events.
-    product_batch, sync = true, max = PRODUCT_BATCH_MAX, body = compat_body
+    product_batch,
+    sync = true,
+    max = PRODUCT_BATCH_MAX,
+    body = compat_body
 );
 ingest_route!(
+    #[utoipa::path(post, path = "/v1/events", tag = "ingest", operation_id = "gateway", summary = "Gateway style `{\"event\": {...}}`", params(("sync" = Option<bool>, Query, description = "`false`: answer 202 once queued instead of after fsync"), ("partial" = Option<bool>, Query, description = "`true`: store the valid events and list the rejected ones")), request_body(content = Object, description = "One event, an array, {\"events\": [...]} or NDJSON (`application/x-ndjson`); gzip with `Content-Encoding: gzip`"), responses((status = 200, description = "Stored and fsynced: counts and event ids", body = Object), (status = 202, description = "Queued (`sync=false`)", body = Object), (status = 413, description = "Body or batch too large", body = ErrorBody), (status = 415, description = "Not JSON or NDJSON", body = ErrorBody), Errors))]
     /// `POST /v1/events`: gateway style `{"event": {…}}`.
-    gateway, sync = true, max = usize::MAX, body = compat_body
+    gateway,
+    sync = true,
+    max = usize::MAX,
+    body = compat_body
 );

@@ -30,6 +30,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, presented_secret};
 use crate::catalog::{Principal, Scope};
+use crate::openapi::Errors;
 use crate::routes::query::unknown;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -74,6 +75,7 @@ fn slow_consumer(n: u64) -> String {
 }
 
 /// `GET /api/v1/stream`.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "live", operation_id = "sse", summary = "Server-sent events of the tenant: events, rollups, alerts", params(("channels" = Option<String>, Query, description = "Comma list: events, rollups, alerts (default all)"), ("device_id" = Option<String>, Query, description = "Only this device"), ("type" = Option<String>, Query, description = "Only this event type"), ("metric" = Option<String>, Query, description = "Only this metric")), responses((status = 200, description = "`text/event-stream`", body = String), Errors))]
 pub(crate) async fn sse(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,6 +177,7 @@ fn protocol_key(headers: &HeaderMap) -> (Option<&str>, bool) {
 /// `{"type": "error", "error": "bad_message", …}` and changes nothing.
 ///
 /// **Heartbeat.** The server pings every 20 s and disconnects a peer silent for 60 s.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "live", operation_id = "ws", summary = "WebSocket feed (subscribe messages choose channels)", responses((status = 101, description = "Switching protocols"), Errors))]
 pub(crate) async fn ws(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -209,6 +212,16 @@ pub(crate) async fn ws(
             session(state, socket, principal).await;
             metrics::gauge!("eddy_live_ws_connections").decrement(1.0);
         }))
+}
+
+/// `GET /ws`: [`ws`] at the path sensor clients use.
+#[utoipa::path(get, path = "/ws", tag = "live", operation_id = "ws_root", summary = "WebSocket feed at the path sensor clients use", responses((status = 101, description = "Switching protocols"), Errors))]
+pub(crate) async fn ws_root(
+    state: State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response> {
+    ws(state, headers, upgrade).await
 }
 
 /// A client message.

@@ -16,9 +16,11 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -29,88 +31,86 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
         .map_err(|e| Error::bad_request("invalid_body", format!("invalid JSON body: {e}")))
 }
 
+/// Every route with its OpenAPI entry: each handler is registered through `routes!`, which
+/// reads its `#[utoipa::path]`, so the document cannot miss a route. Handlers of one path
+/// (different methods) go in one `routes!`.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        // Native ingestion and reads.
+        .routes(routes!(ingest::native, query::list_events))
+        .routes(routes!(query::recent_events))
+        .routes(routes!(query::recent_sensor_data))
+        .routes(routes!(query::list_devices))
+        .routes(routes!(query::device_metrics))
+        .routes(routes!(query::timeseries))
+        .routes(routes!(rollups::rollups))
+        .routes(routes!(rollups::aggregates))
+        .routes(routes!(sql::query))
+        // Analytics.
+        .routes(routes!(analytics::summary))
+        .routes(routes!(analytics::top))
+        .routes(routes!(analytics::grouped_timeseries))
+        .routes(routes!(analytics::user))
+        .routes(routes!(analytics::funnel))
+        .routes(routes!(analytics::retention))
+        .routes(routes!(analytics::export))
+        .routes(routes!(analytics::metrics_export))
+        // Live feeds.
+        .routes(routes!(live::sse))
+        .routes(routes!(live::ws))
+        .routes(routes!(live::ws_root))
+        // Rules and alerts.
+        .routes(routes!(alerts::list_rules, alerts::create_rule))
+        .routes(routes!(
+            alerts::get_rule,
+            alerts::put_rule,
+            alerts::patch_rule,
+            alerts::delete_rule
+        ))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::get_alert))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::resolve))
+        // Compatibility routes onto the same code paths.
+        .routes(routes!(ingest::sensor_data))
+        .routes(routes!(ingest::click))
+        .routes(routes!(ingest::telemetry))
+        .routes(routes!(ingest::product_sync))
+        .routes(routes!(ingest::product_async))
+        .routes(routes!(ingest::product_batch))
+        .routes(routes!(ingest::gateway))
+        .routes(routes!(analytics::summary_compat))
+        .routes(routes!(analytics::summary_compat_v1))
+        .routes(routes!(analytics::click_counts))
+        // Admin.
+        .routes(routes!(admin::create_tenant, admin::list_tenants))
+        .routes(routes!(
+            admin::get_tenant,
+            admin::update_tenant,
+            admin::delete_tenant
+        ))
+        .routes(routes!(admin::create_key, admin::list_keys))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::whoami))
+        // Operations.
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::stats))
+        .routes(routes!(ops::lag))
+        .routes(routes!(ops::openapi))
+}
+
+/// The OpenAPI document of [`router`] (built once).
+pub(crate) fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| documented().into_openapi())
+}
+
 /// The whole HTTP API.
 pub(crate) fn router(state: AppState) -> Router {
-    let api = Router::new()
-        // Native ingestion.
-        .route(
-            "/api/v1/events",
-            post(ingest::native).get(query::list_events),
-        )
-        .route("/api/v1/events/recent", get(query::recent_events))
-        .route("/api/data/recent", get(query::recent_sensor_data))
-        .route("/api/v1/devices", get(query::list_devices))
-        .route("/api/v1/timeseries", get(query::timeseries))
-        .route("/api/v1/rollups", get(rollups::rollups))
-        .route("/api/v1/query", post(sql::query))
-        .route("/api/v1/stream", get(live::sse))
-        .route("/api/v1/ws", get(live::ws))
-        .route("/ws", get(live::ws))
-        .route(
-            "/api/v1/rules",
-            get(alerts::list_rules).post(alerts::create_rule),
-        )
-        .route(
-            "/api/v1/rules/{id}",
-            get(alerts::get_rule)
-                .put(alerts::put_rule)
-                .patch(alerts::patch_rule)
-                .delete(alerts::delete_rule),
-        )
-        .route("/api/v1/alerts", get(alerts::list_alerts))
-        .route("/api/v1/alerts/{id}", get(alerts::get_alert))
-        .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
-        .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
-        .route("/api/v1/analytics/aggregates", get(rollups::aggregates))
-        .route("/api/v1/analytics/summary", get(analytics::summary))
-        .route("/api/v1/analytics/top", get(analytics::top))
-        .route(
-            "/api/v1/analytics/timeseries",
-            get(analytics::grouped_timeseries),
-        )
-        .route("/api/v1/analytics/users/{user_id}", get(analytics::user))
-        .route("/api/v1/analytics/funnel", post(analytics::funnel))
-        .route("/api/v1/analytics/retention", post(analytics::retention))
-        .route("/api/v1/export", get(analytics::export))
-        .route("/api/v1/metrics/export", get(analytics::metrics_export))
-        .route("/api/v1/devices/{id}/metrics", get(query::device_metrics))
-        // Compatibility routes onto the same code path.
-        .route("/api/data", post(ingest::sensor_data))
-        .route("/ingest", post(ingest::click))
-        .route("/telemetry", post(ingest::telemetry))
-        .route("/events", post(ingest::product_sync))
-        .route("/events/async", post(ingest::product_async))
-        .route("/events/batch", post(ingest::product_batch))
-        .route("/v1/events", post(ingest::gateway))
-        .route("/analytics/summary", get(analytics::summary_compat))
-        .route("/v1/analytics/summary", get(analytics::summary_compat))
-        .route("/analytics/events", get(analytics::click_counts))
-        // Admin.
-        .route(
-            "/api/v1/tenants",
-            post(admin::create_tenant).get(admin::list_tenants),
-        )
-        .route(
-            "/api/v1/tenants/{id}",
-            get(admin::get_tenant)
-                .patch(admin::update_tenant)
-                .delete(admin::delete_tenant),
-        )
-        .route(
-            "/api/v1/tenants/{id}/keys",
-            post(admin::create_key).get(admin::list_keys),
-        )
-        .route(
-            "/api/v1/tenants/{id}/keys/{key_id}",
-            delete(admin::revoke_key),
-        )
-        .route("/api/v1/whoami", get(admin::whoami))
-        // Operations.
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/stats", get(ops::stats))
-        .route("/lag", get(ops::lag))
+    let api: Router<AppState> = documented().into();
+    let api = api
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::cache::layer,

@@ -9,10 +9,12 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
+use crate::openapi::Errors;
 use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "ops", operation_id = "health", summary = "Liveness", responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object), Errors), security(()))]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     Json(json!({
         "status": "ok",
@@ -23,6 +25,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// Readiness: recovery is done (it is before the listener opens) and the log acknowledges.
+#[utoipa::path(get, path = "/ready", tag = "ops", operation_id = "ready", summary = "Readiness", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = Object), Errors), security(()))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     match state.log.health() {
         LogHealth::Ok => Json(json!({"status": "ready", "log": "ok"})).into_response(),
@@ -40,6 +43,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics", summary = "Prometheus metrics", responses((status = 200, description = "Prometheus text format", body = String), Errors), security(()))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     crate::metrics::update_gauges(&state);
     (
@@ -53,6 +57,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Ingest counters of the caller's tenant since the process started, and the log position.
+#[utoipa::path(get, path = "/stats", tag = "ops", operation_id = "stats", summary = "Ingest counters of the tenant and the log position", responses((status = 200, description = "Counters", body = Object), Errors))]
 pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let c = state.stats.get(&p.tenant_id).snapshot();
@@ -67,6 +72,7 @@ pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> Resu
 }
 
 /// How far each log consumer is behind the end of the log.
+#[utoipa::path(get, path = "/lag", tag = "ops", operation_id = "lag", summary = "How far each log consumer is behind", responses((status = 200, description = "Per consumer: offset and lag", body = Object), Errors))]
 pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     caller.require(Scope::Read)?;
     let end = state.log.end_offset();
@@ -98,4 +104,10 @@ pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result
 
 pub(crate) async fn not_found() -> Error {
     Error::NotFound("no such route".into())
+}
+
+/// The OpenAPI document of every route.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", operation_id = "openapi", summary = "This OpenAPI document", responses((status = 200, description = "OpenAPI 3.1 JSON", body = Object)), security(()))]
+pub(crate) async fn openapi() -> Response {
+    axum::Json(crate::routes::openapi()).into_response()
 }

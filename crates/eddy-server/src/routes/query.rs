@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
+use crate::openapi::{ErrorBody, Errors};
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -205,6 +206,7 @@ async fn list(
 }
 
 /// `GET /api/v1/events`: raw events, oldest first unless `order=desc`.
+#[utoipa::path(get, path = "/api/v1/events", tag = "query", operation_id = "list_events", summary = "Raw events, oldest first", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "`{\"data\": [event], \"next_cursor\"}`; NDJSON or CSV when asked", body = Object), Errors))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -215,6 +217,7 @@ pub(crate) async fn list_events(
 }
 
 /// `GET /api/v1/events/recent`: the newest events first.
+#[utoipa::path(get, path = "/api/v1/events/recent", tag = "query", operation_id = "recent_events", summary = "The newest events first", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "Events, newest first", body = Object), Errors))]
 pub(crate) async fn recent_events(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,6 +229,7 @@ pub(crate) async fn recent_events(
 
 /// `GET /api/data/recent?limit=&sensor_id=`: the newest sensor readings, as a JSON array in the
 /// shape sensor clients post them (`sensorId`, `value`, `timestamp`), plus all metrics.
+#[utoipa::path(get, path = "/api/data/recent", tag = "query", operation_id = "recent_sensor_data", summary = "Newest sensor readings in the shape sensor clients post", params(("limit" = Option<usize>, Query, description = "At most this many (default 100)"), ("sensor_id" = Option<String>, Query, description = "One sensor")), responses((status = 200, description = "A JSON array of readings", body = Object), Errors))]
 pub(crate) async fn recent_sensor_data(
     State(state): State<AppState>,
     caller: Caller,
@@ -283,6 +287,7 @@ pub(crate) fn unknown(name: &str, known: &str) -> Error {
 
 /// `GET /api/v1/devices`: device ids with first/last seen, event count and metric names,
 /// ordered by id; `limit` (default 1000) and `cursor` page through them.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "query", operation_id = "list_devices", summary = "Devices with first/last seen, event count and metric names", params(("limit" = Option<usize>, Query, description = "Page size (default 1000)"), ("cursor" = Option<String>, Query, description = "Last id of the previous page")), responses((status = 200, description = "`{\"data\": [device], \"next_cursor\"}`", body = Object), Errors))]
 pub(crate) async fn list_devices(
     State(state): State<AppState>,
     caller: Caller,
@@ -304,6 +309,7 @@ pub(crate) async fn list_devices(
 
 /// `GET /api/v1/devices/{id}/metrics?points=`: per metric, the latest value and the newest
 /// `points` (default 20) samples, oldest first.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "query", operation_id = "device_metrics", summary = "Latest value and newest samples of each metric of a device", params(("id" = String, Path, description = "Device id"), ("points" = Option<usize>, Query, description = "Samples per metric (default 20)")), responses((status = 200, description = "Per metric: latest and points", body = Object), (status = 404, description = "No samples of this device", body = ErrorBody), Errors))]
 pub(crate) async fn device_metrics(
     State(state): State<AppState>,
     caller: Caller,
@@ -334,6 +340,7 @@ pub(crate) async fn device_metrics(
 /// 1-minute buckets, `avg`. Answered from rollups when they give the same answer (see
 /// `rollups::timeseries_from_rollups`), else from raw data; `source=raw` forces raw, and the
 /// `x-eddy-source` header says which.
+#[utoipa::path(get, path = "/api/v1/timeseries", tag = "query", operation_id = "timeseries", summary = "Buckets of one metric (from rollups when they give the raw answer)", params(("metric" = String, Query, description = "Metric name"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("device_id" = Option<String>, Query, description = "One device"), ("bucket" = Option<String>, Query, description = "Bucket width, e.g. 1m (default), 1h, 1d"), ("agg" = Option<String>, Query, description = "Comma list: avg, sum, min, max, count, first, last, p50, p90, p95, p99"), ("group_by" = Option<String>, Query, description = "`device_id`: one series per device"), ("source" = Option<String>, Query, description = "`raw` forces raw data")), responses((status = 200, description = "`{\"data\": [{time, agg...}]}` or `{\"series\": [...]}`; `x-eddy-source` says rollups or raw", body = Object), Errors))]
 pub(crate) async fn timeseries(
     State(state): State<AppState>,
     caller: Caller,

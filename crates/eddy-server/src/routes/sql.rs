@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
+use crate::openapi::Errors;
 use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -90,6 +91,7 @@ impl Format {
 }
 
 /// `POST /api/v1/query` with `{"sql": "…", "format"?: "json|csv|ndjson|arrow"}`.
+#[utoipa::path(post, path = "/api/v1/query", tag = "sql", operation_id = "query", summary = "One read-only SQL statement over the tenant's tables", request_body(content = Object, description = "`{\"sql\": \"...\", \"format\": \"json|csv|ndjson|arrow\"}`"), responses((status = 200, description = "`{\"columns\", \"rows\", \"data\"}`, or CSV, NDJSON, Arrow IPC", body = Object), Errors))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     caller: Caller,

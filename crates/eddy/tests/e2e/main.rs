@@ -10,6 +10,7 @@ mod analytics;
 mod auth_matrix;
 mod common;
 mod crash;
+mod golden;
 mod ingest;
 mod live;
 mod ops;

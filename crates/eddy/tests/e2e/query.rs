@@ -100,6 +100,15 @@ async fn event_listing_matches_naive_across_files_buffers_and_a_crash() {
         );
     }
     s.wait_visible().await;
+    // Persisting runs beside ingest: wait for files, so the answers below read files and
+    // buffers together (a busy machine may not have persisted yet).
+    for _ in 0..500 {
+        let (_, stats) = s.get("/stats", &s.admin_key).await;
+        if stats["store"]["files"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let a = s.admin_key.clone();
     let from = now - 200 * MIN_MS;
