@@ -17,11 +17,6 @@ END_MS=$(( $(date +%s) * 1000 - 60000 ))
 bench_events "$N" "$END_MS" 5000
 start_eddy 18084 --query-cache-staleness 0s
 KEY=$(cat "$work/eddy/admin.key")
-lag() { curl -sf 127.0.0.1:18084/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 echo "== ingest: $N events, $USERS users"
-find "$work/chunks" -type f | sort | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST 127.0.0.1:18084/api/v1/events \
-  -H "X-API-Key: $KEY" -H "Content-Type: application/x-ndjson" --data-binary @{}
-while [[ "$(lag)" != 0 || "$(lag stream)" != 0 ]]; do sleep 0.2; done
-sleep 70 # the store persists its buffers (every 60 s): queries read Parquet, as they would later
-echo "   stored; RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
+ingest_and_persist 18084 "$KEY"
 python3 bench/analytics_ref.py "$work" "$KEY" "$RUNS" "$(( END_MS - 86400000 ))" "$(( END_MS + 1 ))"

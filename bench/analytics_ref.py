@@ -5,12 +5,13 @@ and of DuckDB on the same NDJSON; prints p50/p99 of each and checks that the ans
 Usage: analytics_ref.py WORKDIR KEY RUNS FROM_MS TO_MS
 """
 import json
-import statistics
 import sys
 import time
 import urllib.request
 
 import duckdb
+
+from benchlib import timed
 
 work, key, runs, frm, to = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 BASE = "http://127.0.0.1:18084"
@@ -95,16 +96,6 @@ QUESTIONS = [
 ]
 
 
-def timed(f):
-    lat = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        lat.append((time.perf_counter() - t) * 1000)
-    lat.sort()
-    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-
-
 def check(name, e, d):
     if name.startswith("summary"):
         c = e["current"]
@@ -127,7 +118,7 @@ def check(name, e, d):
 print(f"{'question':32} {'eddy p50':>9} {'p99':>8} {'duckdb p50':>11} {'p99':>8}   answers")
 for name, e, d in QUESTIONS:
     check(name, e(), d())
-    ep50, ep99 = timed(e)
-    dp50, dp99 = timed(d)
+    ep50, ep99 = timed(e, runs)
+    dp50, dp99 = timed(d, runs)
     print(f"{name:32} {ep50:7.1f}ms {ep99:6.1f}ms {dp50:9.1f}ms {dp99:6.1f}ms   identical")
 print("funnel users per step:", [s["users"] for s in eddy("/api/v1/analytics/funnel", funnel_body)["steps"]])

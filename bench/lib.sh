@@ -34,3 +34,16 @@ start_eddy() {
 }
 
 stop_eddy() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
+
+# ingest_and_persist PORT KEY: posts every chunk of $work/chunks (4 connections), waits until
+# the store and the stream processor have applied the whole log, then until the store has
+# persisted its buffers (every 60 s), so that queries read Parquet as they would later.
+ingest_and_persist() {
+  local port=$1 key=$2
+  find "$work/chunks" -type f | sort | xargs -P 4 -I{} curl -sf -o /dev/null -XPOST "127.0.0.1:$port/api/v1/events" \
+    -H "X-API-Key: $key" -H "Content-Type: application/x-ndjson" --data-binary @{}
+  lag_of() { curl -sf "127.0.0.1:$port/lag" -H "X-API-Key: $key" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1']['lag'])"; }
+  while [[ "$(lag_of store)" != 0 || "$(lag_of stream)" != 0 ]]; do sleep 0.2; done
+  sleep 70
+  echo "   stored; RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
+}

@@ -19,7 +19,7 @@ FROM_MS=$(( END_MS - 86400000 ))
 # no window misses an event (late windows would send queries to raw data).
 CHUNK=$(( N / 2000 > 100 ? N / 2000 : 100 ))
 bench_events "$N" "$END_MS" "$CHUNK"
-start_eddy 18081
+start_eddy 18081 --query-cache-staleness 0s
 KEY=$(cat "$work/eddy/admin.key")
 lag() { curl -sf 127.0.0.1:18081/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 metric() { curl -sf 127.0.0.1:18081/metrics | awk -v m="$1" '$1 == m {print $2}'; }
@@ -62,7 +62,7 @@ stop_eddy
 
 echo "== 2. restarted with --rollup-horizons 1h,7d,90d: older minute windows come from the files"
 t=$(now)
-start_eddy 18081 --rollup-horizons 1h,7d,90d
+start_eddy 18081 --rollup-horizons 1h,7d,90d --query-cache-staleness 0s
 echo "   started in $(since "$t") s; windows in memory $(metric eddy_stream_windows || echo '?'); RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 queries files
 echo "   file reads: $(metric eddy_stream_rollup_file_reads_total)"

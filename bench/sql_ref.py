@@ -5,12 +5,13 @@ of DuckDB on the same NDJSON; prints p50/p99 of each and checks that the answers
 Usage: sql_ref.py WORKDIR KEY RUNS
 """
 import json
-import statistics
 import sys
 import time
 import urllib.request
 
 import duckdb
+
+from benchlib import timed
 
 work, key, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -53,16 +54,6 @@ FROM read_json('{work}/events.ndjson', format = 'newline_delimited', columns = {
 print(f"duckdb {duckdb.__version__}: loaded in {time.time() - t:.1f} s (in memory)")
 
 
-def timed(f):
-    lat = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        lat.append((time.perf_counter() - t) * 1000)
-    lat.sort()
-    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-
-
 for name, eddy_sql, duck_sql in QUESTIONS:
     ours = eddy(eddy_sql)
     cols = list(ours[0].keys()) if ours else []
@@ -75,7 +66,7 @@ for name, eddy_sql, duck_sql in QUESTIONS:
                 worst = max(worst, abs(a[c] - b[c]) / max(abs(b[c]), 1e-300))
             else:
                 assert a[c] == b[c], f"{name}: {a} vs {b}"
-    e50, e99 = timed(lambda: eddy(eddy_sql))
-    d50, d99 = timed(lambda: con.execute(duck_sql).fetchall())
+    e50, e99 = timed(lambda: eddy(eddy_sql), runs)
+    d50, d99 = timed(lambda: con.execute(duck_sql).fetchall(), runs)
     print(f"   {name}: {len(ours)} rows, same answers (largest relative difference {worst:.1e}); "
           f"eddy p50 {e50:.1f} ms p99 {e99:.1f} ms | duckdb p50 {d50:.1f} ms p99 {d99:.1f} ms")

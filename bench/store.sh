@@ -19,7 +19,7 @@ t=$(now)
 bench_events "$N" "$END_MS" 5000
 JSON_BYTES=$(stat -c %s "$work/events.ndjson")
 echo "generated $N events, $JSON_BYTES bytes of NDJSON ($(python3 -c "print(round($JSON_BYTES / $N, 1))") B/event) in $(since "$t") s"
-start_eddy 18080
+start_eddy 18080 --query-cache-staleness 0s
 KEY=$(cat "$work/eddy/admin.key")
 lag() { curl -sf 127.0.0.1:18080/lag -H "X-API-Key: $KEY" | python3 -c "import json,sys; print(json.load(sys.stdin)['${1:-store}']['lag'])"; }
 

@@ -4,7 +4,7 @@
 //! `GET /api/v1/openapi.json`.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Title, security schemes and tags; the paths come from the router.
 #[derive(OpenApi)]
@@ -79,4 +79,37 @@ pub(crate) enum Errors {
     /// Overloaded, a query over its time or memory limit, or not ready; see `Retry-After`.
     #[response(status = 503)]
     Unavailable(#[to_schema] ErrorBody),
+}
+
+/// The time range most read routes take.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a schema only: routes parse their parameters themselves
+pub(crate) struct RangeParams {
+    /// Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h
+    /// before `to`.
+    from: Option<String>,
+    /// End (exclusive); default now.
+    to: Option<String>,
+}
+
+/// The event filters of the analytics routes (all must hold).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct FilterParams {
+    /// Only events of this type.
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    /// Only events from this source.
+    source: Option<String>,
+    /// Only events of this device.
+    device_id: Option<String>,
+    /// Only events of this user.
+    user_id: Option<String>,
+    /// Only events on this page.
+    page_url: Option<String>,
+    /// Only events whose property KEY has this value (any KEY).
+    #[param(rename = "property.KEY")]
+    property: Option<String>,
 }

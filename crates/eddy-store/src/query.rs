@@ -279,35 +279,41 @@ impl Store for Arc<EmbeddedStore> {
     }
 
     async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary> {
-        self.analytics(tenant, q.from, q.to, |ctx| analytics::summary(ctx, q))
+        ordered(q.from, q.to)?;
+        self.query(tenant, q.from, q.to, |ctx| analytics::summary(ctx, q))
             .await
     }
 
     async fn top(&self, tenant: &str, q: TopQuery) -> Result<Top> {
-        self.analytics(tenant, q.from, q.to, |ctx| analytics::top(ctx, q))
+        ordered(q.from, q.to)?;
+        self.query(tenant, q.from, q.to, |ctx| analytics::top(ctx, q))
             .await
     }
 
     async fn grouped(&self, tenant: &str, q: GroupedQuery) -> Result<Vec<Group>> {
+        ordered(q.from, q.to)?;
         self.check_buckets(q.from, q.to, q.bucket_secs)?;
-        self.analytics(tenant, q.from, q.to, |ctx| analytics::grouped(ctx, q))
+        self.query(tenant, q.from, q.to, |ctx| analytics::grouped(ctx, q))
             .await
     }
 
     async fn user(&self, tenant: &str, q: UserQuery) -> Result<Option<UserProfile>> {
-        self.analytics(tenant, q.from, q.to, |ctx| analytics::user(ctx, q))
+        ordered(q.from, q.to)?;
+        self.query(tenant, q.from, q.to, |ctx| analytics::user(ctx, q))
             .await
     }
 
     async fn funnel(&self, tenant: &str, q: FunnelQuery) -> Result<FunnelAnswer> {
+        ordered(q.from, q.to)?;
         let to = q.to.saturating_add(q.window_ns);
-        self.analytics(tenant, q.from, to, |ctx| analytics::funnel(ctx, q))
+        self.query(tenant, q.from, to, |ctx| analytics::funnel(ctx, q))
             .await
     }
 
     async fn retention(&self, tenant: &str, q: RetentionQuery) -> Result<Vec<Cohort>> {
+        ordered(q.from, q.to)?;
         // Cohorts look back to each user's first event: the whole history is in the session.
-        self.analytics(tenant, i64::MIN, i64::MAX, |ctx| {
+        self.query(tenant, i64::MIN, i64::MAX, |ctx| {
             analytics::retention(ctx, q)
         })
         .await
@@ -327,8 +333,9 @@ impl Store for Arc<EmbeddedStore> {
         use futures_util::StreamExt;
         // Opening the session and planning count against the query timeout; streaming does
         // not (a slow reader slows only its own export: the channel holds two batches).
+        ordered(from, to)?;
         let mut stream = self
-            .analytics(tenant, from, to, move |ctx| async move {
+            .query(tenant, from, to, move |ctx| async move {
                 Ok(analytics::export_plan(&ctx, from, to)
                     .await?
                     .execute_stream()
@@ -575,26 +582,15 @@ impl Store for Arc<EmbeddedStore> {
     }
 }
 
-impl EmbeddedStore {
-    /// Runs one analytics computation over `tenant`'s session of `[from, to)`.
-    async fn analytics<T, F, Fut>(
-        self: &Arc<Self>,
-        tenant: &str,
-        from: i64,
-        to: i64,
-        f: F,
-    ) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(datafusion::prelude::SessionContext) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
-    {
-        if from >= to {
-            return Err(Error::InvalidQuery("`from` must be before `to`".into()));
-        }
-        self.query(tenant, from, to, f).await
+/// An analytics range must not be empty.
+fn ordered(from: i64, to: i64) -> Result<()> {
+    if from >= to {
+        return Err(Error::InvalidQuery("`from` must be before `to`".into()));
     }
+    Ok(())
+}
 
+impl EmbeddedStore {
     /// Refuses a bucketed query whose range holds more buckets than a result may have rows.
     fn check_buckets(&self, from: i64, to: i64, bucket_secs: u64) -> Result<()> {
         let buckets =

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
-use crate::openapi::{ErrorBody, Errors};
+use crate::openapi::{ErrorBody, Errors, FilterParams, RangeParams};
 use crate::routes::parse_json;
 use crate::routes::query::{events_csv, parse_time_param, unknown, whole};
 use crate::state::AppState;
@@ -102,6 +102,36 @@ fn filter_param(k: &str, v: &str) -> Option<Condition> {
 
 const FILTERS: &str = "type, source, device_id, user_id, page_url, property.KEY";
 
+/// Reads a filtered route's parameters: the range, the route's own (`own` takes `k=v` and says
+/// whether it was one of them; `known` names them for the error), and the filters.
+fn read_filtered(
+    pairs: &[(String, String)],
+    range: &mut Range,
+    known: &str,
+    mut own: impl FnMut(&str, &str) -> Result<bool>,
+) -> Result<Vec<Condition>> {
+    let mut filter = Vec::new();
+    for (k, v) in pairs {
+        if range.take(k, v)? || own(k, v)? {
+            continue;
+        }
+        match filter_param(k, v) {
+            Some(c) => filter.push(c),
+            None => return Err(unknown(k, &format!("{known}, from, to, {FILTERS}"))),
+        }
+    }
+    Ok(filter)
+}
+
+/// The field a route groups by, which it cannot do without.
+fn required_field(field: Option<Field>, name: &str) -> Result<Field> {
+    field.ok_or_else(|| {
+        bad(format!(
+            "`{name}` is required: type, page_url, source, device_id, user_id or property:KEY"
+        ))
+    })
+}
+
 fn field_param(name: &str, v: &str) -> Result<Field> {
     Field::parse(v).map_err(|e| bad(format!("`{name}`: {e}")))
 }
@@ -170,7 +200,7 @@ async fn summaries(
 
 /// `GET /api/v1/analytics/summary`: totals, rates and top lists of the range, the same for the
 /// period of equal length before it, and the relative change.
-#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", operation_id = "summary", summary = "Totals, rates and top lists, with the previous period", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{current, previous, change, ingest_since_start}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", operation_id = "summary", summary = "Totals, rates and top lists, with the previous period", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{current, previous, change, ingest_since_start}`", body = Object), Errors))]
 pub(crate) async fn summary(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,7 +233,7 @@ pub(crate) async fn summary(
 
 /// `GET /analytics/summary` and `GET /v1/analytics/summary`: the same figures in the flat shape
 /// product-analytics clients read.
-#[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
 pub(crate) async fn summary_compat(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,7 +262,7 @@ pub(crate) async fn summary_compat(
 }
 
 /// `GET /v1/analytics/summary`: [`summary_compat`] at the gateway-style path.
-#[utoipa::path(get, path = "/v1/analytics/summary", tag = "analytics", operation_id = "summary_compat_v1", summary = "Summary in the flat shape product-event clients read", params(("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/v1/analytics/summary", tag = "analytics", operation_id = "summary_compat_v1", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
 pub(crate) async fn summary_compat_v1(
     state: State<AppState>,
     caller: Caller,
@@ -243,7 +273,7 @@ pub(crate) async fn summary_compat_v1(
 
 /// `GET /api/v1/analytics/top?dimension=&limit=`: the most frequent values with counts,
 /// distinct users and share of the events that have the field.
-#[utoipa::path(get, path = "/api/v1/analytics/top", tag = "analytics", operation_id = "top", summary = "Top values of a field with counts, users and share", params(("dimension" = String, Query, description = "page_url, type, source, device_id, user_id or property:KEY"), ("limit" = Option<usize>, Query, description = "How many (default 10)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Only events of this type"), ("source" = Option<String>, Query, description = "Only events from this source"), ("device_id" = Option<String>, Query, description = "Only events of this device"), ("user_id" = Option<String>, Query, description = "Only events of this user"), ("page_url" = Option<String>, Query, description = "Only events on this page"), ("property.KEY" = Option<String>, Query, description = "Only events whose property KEY has this value (any KEY)")), responses((status = 200, description = "`{data: [{value, count, users, share}], other, total, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/top", tag = "analytics", operation_id = "top", summary = "Top values of a field with counts, users and share", params(("dimension" = String, Query, description = "page_url, type, source, device_id, user_id or property:KEY"), ("limit" = Option<usize>, Query, description = "How many (default 10)"), RangeParams, FilterParams), responses((status = 200, description = "`{data: [{value, count, users, share}], other, total, ...}`", body = Object), Errors))]
 pub(crate) async fn top(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,28 +281,16 @@ pub(crate) async fn top(
 ) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let mut range = Range::new(&state);
-    let (mut field, mut limit, mut filter) = (None, 10, Vec::new());
-    for (k, v) in &pairs {
-        if range.take(k, v)? {
-            continue;
-        }
-        match k.as_str() {
+    let (mut field, mut limit) = (None, 10);
+    let filter = read_filtered(&pairs, &mut range, "dimension, limit", |k, v| {
+        match k {
             "dimension" | "by" => field = Some(field_param(k, v)?),
             "limit" => limit = whole(k, v, 1000)?,
-            other => match filter_param(other, v) {
-                Some(c) => filter.push(c),
-                None => {
-                    return Err(unknown(
-                        other,
-                        &format!("dimension, limit, from, to, {FILTERS}"),
-                    ));
-                }
-            },
+            _ => return Ok(false),
         }
-    }
-    let field = field.ok_or_else(|| {
-        bad("`dimension` is required: type, page_url, source, device_id, user_id or property:KEY")
+        Ok(true)
     })?;
+    let field = required_field(field, "dimension")?;
     let (from, to) = range.resolve()?;
     let t = state
         .query
@@ -313,7 +331,7 @@ pub(crate) async fn top(
 /// `GET /analytics/events`: click counts per (user, page) in the shape click-tracking clients
 /// read — `{"data": [{"user_id", "page_url", "clicks"}], "total_clicks"}` — filtered by
 /// `user_id` / `page_url`, over `from`/`to` (default: the last 24 hours).
-#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, description = "Users and pages listed (default 100)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "`{data: [{user_id, page_url, clicks}], total_clicks}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, description = "Users and pages listed (default 100)"), RangeParams), responses((status = 200, description = "`{data: [{user_id, page_url, clicks}], total_clicks}`", body = Object), Errors))]
 pub(crate) async fn click_counts(
     State(state): State<AppState>,
     caller: Caller,
@@ -405,7 +423,7 @@ fn bucket_param(v: &str) -> Result<u64> {
 /// `GET /api/v1/analytics/timeseries?measure=&group_by=&bucket=&limit=`: per bucket, the
 /// measure (`count`, `distinct_users` or `metric:NAME` with `agg`) for each of the `limit`
 /// (default 5) largest groups over the range, and for all others together (`"other": true`).
-#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, description = "count (default), distinct_users or metric:NAME"), ("agg" = Option<String>, Query, description = "With metric: avg (default), sum, min, max, count"), ("group_by" = String, Query, description = "type, page_url, source, device_id, user_id or property:KEY"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, description = "Groups shown (default 5)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now"), ("type" = Option<String>, Query, description = "Only events of this type"), ("source" = Option<String>, Query, description = "Only events from this source"), ("device_id" = Option<String>, Query, description = "Only events of this device"), ("user_id" = Option<String>, Query, description = "Only events of this user"), ("page_url" = Option<String>, Query, description = "Only events on this page"), ("property.KEY" = Option<String>, Query, description = "Only events whose property KEY has this value (any KEY)")), responses((status = 200, description = "`{series: [{group, other, total, data: [{time, value}]}]}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, description = "count (default), distinct_users or metric:NAME"), ("agg" = Option<String>, Query, description = "With metric: avg (default), sum, min, max, count"), ("group_by" = String, Query, description = "type, page_url, source, device_id, user_id or property:KEY"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, description = "Groups shown (default 5)"), RangeParams, FilterParams), responses((status = 200, description = "`{series: [{group, other, total, data: [{time, value}]}]}`", body = Object), Errors))]
 pub(crate) async fn grouped_timeseries(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,33 +432,27 @@ pub(crate) async fn grouped_timeseries(
     let p = caller.require(Scope::Read)?;
     let mut range = Range::new(&state);
     let (mut measure, mut agg, mut field) = (None, None, None);
-    let (mut bucket_secs, mut limit, mut filter) = (3600, 5, Vec::new());
-    for (k, v) in &pairs {
-        if range.take(k, v)? {
-            continue;
-        }
-        match k.as_str() {
-            "measure" => measure = Some(v.clone()),
-            "agg" => {
-                agg =
-                    Some(Agg::parse(v).ok_or_else(|| {
+    let (mut bucket_secs, mut limit) = (3600, 5);
+    let filter = read_filtered(
+        &pairs,
+        &mut range,
+        "measure, agg, group_by, bucket, limit",
+        |k, v| {
+            match k {
+                "measure" => measure = Some(v.to_string()),
+                "agg" => {
+                    agg = Some(Agg::parse(v).ok_or_else(|| {
                         bad(format!("`agg` `{v}`: use avg, sum, min, max or count"))
                     })?)
-            }
-            "group_by" => field = Some(field_param(k, v)?),
-            "bucket" => bucket_secs = bucket_param(v)?,
-            "limit" => limit = whole(k, v, 100)?,
-            other => match filter_param(other, v) {
-                Some(c) => filter.push(c),
-                None => {
-                    return Err(unknown(
-                        other,
-                        &format!("measure, agg, group_by, bucket, limit, from, to, {FILTERS}"),
-                    ));
                 }
-            },
-        }
-    }
+                "group_by" => field = Some(field_param(k, v)?),
+                "bucket" => bucket_secs = bucket_param(v)?,
+                "limit" => limit = whole(k, v, 100)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )?;
     let measure = match measure.as_deref().unwrap_or("count") {
         "count" => Measure::Count,
         "distinct_users" => Measure::DistinctUsers,
@@ -459,9 +471,7 @@ pub(crate) async fn grouped_timeseries(
     if agg.is_some() && !matches!(measure, Measure::Metric { .. }) {
         return Err(bad("`agg` goes with `measure=metric:NAME`"));
     }
-    let field = field.ok_or_else(|| {
-        bad("`group_by` is required: type, page_url, source, device_id, user_id or property:KEY")
-    })?;
+    let field = required_field(field, "group_by")?;
     let (from, to) = range.resolve()?;
     let groups = state
         .query
@@ -503,7 +513,7 @@ pub(crate) async fn grouped_timeseries(
 /// sessions (split after `session_gap`, default 30m, of inactivity; newest first) and the most
 /// recent events. The range defaults to the last 30 days. 404 when the user has no events in
 /// it.
-#[utoipa::path(get, path = "/api/v1/analytics/users/{user_id}", tag = "analytics", operation_id = "user", summary = "One user's activity and sessions", params(("user_id" = String, Path, description = "User id"), ("session_gap" = Option<String>, Query, description = "Inactivity that starts a new session (default 30m)"), ("sessions" = Option<usize>, Query, description = "Sessions listed (default 50)"), ("recent" = Option<usize>, Query, description = "Recent events listed (default 20)"), ("top" = Option<usize>, Query, description = "Pages and devices listed (default 20)"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "First/last seen, counts, sessions, recent events", body = Object), (status = 404, description = "No events of this user in the range", body = ErrorBody), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/users/{user_id}", tag = "analytics", operation_id = "user", summary = "One user's activity and sessions", params(("user_id" = String, Path, description = "User id"), ("session_gap" = Option<String>, Query, description = "Inactivity that starts a new session (default 30m)"), ("sessions" = Option<usize>, Query, description = "Sessions listed (default 50)"), ("recent" = Option<usize>, Query, description = "Recent events listed (default 20)"), ("top" = Option<usize>, Query, description = "Pages and devices listed (default 20)"), RangeParams), responses((status = 200, description = "First/last seen, counts, sessions, recent events", body = Object), (status = 404, description = "No events of this user in the range", body = ErrorBody), Errors))]
 pub(crate) async fn user(
     State(state): State<AppState>,
     caller: Caller,

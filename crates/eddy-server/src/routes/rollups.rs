@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Caller;
 use crate::catalog::Scope;
-use crate::openapi::Errors;
+use crate::openapi::{Errors, RangeParams};
 use crate::routes::query::{parse_time_param, unknown};
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -36,7 +36,7 @@ fn bad(message: impl Into<String>) -> Error {
 }
 
 /// `GET /api/v1/rollups` (1-minute windows unless `resolution` says otherwise).
-#[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "`{\"resolution\", \"watermark\", \"data\": [window]}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "`{\"resolution\", \"watermark\", \"data\": [window]}`", body = Object), Errors))]
 pub(crate) async fn rollups(
     State(state): State<AppState>,
     caller: Caller,
@@ -48,7 +48,7 @@ pub(crate) async fn rollups(
 /// `GET /api/v1/analytics/aggregates`: what device-telemetry clients ask for — the same rollup
 /// rows, hourly unless `resolution` says otherwise; without `metric`, every metric (of the
 /// device, with `device_id`).
-#[utoipa::path(get, path = "/api/v1/analytics/aggregates", tag = "rollups", operation_id = "aggregates", summary = "Rollup rows, hourly by default (device-telemetry clients)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), ("from" = Option<String>, Query, description = "Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h before `to`"), ("to" = Option<String>, Query, description = "End (exclusive); default now")), responses((status = 200, description = "As /api/v1/rollups", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/aggregates", tag = "rollups", operation_id = "aggregates", summary = "Rollup rows, hourly by default (device-telemetry clients)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "As /api/v1/rollups", body = Object), Errors))]
 pub(crate) async fn aggregates(
     State(state): State<AppState>,
     caller: Caller,

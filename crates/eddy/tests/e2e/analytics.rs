@@ -186,6 +186,21 @@ fn rows_of(v: &Value) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// A series' points: time → value.
+fn points(series: &Value) -> BTreeMap<String, f64> {
+    series["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["time"].as_str().unwrap().to_string(),
+                p["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Funnel steps per user, brute force: for each entry, the greedy earliest chain; a step's
 /// time is that of its earliest completion, from the latest entry completing there.
 fn naive_funnel(
@@ -449,17 +464,7 @@ async fn analytics_routes_match_naive_computations_per_tenant() {
                     *want.entry(rfc(e.time / DAY * DAY)).or_default() += 1.0;
                 }
             }
-            let got: BTreeMap<String, f64> = sr["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p["time"].as_str().unwrap().to_string(),
-                        p["value"].as_f64().unwrap(),
-                    )
-                })
-                .collect();
+            let got = points(sr);
             assert_eq!(got, want, "{tag} {}", sr["group"]);
             assert_eq!(sr["other"], sr["group"].is_null());
         }
@@ -475,17 +480,7 @@ async fn analytics_routes_match_naive_computations_per_tenant() {
                 let x = want.entry(rfc(e.time / DAY * DAY)).or_insert(f64::MIN);
                 *x = x.max(e.temp.unwrap());
             }
-            let got: BTreeMap<String, f64> = sr["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p["time"].as_str().unwrap().to_string(),
-                        p["value"].as_f64().unwrap(),
-                    )
-                })
-                .collect();
+            let got = points(sr);
             assert_eq!(got, want);
         }
         let (st, v) = s.get(&format!("/api/v1/analytics/timeseries?measure=distinct_users&group_by=page_url&bucket=1d&limit=1&{}", q(from, to)), key).await;
