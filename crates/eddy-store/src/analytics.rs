@@ -561,6 +561,7 @@ pub(crate) async fn grouped(ctx: SessionContext, q: GroupedQuery) -> Result<Vec<
         f.clone()
     };
     let batches = events
+        .clone()
         .aggregate(
             vec![bucket_of(q.bucket_secs).alias("bucket"), group.alias("g")],
             vec![measure.alias("m")],
@@ -610,10 +611,9 @@ pub(crate) async fn grouped(ctx: SessionContext, q: GroupedQuery) -> Result<Vec<
         }
     }
     if has_other && q.measure == Measure::DistinctUsers {
-        // The other group's distinct users over the whole range.
+        // The other group's distinct users over the whole range (same filters).
         let others: Vec<Expr> = order[limit..].iter().map(|(v, _)| lit(v.clone())).collect();
-        let n = events_in(&ctx, in_range(q.from, q.to))
-            .await?
+        let n = events
             .filter(f.in_list(others, false))?
             .aggregate(vec![], vec![count_distinct(ident("user_id")).alias("n")])?
             .collect()

@@ -494,6 +494,18 @@ async fn analytics_routes_match_naive_computations_per_tenant() {
             .filter_map(|e| e.user.as_ref())
             .collect();
         assert_eq!(other["total"], others.len() as u64);
+        // The same with a filter: "other" counts only the filtered events' users.
+        let (st, v) = s.get(&format!("/api/v1/analytics/timeseries?measure=distinct_users&group_by=page_url&bucket=1d&limit=1&source=ios&{}", q(from, to)), key).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let other = v["series"].as_array().unwrap().last().unwrap();
+        assert!(other["other"].as_bool().unwrap(), "{v}");
+        let top_page = v["series"][0]["group"].as_str().unwrap().to_string();
+        let others: BTreeSet<&String> = evs
+            .iter()
+            .filter(|e| e.source == "ios" && e.page.is_some() && e.page != Some(top_page.as_str()))
+            .filter_map(|e| e.user.as_ref())
+            .collect();
+        assert_eq!(other["total"], others.len() as u64, "filtered other");
 
         // --- one user: sessions split at 30 minutes of inactivity.
         let user = format!("{tag}u5");
