@@ -7,6 +7,9 @@
 //! functions of [`crate::journeys`].
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
@@ -18,6 +21,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, whe
 use datafusion::scalar::ScalarValue;
 use serde_json::Value;
 
+use crate::digest::{self, Dictionary, Digest};
 use crate::journeys::{self, Cohort, FunnelTally, Period, Session, StepEvent};
 use crate::query::{column, property_candidates, strings, ts};
 use crate::schema::encode_property;
@@ -439,51 +443,38 @@ async fn events_in(ctx: &SessionContext, pred: Expr) -> Result<DataFrame> {
     Ok(ctx.table("events").await?.filter(pred)?)
 }
 
-pub(crate) async fn summary(ctx: SessionContext, q: SummaryQuery) -> Result<Summary> {
-    let events = events_in(&ctx, in_range(q.from, q.to)).await?;
-    let is_error = when(ident("type").eq(lit("error")), lit(1i64)).otherwise(lit(0i64))?;
-    let is_late = when(
-        (time_ns(ident("received_at")) - time_ns(ident("time"))).gt(lit(q.late_after_ns)),
-        lit(1i64),
-    )
-    .otherwise(lit(0i64))?;
-    let totals = events
-        .clone()
-        .aggregate(
-            vec![],
-            vec![
-                count(lit(1)).alias("events"),
-                count_distinct(ident("user_id")).alias("users"),
-                count_distinct(ident("device_id")).alias("devices"),
-                sum(is_error).alias("errors"),
-                sum(is_late).alias("late"),
-            ],
-        )?
-        .collect()
+/// The digest of the events in `[from, to)` of `ctx`, folded row by row, one task per
+/// partition (see [`crate::digest`]).
+pub(crate) async fn digest_rows(
+    ctx: SessionContext,
+    from: i64,
+    to: i64,
+    late_after_ns: i64,
+    dict: Arc<Mutex<Dictionary>>,
+) -> Result<Digest> {
+    let streams = events_in(&ctx, in_range(from, to))
+        .await?
+        .select_columns(&digest::COLUMNS)?
+        .execute_stream_partitioned()
         .await?;
-    let mut s = Summary {
-        events: 0,
-        users: 0,
-        devices: 0,
-        errors: 0,
-        late: 0,
-        by_type: vec![],
-        top_pages: vec![],
-        top_sources: vec![],
-    };
-    for b in totals.iter().filter(|b| b.num_rows() > 0) {
-        s.events = u64_at(b, "events", 0)?;
-        s.users = u64_at(b, "users", 0)?;
-        s.devices = u64_at(b, "devices", 0)?;
-        s.errors = u64_at(b, "errors", 0)?;
-        s.late = u64_at(b, "late", 0)?;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let dict = dict.clone();
+            tokio::spawn(async move {
+                let mut d = Digest::new(late_after_ns);
+                while let Some(b) = stream.next().await {
+                    d.fold(&b?, &dict)?;
+                }
+                Ok::<_, Error>(d)
+            })
+        })
+        .collect();
+    let mut acc = Digest::new(late_after_ns);
+    for t in tasks {
+        acc.merge(&t.await.map_err(|e| Error::Task(e.to_string()))??);
     }
-    if s.events > 0 {
-        s.by_type = top_of(events.clone(), &Field::Type, 1000).await?.rows;
-        s.top_pages = top_of(events.clone(), &Field::PageUrl, q.top).await?.rows;
-        s.top_sources = top_of(events, &Field::Source, q.top).await?.rows;
-    }
-    Ok(s)
+    Ok(acc)
 }
 
 pub(crate) async fn top(ctx: SessionContext, q: TopQuery) -> Result<Top> {

@@ -11,6 +11,7 @@
 //! trait is the seam a PostgreSQL store can implement later.
 
 pub mod analytics;
+mod digest;
 mod error;
 pub mod journeys;
 pub mod manifest;

@@ -17,6 +17,7 @@ use crate::analytics::{
     self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, RetentionQuery, Summary,
     SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
 };
+use crate::digest::Digest;
 use crate::journeys::Cohort;
 use crate::schema::{TZ, encode_property};
 use crate::store::EmbeddedStore;
@@ -280,12 +281,21 @@ impl Store for Arc<EmbeddedStore> {
 
     async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary> {
         ordered(q.from, q.to)?;
-        self.query(tenant, q.from, q.to, |ctx| analytics::summary(ctx, q))
-            .await
+        Ok(self
+            .digest(tenant, q.from, q.to, q.late_after_ns)
+            .await?
+            .summary(q.top))
     }
 
     async fn top(&self, tenant: &str, q: TopQuery) -> Result<Top> {
         ordered(q.from, q.to)?;
+        if q.filter.is_empty() && Digest::covers(&q.field) {
+            let late = self.config().late_after_ns;
+            let d = self.digest(tenant, q.from, q.to, late).await?;
+            if let Some(top) = d.top(&q.field, q.limit) {
+                return Ok(top);
+            }
+        }
         self.query(tenant, q.from, q.to, |ctx| analytics::top(ctx, q))
             .await
     }

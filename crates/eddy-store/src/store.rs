@@ -20,6 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::sync::watch;
 
+use crate::digest::{self, Digest, Digests};
 use crate::error::io;
 use crate::manifest::{FileMeta, Manifest, Table, sync_dir};
 use crate::schema::{BatchBuilder, events_schema, samples_schema};
@@ -61,6 +62,12 @@ pub struct StoreConfig {
     pub retention_interval: Duration,
     /// An hour partition with at least this many files is compacted into one.
     pub compact_min_files: usize,
+    /// Memory for the files' digests (summaries and top lists without scanning rows); 0 keeps
+    /// none.
+    pub digest_memory_bytes: usize,
+    /// An event received more than this after its time counts as late in digests (the stream
+    /// processor's allowed lateness; a summary asking with another lateness scans rows).
+    pub late_after_ns: i64,
 }
 
 impl StoreConfig {
@@ -78,6 +85,8 @@ impl StoreConfig {
             query_threads: 2,
             retention_interval: Duration::from_secs(60),
             compact_min_files: 8,
+            digest_memory_bytes: 256 << 20,
+            late_after_ns: 300_000_000_000,
         }
     }
 }
@@ -156,6 +165,8 @@ pub struct EmbeddedStore {
     /// runtime for its memory limit, which would otherwise start with empty caches). Files
     /// never change under a name, and entries are checked against size and mtime.
     caches: SharedCaches,
+    /// Digests of the events files (see [`crate::digest`]).
+    digests: Arc<Digests>,
 }
 
 /// See [`EmbeddedStore`]'s `caches`.
@@ -214,7 +225,6 @@ impl EmbeddedStore {
                 active_since: None,
                 applied,
             }),
-            config,
             log,
             query_rt: QueryRuntime(Some(query_rt)),
             shutdown,
@@ -222,6 +232,8 @@ impl EmbeddedStore {
             retention: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
             caches: shared_caches()?,
+            digests: Arc::new(Digests::new(config.digest_memory_bytes)),
+            config,
         }))
     }
 
@@ -258,7 +270,7 @@ impl EmbeddedStore {
                 return Ok(0);
             }
             m.save(&self.config.dir)?;
-            st.manifest = Arc::new(m);
+            self.install(&mut st, m, vec![]);
             gone
         };
         self.retire(doomed.iter().map(|f| self.config.dir.join(&f.path)));
@@ -291,9 +303,12 @@ impl EmbeddedStore {
         };
         let dir = self.config.dir.clone();
         let inputs = group.clone();
-        let merged = tokio::task::spawn_blocking(move || merge_files(&dir, &inputs))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let digests = self.digests.clone();
+        let late = self.config.late_after_ns;
+        let (merged, built) =
+            tokio::task::spawn_blocking(move || merge_files(&dir, &inputs, &digests, late))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         let old: std::collections::HashSet<&str> = group.iter().map(|f| f.path.as_str()).collect();
         {
             let mut st = self.state.write().map_err(|_| poisoned())?;
@@ -301,7 +316,7 @@ impl EmbeddedStore {
             m.files.retain(|f| !old.contains(f.path.as_str()));
             m.files.push(merged);
             m.save(&self.config.dir)?;
-            st.manifest = Arc::new(m);
+            self.install(&mut st, m, built);
         }
         self.retire(group.iter().map(|f| self.config.dir.join(&f.path)));
         metrics::counter!("eddy_store_compactions_total").increment(1);
@@ -356,6 +371,65 @@ impl EmbeddedStore {
         if let Ok(mut w) = self.writer.lock() {
             *w = Some(handle);
         }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.build_missing_digests());
+    }
+
+    /// Builds the digests of listed events files that have none (after a restart), newest
+    /// first, until the budget is full or the store stops. Queries scan those files meanwhile.
+    fn build_missing_digests(&self) {
+        let mut files: Vec<FileMeta> = match self.state.read() {
+            Ok(st) => st
+                .manifest
+                .files
+                .iter()
+                .filter(|f| f.table == Table::Events)
+                .cloned()
+                .collect(),
+            Err(_) => return,
+        };
+        files.sort_by_key(|f| std::cmp::Reverse(f.hour));
+        let (start, mut built) = (Instant::now(), 0);
+        for f in files {
+            if *self.shutdown.borrow() || !self.digests.enabled() {
+                return;
+            }
+            if self.digests.get(&f.path).is_some() {
+                continue;
+            }
+            let b = match digest::build_from_file(
+                &self.digests,
+                &self.config.dir,
+                &f,
+                self.config.late_after_ns,
+            ) {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                // Compacted or expired meanwhile, or unreadable: queries scan what is listed.
+                Err(e) => {
+                    tracing::debug!(file = f.path, error = %e, "no digest for a file");
+                    continue;
+                }
+            };
+            // Under the state lock, so the file cannot leave the manifest between the check
+            // and the insert (installing a manifest drops digests under the write lock).
+            let Ok(st) = self.state.read() else { return };
+            if !st.manifest.files.iter().any(|m| m.path == f.path) {
+                continue;
+            }
+            if self.digests.insert(b.path, b.hour, b.digest).is_err()
+                || self.digests.get(&f.path).is_none()
+            {
+                // Over the budget: older files would only evict themselves.
+                break;
+            }
+            built += 1;
+        }
+        tracing::info!(
+            files = built,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "file digests built"
+        );
     }
 
     /// Stops the writer after persisting what it holds.
@@ -436,6 +510,12 @@ impl EmbeddedStore {
             .unwrap_or(0)
     }
 
+    /// Files that have a digest (tests).
+    #[doc(hidden)]
+    pub fn digested_files(&self) -> usize {
+        self.digests.len()
+    }
+
     /// True when a directory for `tenant` exists in the store (tests).
     #[doc(hidden)]
     pub fn dir_has(&self, tenant: &str) -> bool {
@@ -472,10 +552,74 @@ impl EmbeddedStore {
         Ok(snap)
     }
 
+    /// What `tenant`'s events in `[from, to)` add up to, as one digest: the digests of the files
+    /// wholly inside the range (counted with `late_after_ns`) merged with a scan of the rest
+    /// (files across an edge or without a digest, and the buffers). Runs as a query.
+    pub(crate) async fn digest(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        late_after_ns: i64,
+    ) -> Result<Digest> {
+        let (kept, rest) = {
+            let s = self.state.read().map_err(|_| poisoned())?;
+            let mut kept = Vec::new();
+            let mut rest = Snapshot {
+                events_files: vec![],
+                samples_files: vec![],
+                events: vec![],
+                samples: vec![],
+            };
+            for f in s.manifest.files_for(tenant, Table::Events, from, to) {
+                let inside = f.min_time >= from && f.max_time < to;
+                match self
+                    .digests
+                    .get(&f.path)
+                    .filter(|d| inside && d.late_after_ns() == late_after_ns)
+                {
+                    Some(d) => kept.push(d),
+                    None => rest.events_files.push(self.config.dir.join(&f.path)),
+                }
+            }
+            for b in [s.persisting.get(tenant), s.active.get(tenant)]
+                .into_iter()
+                .flatten()
+            {
+                rest.events.extend(b.events.iter().cloned());
+            }
+            (kept, rest)
+        };
+        metrics::counter!("eddy_store_digest_files_total", "use" => "digest")
+            .increment(kept.len() as u64);
+        metrics::counter!("eddy_store_digest_files_total", "use" => "scan")
+            .increment(rest.events_files.len() as u64);
+        // Ids must come from the tenant's dictionary only when they meet digests' ids.
+        let dict = if kept.is_empty() {
+            Arc::new(std::sync::Mutex::new(digest::Dictionary::default()))
+        } else {
+            self.digests.dictionary(tenant)?
+        };
+        let store = Arc::clone(self);
+        self.run_query(async move {
+            let ctx = store.session_of(rest).await?;
+            let mut acc = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict).await?;
+            for d in &kept {
+                acc.merge(d);
+            }
+            Ok(acc)
+        })
+        .await
+    }
+
     /// A DataFusion session holding only `tenant`'s `events` and `metric_samples` in
     /// `[from, to)` (files outside the range are left out; rows are filtered by the query).
     pub async fn session(&self, tenant: &str, from: i64, to: i64) -> Result<SessionContext> {
-        let snap = self.snapshot(tenant, from, to)?;
+        self.session_of(self.snapshot(tenant, from, to)?).await
+    }
+
+    /// A session over exactly the files and buffers of `snap`.
+    async fn session_of(&self, snap: Snapshot) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_target_partitions(self.config.query_threads.max(1))
             .with_information_schema(false);
@@ -570,7 +714,7 @@ impl EmbeddedStore {
         let mut end = self.log.watch_end();
         let mut shutdown = self.shutdown.subscribe();
         let mut builders: HashMap<String, BatchBuilder> = HashMap::new();
-        let mut persist: Option<tokio::task::JoinHandle<Result<Manifest>>> = None;
+        let mut persist: Option<tokio::task::JoinHandle<Result<Persisted>>> = None;
         let mut next = self.applied_offset();
         let mut last_retention = Instant::now();
         loop {
@@ -694,7 +838,7 @@ impl EmbeddedStore {
     fn start_persist(
         &self,
         force: bool,
-    ) -> Result<Option<tokio::task::JoinHandle<Result<Manifest>>>> {
+    ) -> Result<Option<tokio::task::JoinHandle<Result<Persisted>>>> {
         let (snapshot, manifest, upto) = {
             let mut st = self.state.write().map_err(|_| poisoned())?;
             if st.active.is_empty() && !(force && st.applied > st.manifest.persisted_offset) {
@@ -706,21 +850,23 @@ impl EmbeddedStore {
             (snap, st.manifest.clone(), st.applied)
         };
         let dir = self.config.dir.clone();
+        let digests = self.digests.clone();
+        let late = self.config.late_after_ns;
         Ok(Some(tokio::task::spawn_blocking(move || {
-            write_files(&dir, snapshot, &manifest, upto)
+            write_files(&dir, snapshot, &manifest, upto, &digests, late)
         })))
     }
 
-    async fn finish_persist(&self, task: tokio::task::JoinHandle<Result<Manifest>>) {
+    async fn finish_persist(&self, task: tokio::task::JoinHandle<Result<Persisted>>) {
         let result = task
             .await
             .map_err(|e| Error::Task(e.to_string()))
             .and_then(|r| r);
         match result {
-            Ok(manifest) => {
+            Ok((manifest, built)) => {
                 let upto = manifest.persisted_offset;
                 if let Ok(mut st) = self.state.write() {
-                    st.manifest = Arc::new(manifest);
+                    self.install(&mut st, manifest, built);
                     st.persisting.clear();
                 }
                 if let Err(e) = self.log.commit(CONSUMER, upto) {
@@ -748,6 +894,18 @@ impl EmbeddedStore {
         }
     }
 
+    /// Makes `m` the manifest, keeping the digests `built` of its new files and dropping those
+    /// of files it no longer lists.
+    fn install(&self, st: &mut State, m: Manifest, built: Vec<digest::Built>) {
+        for b in built {
+            if let Err(e) = self.digests.insert(b.path, b.hour, b.digest) {
+                tracing::warn!(error = %e, "cannot keep a file's digest; queries scan it");
+            }
+        }
+        self.digests.retain(&m);
+        st.manifest = Arc::new(m);
+    }
+
     fn drop_tenant(&self, tenant: &str) -> Result<()> {
         let (doomed, manifest) = {
             let mut st = self.state.write().map_err(|_| poisoned())?;
@@ -758,7 +916,8 @@ impl EmbeddedStore {
                 m.files.into_iter().partition(|f| f.tenant == tenant);
             m.files = kept;
             m.save(&self.config.dir)?;
-            st.manifest = Arc::new(m.clone());
+            self.install(&mut st, m.clone(), vec![]);
+            self.digests.drop_tenant(tenant);
             (gone, m)
         };
         self.retire(doomed.iter().map(|f| self.config.dir.join(&f.path)));
@@ -872,6 +1031,9 @@ fn time_column(batch: &RecordBatch) -> Result<&arrow::array::TimestampNanosecond
         .ok_or_else(|| Error::Task("time column has an unexpected type".into()))
 }
 
+/// A persist's new manifest and the digests of its new events files.
+type Persisted = (Manifest, Vec<digest::Built>);
+
 /// Writes every buffered batch into per-(tenant, table, hour) Parquet files and returns the
 /// manifest that lists them with `persisted_offset = upto`, saved atomically.
 fn write_files(
@@ -879,9 +1041,12 @@ fn write_files(
     snapshot: HashMap<String, Buffer>,
     manifest: &Manifest,
     upto: u64,
-) -> Result<Manifest> {
+    digests: &Digests,
+    late_after_ns: i64,
+) -> Result<Persisted> {
     let start = Instant::now();
     let mut next = manifest.clone();
+    let mut built = Vec::new();
     let mut written = 0u64;
     for (tenant, buf) in snapshot {
         for (table, schema, batches) in [
@@ -917,6 +1082,9 @@ fn write_files(
                     times.value(end_row - 1),
                 )?;
                 written += meta.bytes;
+                if table == Table::Events {
+                    built.extend(digest::build(digests, &meta, &slice, late_after_ns)?);
+                }
                 next.files.push(meta);
                 start_row = end_row;
             }
@@ -933,11 +1101,16 @@ fn write_files(
         elapsed_ms = start.elapsed().as_millis() as u64,
         "store persisted"
     );
-    Ok(next)
+    Ok((next, built))
 }
 
-/// Reads `files` (one partition) and writes them as one sorted file.
-fn merge_files(dir: &Path, files: &[FileMeta]) -> Result<FileMeta> {
+/// Reads `files` (one partition) and writes them as one sorted file, with its digest.
+fn merge_files(
+    dir: &Path,
+    files: &[FileMeta],
+    digests: &Digests,
+    late_after_ns: i64,
+) -> Result<(FileMeta, Vec<digest::Built>)> {
     let first = files
         .first()
         .ok_or_else(|| Error::Task("nothing to compact".into()))?;
@@ -970,7 +1143,7 @@ fn merge_files(dir: &Path, files: &[FileMeta]) -> Result<FileMeta> {
         .map(|f| f.max_time)
         .max()
         .unwrap_or(first.max_time);
-    write_one(
+    let meta = write_one(
         dir,
         &first.tenant,
         first.table,
@@ -978,7 +1151,14 @@ fn merge_files(dir: &Path, files: &[FileMeta]) -> Result<FileMeta> {
         &sorted,
         min_time,
         max_time,
-    )
+    )?;
+    let built = match meta.table {
+        Table::Events => digest::build(digests, &meta, &sorted, late_after_ns)?
+            .into_iter()
+            .collect(),
+        Table::MetricSamples => vec![],
+    };
+    Ok((meta, built))
 }
 
 fn write_one(

@@ -535,3 +535,211 @@ async fn small_files_are_compacted_into_one_per_partition_without_changing_answe
     caught_up(&f).await;
     assert_eq!(all_ids(&f.store, "a", EventFilter::default()).await, want);
 }
+
+/// Events for digest tests: every summary field varies, some are missing, some are late.
+fn digest_event(tenant: &str, i: i64) -> Event {
+    let time = T0 + ((i * 7919) % 400) * MIN + (i % 7) * 1_000_000_000;
+    Event {
+        tenant: tenant.into(),
+        event_id: format!("{tenant}-{i}"),
+        time,
+        // Every fifth arrives 10 minutes after its time (late at the default 5 min).
+        received_at: time + if i % 5 == 0 { 10 * MIN } else { MIN / 2 },
+        r#type: ["page_view", "click", "error", "signup"][(i % 4) as usize].into(),
+        source: (i % 3 != 0).then(|| ["web", "ios"][(i % 2) as usize].into()),
+        device_id: (i % 6 != 0).then(|| format!("dev-{}", i % 9)),
+        user_id: (i % 4 != 1).then(|| format!("user-{}", i % 23)),
+        page_url: (i % 5 != 4).then(|| format!("/p/{}", i % 6)),
+        ..Default::default()
+    }
+}
+
+/// The summary of `tenant`'s events in `[from, to)`, counted one by one.
+fn naive_summary(
+    all: &[(u64, Event)],
+    tenant: &str,
+    from: i64,
+    to: i64,
+    top: usize,
+) -> crate::analytics::Summary {
+    use std::collections::{BTreeSet, HashMap};
+    let evs: Vec<&Event> = all
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.tenant == tenant && e.time >= from && e.time < to)
+        .collect();
+    let distinct = |f: &dyn Fn(&Event) -> Option<String>| -> u64 {
+        evs.iter()
+            .filter_map(|e| f(e))
+            .collect::<BTreeSet<_>>()
+            .len() as u64
+    };
+    let ranked = |f: &dyn Fn(&Event) -> Option<String>, limit: usize| {
+        let mut m: HashMap<String, (u64, BTreeSet<String>)> = HashMap::new();
+        for e in &evs {
+            if let Some(v) = f(e) {
+                let t = m.entry(v).or_default();
+                t.0 += 1;
+                t.1.extend(e.user_id.clone());
+            }
+        }
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(limit)
+            .map(|(value, (count, users))| crate::analytics::Count {
+                value: serde_json::Value::String(value),
+                count,
+                users: users.len() as u64,
+            })
+            .collect::<Vec<_>>()
+    };
+    crate::analytics::Summary {
+        events: evs.len() as u64,
+        users: distinct(&|e| e.user_id.clone()),
+        devices: distinct(&|e| e.device_id.clone()),
+        errors: evs.iter().filter(|e| e.r#type == "error").count() as u64,
+        late: evs
+            .iter()
+            .filter(|e| e.received_at - e.time > 5 * MIN)
+            .count() as u64,
+        by_type: ranked(&|e| Some(e.r#type.clone()), 1000),
+        top_pages: ranked(&|e| e.page_url.clone(), top),
+        top_sources: ranked(&|e| e.source.clone(), top),
+    }
+}
+
+/// Ranges that cover whole files, cut files at both edges, hold nothing, or one instant.
+fn digest_ranges() -> Vec<(i64, i64)> {
+    let hour = 60 * MIN;
+    let h0 = T0.div_euclid(hour) * hour;
+    vec![
+        (i64::MIN / 2, i64::MAX / 2),
+        (h0 + hour, h0 + 4 * hour),
+        (T0 + 37 * MIN + 3, T0 + 301 * MIN),
+        (T0 + 90 * MIN, T0 + 91 * MIN),
+        (T0 - 10 * hour, T0 - 9 * hour),
+        (T0 + 17 * MIN, T0 + 17 * MIN + 1_000_000_000),
+    ]
+}
+
+async fn assert_summaries(f: &Fixture, all: &[(u64, Event)], tenants: &[&str], when: &str) {
+    use crate::analytics::{Field, SummaryQuery, TopQuery};
+    for tenant in tenants {
+        for (from, to) in digest_ranges() {
+            let got = f
+                .store
+                .summary(
+                    tenant,
+                    SummaryQuery {
+                        from,
+                        to,
+                        top: 3,
+                        late_after_ns: 5 * MIN,
+                    },
+                )
+                .await
+                .unwrap();
+            let want = naive_summary(all, tenant, from, to, 3);
+            assert_eq!(got, want, "{when}: summary of {tenant} in [{from}, {to})");
+            let top = f
+                .store
+                .top(
+                    tenant,
+                    TopQuery {
+                        from,
+                        to,
+                        field: Field::PageUrl,
+                        limit: 2,
+                        filter: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+            let all_pages = naive_summary(all, tenant, from, to, usize::MAX).top_pages;
+            assert_eq!(top.rows, all_pages[..all_pages.len().min(2)], "{when}: top");
+            assert_eq!(
+                top.with_value,
+                all_pages.iter().map(|c| c.count).sum::<u64>(),
+                "{when}: events with a page"
+            );
+            assert_eq!(top.distinct, all_pages.len() as u64, "{when}: pages");
+            assert_eq!(top.with_value + top.without_value, want.events);
+        }
+    }
+}
+
+async fn digests_built(f: &Fixture, at_least: usize) {
+    for _ in 0..500 {
+        if f.store.digested_files() >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("digests were not built");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_from_digests_equal_counting_through_persists_compaction_restarts_and_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(dir, |c| {
+        c.persist_bytes = 1;
+        c.compact_min_files = 10_000;
+    })
+    .await;
+    let mut all = Vec::new();
+    for chunk in 0..4 {
+        let evs: Vec<Event> = (chunk * 150..chunk * 150 + 150)
+            .flat_map(|i| [digest_event("a", i), digest_event("b", i * 3)])
+            .collect();
+        append_recorded(&f, evs, &mut all).await;
+        caught_up(&f).await;
+        all_persisted(&f).await;
+    }
+    assert!(f.store.max_files_per_partition() > 1);
+    let files = f.store.stats_files_of("a") + f.store.stats_files_of("b");
+    assert_eq!(
+        f.store.digested_files(),
+        files,
+        "every persisted file has a digest"
+    );
+    assert_summaries(&f, &all, &["a", "b", "nobody"], "after persists").await;
+    f.store.shutdown().await;
+    let Fixture { dir, wal, store } = f;
+    drop(store);
+    drop(wal);
+
+    // Restart with compaction: merged files get digests; the rest are rebuilt from disk.
+    let f = open(dir, |c| {
+        c.compact_min_files = 2;
+        c.persist_bytes = 1 << 30;
+    })
+    .await;
+    for _ in 0..500 {
+        if f.store.max_files_per_partition() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(f.store.max_files_per_partition(), 1);
+    digests_built(
+        &f,
+        f.store.stats_files_of("a") + f.store.stats_files_of("b"),
+    )
+    .await;
+    // Unpersisted events are counted from the buffers beside the digests.
+    let evs: Vec<Event> = (600..700).map(|i| digest_event("a", i)).collect();
+    append_recorded(&f, evs, &mut all).await;
+    caught_up(&f).await;
+    assert_summaries(&f, &all, &["a", "b"], "after compaction, with buffers").await;
+    f.store.shutdown().await;
+    let Fixture { dir, wal, store } = f;
+    drop(store);
+    drop(wal);
+
+    // A budget too small for any digest: every file is scanned, the answers are the same.
+    let f = open(dir, |c| c.digest_memory_bytes = 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.store.digested_files(), 0);
+    assert_summaries(&f, &all, &["a", "b"], "without digests").await;
+}

@@ -158,6 +158,10 @@ pub(crate) struct ServeArgs {
     /// Most memory one query may use [default: 512MiB].
     #[arg(long, env = "EDDY_QUERY_MEMORY")]
     pub(crate) query_memory: Option<String>,
+    /// Memory for the store files' digests, which serve summaries and top lists without
+    /// scanning rows; 0 turns them off [default: 256MiB].
+    #[arg(long, env = "EDDY_DIGEST_MEMORY")]
+    pub(crate) digest_memory: Option<String>,
     /// Most rows one query may return [default: 100000].
     #[arg(long, env = "EDDY_MAX_RESULT_ROWS")]
     pub(crate) max_result_rows: Option<usize>,
@@ -209,6 +213,7 @@ struct FileConfig {
     webhook_attempts: Option<u32>,
     query_timeout: Option<String>,
     query_memory: Option<String>,
+    digest_memory: Option<String>,
     max_result_rows: Option<usize>,
     query_cache_staleness: Option<String>,
 }
@@ -377,6 +382,8 @@ impl ServeArgs {
             c.stream.allowed_lateness =
                 duration("--allowed-lateness / EDDY_ALLOWED_LATENESS", &v, true)?;
         }
+        // Digests count late events the way summaries ask: with the allowed lateness.
+        c.store.late_after_ns = c.stream.lateness_ns();
         if let Some(v) = self.rollup_horizons.or(file.rollup_horizons) {
             const NAME: &str = "--rollup-horizons / EDDY_ROLLUP_HORIZONS";
             if v.len() != 3 {
@@ -427,6 +434,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.query_memory.or(file.query_memory) {
             c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v)?;
+        }
+        if let Some(v) = self.digest_memory.or(file.digest_memory) {
+            c.store.digest_memory_bytes = size("--digest-memory / EDDY_DIGEST_MEMORY", &v)?;
         }
         if let Some(v) = self.query_cache_staleness.or(file.query_cache_staleness) {
             c.query_cache_staleness = duration(

@@ -1,0 +1,458 @@
+//! Digests: exact, mergeable aggregates of one Parquet file's events, kept in memory so that
+//! summaries and top lists of long ranges add up a few digests instead of scanning every row.
+//!
+//! A [`Digest`] holds what [`crate::analytics::Summary`] and the top lists of `type`,
+//! `page_url` and `source` need: counts, error and late counts, and the distinct users and
+//! devices overall and per value, as roaring bitmaps of ids from the tenant's [`Dictionary`].
+//! Bitmaps make distinct counts exact and mergeable: the union of two digests' users is the
+//! set of users of both files, so a range's distinct users are never double counted.
+//!
+//! A query uses the digest of every file wholly inside its range and folds the rest (files
+//! that straddle an edge, files without a digest yet, the unpersisted buffers) row by row
+//! into a digest of the same kind, so both paths share one definition of every figure.
+//!
+//! Digests are built when a file is written (persist, compaction) and, after a restart, by a
+//! background pass over the manifest, newest first. They are never persisted: the files are
+//! the truth and a digest can always be rebuilt. Memory is bounded by a budget; over it the
+//! digests of the oldest hours are dropped and those files are scanned instead. Dictionaries
+//! only grow (an id is never reused while a digest may hold it); they go with their tenant.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::TimestampNanosecondType;
+use roaring::RoaringBitmap;
+
+use crate::analytics::{Count, Field, Summary, Top};
+use crate::manifest::{FileMeta, Manifest};
+use crate::query::strings;
+use crate::{Error, Result};
+
+/// The columns a digest is built from.
+pub(crate) const COLUMNS: [&str; 7] = [
+    "time",
+    "received_at",
+    "type",
+    "page_url",
+    "source",
+    "user_id",
+    "device_id",
+];
+
+/// A tenant's ids of user and device names (one namespace: a bitmap only ever holds ids of
+/// one column, so sharing ids costs nothing and saves a second copy of equal names).
+#[derive(Debug, Default)]
+pub(crate) struct Dictionary {
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl Dictionary {
+    fn id(&mut self, name: &str) -> Result<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Ok(*id);
+        }
+        let id = u32::try_from(self.ids.len())
+            .map_err(|_| Error::Task("more than 2^32 distinct user and device ids".into()))?;
+        self.ids.insert(name.into(), id);
+        Ok(id)
+    }
+
+    fn bytes(&self) -> usize {
+        self.ids.keys().map(|k| k.len() + 40).sum()
+    }
+}
+
+/// Events and distinct users of one value.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tally {
+    pub(crate) count: u64,
+    pub(crate) users: RoaringBitmap,
+}
+
+/// Exact aggregates of a set of events (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Digest {
+    /// The lateness `late` was counted with.
+    late_after_ns: i64,
+    events: u64,
+    errors: u64,
+    late: u64,
+    users: RoaringBitmap,
+    devices: RoaringBitmap,
+    types: HashMap<Box<str>, Tally>,
+    pages: HashMap<Box<str>, Tally>,
+    sources: HashMap<Box<str>, Tally>,
+}
+
+impl Digest {
+    pub(crate) fn new(late_after_ns: i64) -> Self {
+        Self {
+            late_after_ns,
+            events: 0,
+            errors: 0,
+            late: 0,
+            users: RoaringBitmap::new(),
+            devices: RoaringBitmap::new(),
+            types: HashMap::new(),
+            pages: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// The lateness this digest counted `late` with.
+    pub(crate) fn late_after_ns(&self) -> i64 {
+        self.late_after_ns
+    }
+
+    /// Whether the digest can answer for `field`.
+    pub(crate) fn covers(field: &Field) -> bool {
+        matches!(field, Field::Type | Field::PageUrl | Field::Source)
+    }
+
+    /// Adds the rows of `batch` (which has at least [`COLUMNS`]), interning names in `dict`.
+    pub(crate) fn fold(&mut self, batch: &RecordBatch, dict: &Mutex<Dictionary>) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let times = timestamps(batch, "time")?;
+        let received = timestamps(batch, "received_at")?;
+        let types = strings(batch, "type")?;
+        let pages = strings(batch, "page_url")?;
+        let sources = strings(batch, "source")?;
+        let users = strings(batch, "user_id")?;
+        let devices = strings(batch, "device_id")?;
+        let mut dict = dict
+            .lock()
+            .map_err(|_| Error::Task("digest dictionary lock poisoned".into()))?;
+        for r in 0..n {
+            self.events += 1;
+            let kind = types.value(r);
+            if kind == "error" {
+                self.errors += 1;
+            }
+            if received.value(r).saturating_sub(times.value(r)) > self.late_after_ns {
+                self.late += 1;
+            }
+            let user = if users.is_null(r) {
+                None
+            } else {
+                Some(dict.id(users.value(r))?)
+            };
+            if let Some(u) = user {
+                self.users.insert(u);
+            }
+            if !devices.is_null(r) {
+                self.devices.insert(dict.id(devices.value(r))?);
+            }
+            tally(&mut self.types, kind, user);
+            if !pages.is_null(r) {
+                tally(&mut self.pages, pages.value(r), user);
+            }
+            if !sources.is_null(r) {
+                tally(&mut self.sources, sources.value(r), user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another digest's events (of the same tenant).
+    pub(crate) fn merge(&mut self, other: &Digest) {
+        self.events += other.events;
+        self.errors += other.errors;
+        self.late += other.late;
+        self.users |= &other.users;
+        self.devices |= &other.devices;
+        for (mine, theirs) in [
+            (&mut self.types, &other.types),
+            (&mut self.pages, &other.pages),
+            (&mut self.sources, &other.sources),
+        ] {
+            for (value, t) in theirs {
+                match mine.get_mut(value) {
+                    Some(m) => {
+                        m.count += t.count;
+                        m.users |= &t.users;
+                    }
+                    None => {
+                        mine.insert(value.clone(), t.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Approximate heap size, for the memory budget.
+    pub(crate) fn bytes(&self) -> usize {
+        let tallies = |m: &HashMap<Box<str>, Tally>| -> usize {
+            m.iter()
+                .map(|(k, t)| k.len() + 64 + t.users.serialized_size())
+                .sum()
+        };
+        200 + self.users.serialized_size()
+            + self.devices.serialized_size()
+            + tallies(&self.types)
+            + tallies(&self.pages)
+            + tallies(&self.sources)
+    }
+
+    fn tallies(&self, field: &Field) -> Option<&HashMap<Box<str>, Tally>> {
+        match field {
+            Field::Type => Some(&self.types),
+            Field::PageUrl => Some(&self.pages),
+            Field::Source => Some(&self.sources),
+            _ => None,
+        }
+    }
+
+    /// The `limit` most frequent values of `field` (ties by value), with totals; `None` for a
+    /// field digests do not keep.
+    pub(crate) fn top(&self, field: &Field, limit: usize) -> Option<Top> {
+        let tallies = self.tallies(field)?;
+        let with_value: u64 = tallies.values().map(|t| t.count).sum();
+        let mut ranked: Vec<(&Box<str>, &Tally)> = tallies.iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
+        Some(Top {
+            rows: ranked
+                .into_iter()
+                .take(limit)
+                .map(|(v, t)| Count {
+                    value: serde_json::Value::String(v.to_string()),
+                    count: t.count,
+                    users: t.users.len(),
+                })
+                .collect(),
+            with_value,
+            without_value: self.events - with_value,
+            distinct: tallies.len() as u64,
+        })
+    }
+
+    /// The summary of these events, with top lists of `top` values.
+    pub(crate) fn summary(&self, top: usize) -> Summary {
+        let rows = |field: &Field, limit: usize| {
+            self.top(field, limit).map(|t| t.rows).unwrap_or_default()
+        };
+        Summary {
+            events: self.events,
+            users: self.users.len(),
+            devices: self.devices.len(),
+            errors: self.errors,
+            late: self.late,
+            by_type: rows(&Field::Type, 1000),
+            top_pages: rows(&Field::PageUrl, top),
+            top_sources: rows(&Field::Source, top),
+        }
+    }
+}
+
+fn tally(m: &mut HashMap<Box<str>, Tally>, value: &str, user: Option<u32>) {
+    let t = match m.get_mut(value) {
+        Some(t) => t,
+        None => m.entry(value.into()).or_default(),
+    };
+    t.count += 1;
+    if let Some(u) = user {
+        t.users.insert(u);
+    }
+}
+
+fn timestamps<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::PrimitiveArray<TimestampNanosecondType>> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| Error::Task(format!("column {name} is missing or not a timestamp")))
+}
+
+/// One file's digest and the hour partition it belongs to.
+#[derive(Debug)]
+struct Entry {
+    hour: i64,
+    bytes: usize,
+    digest: Arc<Digest>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By the file's path relative to the store dir.
+    files: HashMap<String, Entry>,
+    dicts: HashMap<String, Arc<Mutex<Dictionary>>>,
+    bytes: usize,
+}
+
+/// The digests of the store's files and the tenants' dictionaries, within a memory budget.
+#[derive(Debug)]
+pub(crate) struct Digests {
+    budget: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Digests {
+    pub(crate) fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::Task("digest registry lock poisoned".into()))
+    }
+
+    /// Whether digests are kept at all (a zero budget turns them off).
+    pub(crate) fn enabled(&self) -> bool {
+        self.budget > 0
+    }
+
+    /// The dictionary of `tenant`.
+    pub(crate) fn dictionary(&self, tenant: &str) -> Result<Arc<Mutex<Dictionary>>> {
+        Ok(self.lock()?.dicts.entry(tenant.into()).or_default().clone())
+    }
+
+    /// How many files have a digest.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().map(|i| i.files.len()).unwrap_or(0)
+    }
+
+    /// The digest of the file at `path`, if there is one.
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<Digest>> {
+        self.lock().ok()?.files.get(path).map(|e| e.digest.clone())
+    }
+
+    /// Keeps `digest` for the file at `path`; over the budget, drops the oldest hours' digests.
+    pub(crate) fn insert(&self, path: String, hour: i64, digest: Digest) -> Result<()> {
+        let mut inner = self.lock()?;
+        let bytes = digest.bytes();
+        if let Some(old) = inner.files.insert(
+            path,
+            Entry {
+                hour,
+                bytes,
+                digest: Arc::new(digest),
+            },
+        ) {
+            inner.bytes -= old.bytes;
+        }
+        inner.bytes += bytes;
+        if inner.bytes + dict_bytes(&inner) > self.budget {
+            let mut by_age: Vec<(i64, String)> = inner
+                .files
+                .iter()
+                .map(|(p, e)| (e.hour, p.clone()))
+                .collect();
+            by_age.sort_unstable();
+            for (_, p) in by_age {
+                if inner.bytes + dict_bytes(&inner) <= self.budget {
+                    break;
+                }
+                if let Some(e) = inner.files.remove(&p) {
+                    inner.bytes -= e.bytes;
+                    metrics::counter!("eddy_store_digests_evicted_total").increment(1);
+                }
+            }
+        }
+        metrics::gauge!("eddy_store_digest_bytes").set(inner.bytes as f64);
+        Ok(())
+    }
+
+    /// Drops the digests of files the manifest no longer lists.
+    pub(crate) fn retain(&self, manifest: &Manifest) {
+        let listed: std::collections::HashSet<&str> =
+            manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let Ok(mut inner) = self.lock() else {
+            return;
+        };
+        let Inner { files, bytes, .. } = &mut *inner;
+        files.retain(|p, e| {
+            let keep = listed.contains(p.as_str());
+            if !keep {
+                *bytes -= e.bytes;
+            }
+            keep
+        });
+        metrics::gauge!("eddy_store_digest_bytes").set(*bytes as f64);
+    }
+
+    /// Drops the dictionary of a deleted tenant.
+    pub(crate) fn drop_tenant(&self, tenant: &str) {
+        if let Ok(mut inner) = self.lock() {
+            inner.dicts.remove(tenant);
+        }
+    }
+}
+
+fn dict_bytes(inner: &Inner) -> usize {
+    inner
+        .dicts
+        .values()
+        .map(|d| d.lock().map(|d| d.bytes()).unwrap_or(0))
+        .sum()
+}
+
+/// A digest built for a new file, kept once the manifest lists the file.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub(crate) path: String,
+    pub(crate) hour: i64,
+    pub(crate) digest: Digest,
+}
+
+/// The digest of the events file `meta` whose rows are `batch` (`None` with digests off).
+pub(crate) fn build(
+    digests: &Digests,
+    meta: &FileMeta,
+    batch: &RecordBatch,
+    late_after_ns: i64,
+) -> Result<Option<Built>> {
+    if !digests.enabled() {
+        return Ok(None);
+    }
+    let dict = digests.dictionary(&meta.tenant)?;
+    let mut digest = Digest::new(late_after_ns);
+    digest.fold(batch, &dict)?;
+    Ok(Some(Built {
+        path: meta.path.clone(),
+        hour: meta.hour,
+        digest,
+    }))
+}
+
+/// The digest of the events file `meta` under `dir`, read from disk (only [`COLUMNS`]).
+pub(crate) fn build_from_file(
+    digests: &Digests,
+    dir: &std::path::Path,
+    meta: &FileMeta,
+    late_after_ns: i64,
+) -> Result<Option<Built>> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    if !digests.enabled() {
+        return Ok(None);
+    }
+    let path = dir.join(&meta.path);
+    let file = std::fs::File::open(&path).map_err(crate::error::io(&path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let schema = builder.parquet_schema();
+    let roots: Vec<usize> = COLUMNS
+        .iter()
+        .filter_map(|c| builder.schema().fields().iter().position(|f| f.name() == c))
+        .collect();
+    let mask = ProjectionMask::roots(schema, roots);
+    let reader = builder.with_projection(mask).build()?;
+    let dict = digests.dictionary(&meta.tenant)?;
+    let mut digest = Digest::new(late_after_ns);
+    for b in reader {
+        digest.fold(&b.map_err(Error::Arrow)?, &dict)?;
+    }
+    Ok(Some(Built {
+        path: meta.path.clone(),
+        hour: meta.hour,
+        digest,
+    }))
+}
