@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampNanosecondType;
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use crate::analytics::{Count, Field, Summary, Top};
 use crate::manifest::{FileMeta, Manifest};
@@ -44,8 +44,11 @@ pub(crate) const COLUMNS: [&str; 7] = [
 /// one column, so sharing ids costs nothing and saves a second copy of equal names).
 #[derive(Debug, Default)]
 pub(crate) struct Dictionary {
-    ids: HashMap<Box<str>, u32>,
+    ids: Names<u32>,
 }
+
+/// A map by name with a fast, per-process seeded hash (folding hashes names of every row).
+type Names<T> = HashMap<Box<str>, T, foldhash::fast::RandomState>;
 
 impl Dictionary {
     fn id(&mut self, name: &str) -> Result<u32> {
@@ -80,9 +83,9 @@ pub(crate) struct Digest {
     late: u64,
     users: RoaringBitmap,
     devices: RoaringBitmap,
-    types: HashMap<Box<str>, Tally>,
-    pages: HashMap<Box<str>, Tally>,
-    sources: HashMap<Box<str>, Tally>,
+    types: Names<Tally>,
+    pages: Names<Tally>,
+    sources: Names<Tally>,
 }
 
 impl Digest {
@@ -94,9 +97,9 @@ impl Digest {
             late: 0,
             users: RoaringBitmap::new(),
             devices: RoaringBitmap::new(),
-            types: HashMap::new(),
-            pages: HashMap::new(),
-            sources: HashMap::new(),
+            types: Names::default(),
+            pages: Names::default(),
+            sources: Names::default(),
         }
     }
 
@@ -183,9 +186,51 @@ impl Digest {
         }
     }
 
+    /// The digest of `parts` together (of one tenant). With `only`, just that field's values
+    /// and the event count (what a top list needs). Each set is one k-way union of the parts'
+    /// bitmaps, far cheaper than merging them one by one.
+    pub(crate) fn merge_all(late_after_ns: i64, parts: &[&Digest], only: Option<&Field>) -> Self {
+        let mut d = Digest::new(late_after_ns);
+        for p in parts {
+            d.events += p.events;
+            d.errors += p.errors;
+            d.late += p.late;
+        }
+        if only.is_none() {
+            d.users = parts.iter().map(|p| &p.users).union();
+            d.devices = parts.iter().map(|p| &p.devices).union();
+        }
+        for field in [Field::Type, Field::PageUrl, Field::Source] {
+            if only.is_some_and(|f| *f != field) {
+                continue;
+            }
+            let mut by_value: HashMap<&str, (u64, Vec<&RoaringBitmap>)> = HashMap::new();
+            for p in parts {
+                for (value, t) in p.tallies(&field).into_iter().flatten() {
+                    let e = by_value.entry(value).or_default();
+                    e.0 += t.count;
+                    e.1.push(&t.users);
+                }
+            }
+            let merged = by_value
+                .into_iter()
+                .map(|(value, (count, users))| {
+                    let users = users.into_iter().union();
+                    (value.into(), Tally { count, users })
+                })
+                .collect();
+            match field {
+                Field::Type => d.types = merged,
+                Field::PageUrl => d.pages = merged,
+                _ => d.sources = merged,
+            }
+        }
+        d
+    }
+
     /// Approximate heap size, for the memory budget.
     pub(crate) fn bytes(&self) -> usize {
-        let tallies = |m: &HashMap<Box<str>, Tally>| -> usize {
+        let tallies = |m: &Names<Tally>| -> usize {
             m.iter()
                 .map(|(k, t)| k.len() + 64 + t.users.serialized_size())
                 .sum()
@@ -197,7 +242,7 @@ impl Digest {
             + tallies(&self.sources)
     }
 
-    fn tallies(&self, field: &Field) -> Option<&HashMap<Box<str>, Tally>> {
+    fn tallies(&self, field: &Field) -> Option<&Names<Tally>> {
         match field {
             Field::Type => Some(&self.types),
             Field::PageUrl => Some(&self.pages),
@@ -247,7 +292,7 @@ impl Digest {
     }
 }
 
-fn tally(m: &mut HashMap<Box<str>, Tally>, value: &str, user: Option<u32>) {
+fn tally(m: &mut Names<Tally>, value: &str, user: Option<u32>) {
     let t = match m.get_mut(value) {
         Some(t) => t,
         None => m.entry(value.into()).or_default(),

@@ -81,6 +81,14 @@ impl FunnelTally {
         }
     }
 
+    /// Adds another tally of other users.
+    pub fn merge(&mut self, other: FunnelTally) {
+        for (k, (u, d)) in other.users.into_iter().zip(other.durations).enumerate() {
+            self.users[k] += u;
+            self.durations[k].extend(d);
+        }
+    }
+
     /// The median time (ns) to step `k` (mean of the middle two for an even count, like
     /// `percentile_cont(0.5)`), `None` when nobody reached it.
     pub fn median(&mut self, k: usize) -> Option<f64> {

@@ -282,7 +282,7 @@ impl Store for Arc<EmbeddedStore> {
     async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary> {
         ordered(q.from, q.to)?;
         Ok(self
-            .digest(tenant, q.from, q.to, q.late_after_ns)
+            .digest(tenant, q.from, q.to, q.late_after_ns, None)
             .await?
             .summary(q.top))
     }
@@ -291,7 +291,9 @@ impl Store for Arc<EmbeddedStore> {
         ordered(q.from, q.to)?;
         if q.filter.is_empty() && Digest::covers(&q.field) {
             let late = self.config().late_after_ns;
-            let d = self.digest(tenant, q.from, q.to, late).await?;
+            let d = self
+                .digest(tenant, q.from, q.to, late, Some(q.field.clone()))
+                .await?;
             if let Some(top) = d.top(&q.field, q.limit) {
                 return Ok(top);
             }

@@ -554,13 +554,15 @@ impl EmbeddedStore {
 
     /// What `tenant`'s events in `[from, to)` add up to, as one digest: the digests of the files
     /// wholly inside the range (counted with `late_after_ns`) merged with a scan of the rest
-    /// (files across an edge or without a digest, and the buffers). Runs as a query.
+    /// (files across an edge or without a digest, and the buffers). With `only`, just what a
+    /// top list of that field needs. Runs as a query.
     pub(crate) async fn digest(
         self: &Arc<Self>,
         tenant: &str,
         from: i64,
         to: i64,
         late_after_ns: i64,
+        only: Option<crate::analytics::Field>,
     ) -> Result<Digest> {
         let (kept, rest) = {
             let s = self.state.read().map_err(|_| poisoned())?;
@@ -603,11 +605,10 @@ impl EmbeddedStore {
         let store = Arc::clone(self);
         self.run_query(async move {
             let ctx = store.session_of(rest).await?;
-            let mut acc = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict).await?;
-            for d in &kept {
-                acc.merge(d);
-            }
-            Ok(acc)
+            let rows = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict).await?;
+            let mut parts: Vec<&Digest> = kept.iter().map(|d| &**d).collect();
+            parts.push(&rows);
+            Ok(Digest::merge_all(late_after_ns, &parts, only.as_ref()))
         })
         .await
     }
