@@ -443,15 +443,16 @@ async fn events_in(ctx: &SessionContext, pred: Expr) -> Result<DataFrame> {
     Ok(ctx.table("events").await?.filter(pred)?)
 }
 
-/// The digest of the events in `[from, to)` of `ctx`, folded row by row, one task per
-/// partition (see [`crate::digest`]).
+/// The digests of the events in `[from, to)` of `ctx` per bucket (see
+/// [`digest::bucketing`]), folded row by row, one task per partition.
 pub(crate) async fn digest_rows(
     ctx: SessionContext,
     from: i64,
     to: i64,
     late_after_ns: i64,
     dict: Arc<Mutex<Dictionary>>,
-) -> Result<Digest> {
+    bucket_ns: Option<i64>,
+) -> Result<HashMap<i64, Digest>> {
     let streams = events_in(&ctx, in_range(from, to))
         .await?
         .select_columns(&digest::COLUMNS)?
@@ -462,17 +463,24 @@ pub(crate) async fn digest_rows(
         .map(|mut stream| {
             let dict = dict.clone();
             tokio::spawn(async move {
-                let mut d = Digest::new(late_after_ns);
+                let mut buckets: HashMap<i64, Digest> = HashMap::new();
                 while let Some(b) = stream.next().await {
-                    d.fold(&b?, &dict)?;
+                    digest::fold_by_bucket(&mut buckets, &b?, &dict, late_after_ns, bucket_ns)?;
                 }
-                Ok::<_, Error>(d)
+                Ok::<_, Error>(buckets)
             })
         })
         .collect();
-    let mut acc = Digest::new(late_after_ns);
+    let mut acc: HashMap<i64, Digest> = HashMap::new();
     for t in tasks {
-        acc.merge(&t.await.map_err(|e| Error::Task(e.to_string()))??);
+        for (b, d) in t.await.map_err(|e| Error::Task(e.to_string()))?? {
+            match acc.get_mut(&b) {
+                Some(mine) => mine.merge(&d),
+                None => {
+                    acc.insert(b, d);
+                }
+            }
+        }
     }
     Ok(acc)
 }

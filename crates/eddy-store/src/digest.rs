@@ -24,7 +24,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampNanosecondType;
 use roaring::{MultiOps, RoaringBitmap};
 
-use crate::analytics::{Count, Field, Summary, Top};
+use crate::analytics::{Count, Field, Group, Summary, Top};
 use crate::manifest::{FileMeta, Manifest};
 use crate::query::strings;
 use crate::{Error, Result};
@@ -290,6 +290,112 @@ impl Digest {
             top_sources: rows(&Field::Source, top),
         }
     }
+}
+
+/// The series of `field`'s values over `buckets` (in bucket order): events or distinct users
+/// per bucket for the `limit` values with the most over the whole range (ties by value), and
+/// one "other" series for the rest — what [`crate::analytics::grouped`] answers by scanning.
+pub(crate) fn grouped(
+    buckets: &[(i64, Digest)],
+    field: &Field,
+    distinct_users: bool,
+    limit: usize,
+) -> Vec<Group> {
+    let measure = |tallies: &[&Tally]| -> u64 {
+        if distinct_users {
+            tallies.iter().map(|t| &t.users).union().len()
+        } else {
+            tallies.iter().map(|t| t.count).sum()
+        }
+    };
+    let mut by_value: HashMap<&str, Vec<&Tally>> = HashMap::new();
+    for (_, d) in buckets {
+        for (v, t) in d.tallies(field).into_iter().flatten() {
+            by_value.entry(v).or_default().push(t);
+        }
+    }
+    let mut order: Vec<(&str, u64)> = by_value
+        .iter()
+        .map(|(v, tallies)| (*v, measure(tallies)))
+        .collect();
+    order.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let limit = limit.min(order.len());
+    let (top, rest) = order.split_at(limit);
+    let index: HashMap<&str, usize> = top.iter().enumerate().map(|(i, (v, _))| (*v, i)).collect();
+    let mut groups: Vec<Group> = top
+        .iter()
+        .map(|(v, total)| Group {
+            value: Some(serde_json::Value::String(v.to_string())),
+            total: *total,
+            points: vec![],
+        })
+        .collect();
+    if !rest.is_empty() {
+        let others: Vec<&Tally> = rest.iter().flat_map(|(v, _)| by_value[v].clone()).collect();
+        groups.push(Group {
+            value: None,
+            total: measure(&others),
+            points: vec![],
+        });
+    }
+    for (bucket, d) in buckets {
+        let mut others: Vec<&Tally> = Vec::new();
+        for (v, t) in d.tallies(field).into_iter().flatten() {
+            match index.get(&**v) {
+                Some(i) => groups[*i].points.push((*bucket, measure(&[t]) as f64)),
+                None => others.push(t),
+            }
+        }
+        if !others.is_empty()
+            && let Some(other) = groups.last_mut().filter(|g| g.value.is_none())
+        {
+            other.points.push((*bucket, measure(&others) as f64));
+        }
+    }
+    groups
+}
+
+/// The bucket of a time: the start of its `bucket_ns` bucket from the epoch, or 0 for all
+/// (`None`). A bucket must be a positive multiple of an hour, so that an hour file lies in one.
+pub(crate) fn bucketing(bucket_ns: Option<i64>) -> Result<impl Fn(i64) -> i64 + Copy> {
+    const HOUR_NS: i64 = 3_600_000_000_000;
+    if let Some(b) = bucket_ns
+        && (b <= 0 || b % HOUR_NS != 0)
+    {
+        return Err(Error::InvalidQuery(format!(
+            "digest buckets must be whole hours, got {b} ns"
+        )));
+    }
+    Ok(move |t: i64| bucket_ns.map_or(0, |b| t.div_euclid(b) * b))
+}
+
+/// Folds `batch` into the digest of each row's bucket (see [`bucketing`]).
+pub(crate) fn fold_by_bucket(
+    buckets: &mut HashMap<i64, Digest>,
+    batch: &RecordBatch,
+    dict: &Mutex<Dictionary>,
+    late_after_ns: i64,
+    bucket_ns: Option<i64>,
+) -> Result<()> {
+    let bucket_of = bucketing(bucket_ns)?;
+    let times = timestamps(batch, "time")?;
+    let mut seen: Vec<i64> = times.values().iter().map(|t| bucket_of(*t)).collect();
+    let per_row = seen.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    for b in seen {
+        let rows = if per_row.iter().all(|x| *x == b) {
+            batch.clone()
+        } else {
+            let mask: arrow::array::BooleanArray = per_row.iter().map(|x| Some(*x == b)).collect();
+            arrow::compute::filter_record_batch(batch, &mask).map_err(Error::Arrow)?
+        };
+        buckets
+            .entry(b)
+            .or_insert_with(|| Digest::new(late_after_ns))
+            .fold(&rows, dict)?;
+    }
+    Ok(())
 }
 
 fn tally(m: &mut Names<Tally>, value: &str, user: Option<u32>) {

@@ -14,8 +14,8 @@ use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
 
 use crate::analytics::{
-    self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, RetentionQuery, Summary,
-    SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
+    self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, Measure, RetentionQuery,
+    Summary, SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
 };
 use crate::digest::Digest;
 use crate::journeys::Cohort;
@@ -305,6 +305,27 @@ impl Store for Arc<EmbeddedStore> {
     async fn grouped(&self, tenant: &str, q: GroupedQuery) -> Result<Vec<Group>> {
         ordered(q.from, q.to)?;
         self.check_buckets(q.from, q.to, q.bucket_secs)?;
+        let bucket_ns = i64::try_from(q.bucket_secs)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000_000));
+        let distinct = match q.measure {
+            Measure::Count => Some(false),
+            Measure::DistinctUsers => Some(true),
+            Measure::Metric { .. } => None,
+        };
+        if let (Some(distinct), Some(b)) = (distinct, bucket_ns)
+            && q.filter.is_empty()
+            && Digest::covers(&q.field)
+            && b % 3_600_000_000_000 == 0
+        {
+            let late = self.config().late_after_ns;
+            let buckets = self
+                .digest_buckets(tenant, q.from, q.to, late, Some(b), Some(q.field.clone()))
+                .await?;
+            return Ok(crate::digest::grouped(
+                &buckets, &q.field, distinct, q.limit,
+            ));
+        }
         self.query(tenant, q.from, q.to, |ctx| analytics::grouped(ctx, q))
             .await
     }

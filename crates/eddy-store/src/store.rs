@@ -564,6 +564,27 @@ impl EmbeddedStore {
         late_after_ns: i64,
         only: Option<crate::analytics::Field>,
     ) -> Result<Digest> {
+        let mut buckets = self
+            .digest_buckets(tenant, from, to, late_after_ns, None, only)
+            .await?;
+        Ok(buckets
+            .pop()
+            .map_or_else(|| Digest::new(late_after_ns), |(_, d)| d))
+    }
+
+    /// Like [`EmbeddedStore::digest`], one digest per bucket of `bucket_ns` from the epoch (a
+    /// multiple of an hour, so a file's hour lies in one bucket), in bucket order; `None`: one
+    /// bucket for the whole range. Buckets without events are left out.
+    pub(crate) async fn digest_buckets(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        late_after_ns: i64,
+        bucket_ns: Option<i64>,
+        only: Option<crate::analytics::Field>,
+    ) -> Result<Vec<(i64, Digest)>> {
+        let bucket_of = digest::bucketing(bucket_ns)?;
         let (kept, rest) = {
             let s = self.state.read().map_err(|_| poisoned())?;
             let mut kept = Vec::new();
@@ -580,7 +601,7 @@ impl EmbeddedStore {
                     .get(&f.path)
                     .filter(|d| inside && d.late_after_ns() == late_after_ns)
                 {
-                    Some(d) => kept.push(d),
+                    Some(d) => kept.push((bucket_of(f.hour), d)),
                     None => rest.events_files.push(self.config.dir.join(&f.path)),
                 }
             }
@@ -605,10 +626,19 @@ impl EmbeddedStore {
         let store = Arc::clone(self);
         self.run_query(async move {
             let ctx = store.session_of(rest).await?;
-            let rows = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict).await?;
-            let mut parts: Vec<&Digest> = kept.iter().map(|d| &**d).collect();
-            parts.push(&rows);
-            Ok(Digest::merge_all(late_after_ns, &parts, only.as_ref()))
+            let rows = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict, bucket_ns)
+                .await?;
+            let mut parts: std::collections::BTreeMap<i64, Vec<&Digest>> = Default::default();
+            for (b, d) in &kept {
+                parts.entry(*b).or_default().push(d);
+            }
+            for (b, d) in &rows {
+                parts.entry(*b).or_default().push(d);
+            }
+            Ok(parts
+                .into_iter()
+                .map(|(b, p)| (b, Digest::merge_all(late_after_ns, &p, only.as_ref())))
+                .collect())
         })
         .await
     }
