@@ -137,6 +137,19 @@ fn describe() {
         Unit::Seconds,
         "Time to write one persist's Parquet files and manifest."
     );
+    describe_gauge!(
+        "eddy_store_digest_bytes",
+        Unit::Bytes,
+        "Memory held by the store files' digests (bounded by digest_memory)."
+    );
+    describe_counter!(
+        "eddy_store_digests_evicted_total",
+        "File digests dropped to stay within digest_memory (those files are scanned)."
+    );
+    describe_counter!(
+        "eddy_store_digest_files_total",
+        "Files read by summary, top-list and series questions, by use: digest or scan."
+    );
     describe_counter!(
         "eddy_store_backpressure_total",
         "Ingest requests refused (503) because the store lagged too far behind the log."

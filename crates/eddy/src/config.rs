@@ -227,14 +227,14 @@ pub(crate) struct Settings {
     pub(crate) server: eddy_server::ServerConfig,
 }
 
-fn size(name: &str, v: &str) -> Result<usize> {
+fn size(name: &str, v: &str, zero_ok: bool) -> Result<usize> {
     let b: ByteSize = v
         .trim()
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid {name} `{v}`: {e} (e.g. 16MiB)"))?;
     let n =
         usize::try_from(b.as_u64()).with_context(|| format!("invalid {name} `{v}`: too large"))?;
-    if n == 0 {
+    if n == 0 && !zero_ok {
         bail!("invalid {name} `{v}`: must be greater than 0");
     }
     Ok(n)
@@ -300,14 +300,17 @@ impl ServeArgs {
         let mut c = eddy_server::ServerConfig::new(data_dir);
         c.admin_key = admin_key;
         if let Some(v) = self.max_body_size.or(file.max_body_size) {
-            c.max_body_bytes = size("--max-body-size / EDDY_MAX_BODY_SIZE", &v)?;
+            c.max_body_bytes = size("--max-body-size / EDDY_MAX_BODY_SIZE", &v, false)?;
         }
         if let Some(v) = self.max_decompressed_size.or(file.max_decompressed_size) {
-            c.max_decompressed_bytes =
-                size("--max-decompressed-size / EDDY_MAX_DECOMPRESSED_SIZE", &v)?;
+            c.max_decompressed_bytes = size(
+                "--max-decompressed-size / EDDY_MAX_DECOMPRESSED_SIZE",
+                &v,
+                false,
+            )?;
         }
         if let Some(v) = self.max_inflight_size.or(file.max_inflight_size) {
-            c.max_inflight_bytes = size("--max-inflight-size / EDDY_MAX_INFLIGHT_SIZE", &v)?;
+            c.max_inflight_bytes = size("--max-inflight-size / EDDY_MAX_INFLIGHT_SIZE", &v, false)?;
         }
         if let Some(v) = self.max_batch_events.or(file.max_batch_events) {
             c.max_batch_events = positive("--max-batch-events / EDDY_MAX_BATCH_EVENTS", v)?;
@@ -342,24 +345,29 @@ impl ServeArgs {
             c.default_events_per_sec = v;
         }
         if let Some(v) = self.wal_segment_size.or(file.wal_segment_size) {
-            c.wal_segment_bytes = size("--wal-segment-size / EDDY_WAL_SEGMENT_SIZE", &v)? as u64;
+            c.wal_segment_bytes =
+                size("--wal-segment-size / EDDY_WAL_SEGMENT_SIZE", &v, false)? as u64;
         }
         if let Some(v) = self.wal_queue_size.or(file.wal_queue_size) {
-            c.wal_queue_bytes = size("--wal-queue-size / EDDY_WAL_QUEUE_SIZE", &v)?;
+            c.wal_queue_bytes = size("--wal-queue-size / EDDY_WAL_QUEUE_SIZE", &v, false)?;
         }
         if let Some(v) = self.shutdown_grace.or(file.shutdown_grace) {
             c.shutdown_grace = duration("--shutdown-grace / EDDY_SHUTDOWN_GRACE", &v, true)?;
         }
         if let Some(v) = self.store_persist_size.or(file.store_persist_size) {
-            c.store.persist_bytes = size("--store-persist-size / EDDY_STORE_PERSIST_SIZE", &v)?;
+            c.store.persist_bytes =
+                size("--store-persist-size / EDDY_STORE_PERSIST_SIZE", &v, false)?;
         }
         if let Some(v) = self.store_persist_age.or(file.store_persist_age) {
             c.store.persist_age =
                 duration("--store-persist-age / EDDY_STORE_PERSIST_AGE", &v, false)?;
         }
         if let Some(v) = self.store_max_buffer_size.or(file.store_max_buffer_size) {
-            c.store.max_buffer_bytes =
-                size("--store-max-buffer-size / EDDY_STORE_MAX_BUFFER_SIZE", &v)?;
+            c.store.max_buffer_bytes = size(
+                "--store-max-buffer-size / EDDY_STORE_MAX_BUFFER_SIZE",
+                &v,
+                false,
+            )?;
         }
         if let Some(v) = self.store_max_lag.or(file.store_max_lag) {
             c.store.max_lag_records = positive(
@@ -433,10 +441,10 @@ impl ServeArgs {
             c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;
         }
         if let Some(v) = self.query_memory.or(file.query_memory) {
-            c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v)?;
+            c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v, false)?;
         }
         if let Some(v) = self.digest_memory.or(file.digest_memory) {
-            c.store.digest_memory_bytes = size("--digest-memory / EDDY_DIGEST_MEMORY", &v)?;
+            c.store.digest_memory_bytes = size("--digest-memory / EDDY_DIGEST_MEMORY", &v, true)?;
         }
         if let Some(v) = self.query_cache_staleness.or(file.query_cache_staleness) {
             c.query_cache_staleness = duration(
