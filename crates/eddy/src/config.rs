@@ -493,6 +493,30 @@ mod tests {
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(s.server.dedup_window, Duration::from_secs(86_400));
+        assert_eq!(s.server.store.digest_memory_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn zero_sizes_only_where_zero_means_off() {
+        let off = ServeArgs {
+            digest_memory: Some("0".into()),
+            allowed_lateness: Some("2m".into()),
+            ..Default::default()
+        };
+        let s = off.resolve().unwrap();
+        assert_eq!(s.server.store.digest_memory_bytes, 0);
+        // Digests count late events with the stream processor's allowed lateness.
+        assert_eq!(s.server.store.late_after_ns, 120_000_000_000);
+        let bad = ServeArgs {
+            query_memory: Some("0".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("EDDY_QUERY_MEMORY")
+        );
     }
 
     #[test]
