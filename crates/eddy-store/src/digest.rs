@@ -45,6 +45,8 @@ pub(crate) const COLUMNS: [&str; 7] = [
 #[derive(Debug, Default)]
 pub(crate) struct Dictionary {
     ids: Names<u32>,
+    /// Approximate heap size, kept as names are added (the budget reads it on every insert).
+    bytes: usize,
 }
 
 /// A map by name with a fast, per-process seeded hash (folding hashes names of every row).
@@ -58,11 +60,12 @@ impl Dictionary {
         let id = u32::try_from(self.ids.len())
             .map_err(|_| Error::Task("more than 2^32 distinct user and device ids".into()))?;
         self.ids.insert(name.into(), id);
+        self.bytes += name.len() + 40;
         Ok(id)
     }
 
     fn bytes(&self) -> usize {
-        self.ids.keys().map(|k| k.len() + 40).sum()
+        self.bytes
     }
 }
 

@@ -34,6 +34,18 @@ impl TestServer {
         Self::spawn_with(&[], &[]).await
     }
 
+    /// A server whose rollup windows close 1 s after their end and whose stream checkpoints
+    /// every 50 ms, so tests see closed windows and checkpoints at once.
+    pub async fn spawn_quick_windows() -> Self {
+        let args = [
+            "--allowed-lateness",
+            "1s",
+            "--stream-checkpoint-interval",
+            "50ms",
+        ];
+        Self::spawn_with(&args, &[]).await
+    }
+
     pub async fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut s = Self {

@@ -56,16 +56,7 @@ fn merge(a: Value, b: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_shapes_match_the_golden_file() {
-    let s = TestServer::spawn_with(
-        &[
-            "--allowed-lateness",
-            "1s",
-            "--stream-checkpoint-interval",
-            "50ms",
-        ],
-        &[],
-    )
-    .await;
+    let s = TestServer::spawn_quick_windows().await;
     let k = s.admin_key.clone();
     let now = chrono::Utc::now().timestamp_millis();
     let t = |mins: i64| now - mins * 60_000;

@@ -61,16 +61,7 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_answers_over_every_table_of_the_tenant_in_every_format() {
-    let s = TestServer::spawn_with(
-        &[
-            "--allowed-lateness",
-            "1s",
-            "--stream-checkpoint-interval",
-            "50ms",
-        ],
-        &[],
-    )
-    .await;
+    let s = TestServer::spawn_quick_windows().await;
     let a = s.admin_key.clone();
     let (_, b, _) = s.tenant_with_key("other", &["read", "write"]).await;
     let start = (chrono::Utc::now().timestamp_millis() / MIN_MS - 40) * MIN_MS;
