@@ -22,7 +22,7 @@ pub mod timeseries;
 
 pub use error::{Error, Result};
 pub use query::{ExtraTable, SqlAnswer, SqlQuery, Store};
-pub use store::{EmbeddedStore, RetentionPolicy, StoreConfig};
+pub use store::{EmbeddedStore, RetentionPolicy, Scan, StoreConfig};
 
 #[cfg(test)]
 mod tests;

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, MapArray, RecordBatch};
-use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType, UInt64Type};
 use async_trait::async_trait;
 use datafusion::functions::core::expr_fn::get_field;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{Expr, ident, lit};
 use datafusion::scalar::ScalarValue;
 use serde_json::{Map, Value, json};
@@ -20,7 +21,7 @@ use crate::analytics::{
 use crate::digest::Digest;
 use crate::journeys::Cohort;
 use crate::schema::{TZ, encode_property};
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, Scan};
 use crate::timeseries::TimeseriesQuery;
 use crate::{Error, Result};
 
@@ -264,16 +265,19 @@ impl Store for Arc<EmbeddedStore> {
                 .await
                 .map_err(sql_error)?;
             let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df
-                .limit(0, Some(q.max_rows.saturating_add(1)))
-                .map_err(sql_error)?
-                .collect()
-                .await
-                .map_err(sql_error)?;
+            // EXPLAIN must stay the plan's root; its answer is a few rows anyway.
+            let df = match df.logical_plan() {
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
+                _ => df
+                    .limit(0, Some(q.max_rows.saturating_add(1)))
+                    .map_err(sql_error)?,
+            };
+            let batches = df.collect().await.map_err(sql_error)?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             if rows > q.max_rows {
                 return Err(Error::TooManyRows(q.max_rows));
             }
+            let (schema, batches) = without_views(&schema, batches)?;
             Ok(SqlAnswer { schema, batches })
         })
         .await
@@ -339,14 +343,16 @@ impl Store for Arc<EmbeddedStore> {
     async fn funnel(&self, tenant: &str, q: FunnelQuery) -> Result<FunnelAnswer> {
         ordered(q.from, q.to)?;
         let to = q.to.saturating_add(q.window_ns);
-        self.query(tenant, q.from, to, |ctx| analytics::funnel(ctx, q))
-            .await
+        self.query_scan(tenant, q.from, to, Scan::Broad, |ctx| {
+            analytics::funnel(ctx, q)
+        })
+        .await
     }
 
     async fn retention(&self, tenant: &str, q: RetentionQuery) -> Result<Vec<Cohort>> {
         ordered(q.from, q.to)?;
         // Cohorts look back to each user's first event: the whole history is in the session.
-        self.query(tenant, i64::MIN, i64::MAX, |ctx| {
+        self.query_scan(tenant, i64::MIN, i64::MAX, Scan::Broad, |ctx| {
             analytics::retention(ctx, q)
         })
         .await
@@ -648,6 +654,27 @@ async fn sql_collect(
         .await?)
 }
 
+/// Sessions read strings as `Utf8View` (see [`crate::store`]); answers keep the plain `Utf8`
+/// and `Binary` types, so the SQL API's column types do not depend on how a scan decodes.
+fn without_views(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let plain = crate::store::map_string_types(schema, |t| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    });
+    if plain == *schema {
+        return Ok((plain, batches));
+    }
+    let batches = batches
+        .iter()
+        .map(|b| crate::store::cast_to(b, &plain))
+        .collect::<Result<_>>()?;
+    Ok((plain, batches))
+}
+
 fn utf8(v: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(v.to_string()))
 }
@@ -658,14 +685,16 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<d
         .ok_or_else(|| Error::Task(format!("result has no column `{name}`")))
 }
 
-pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+/// A string column as a `StringViewArray`, the type sessions read strings as (other string
+/// types are cast: views of the same bytes, nothing copied but the short values).
+pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringViewArray> {
     let c = column(batch, name)?;
-    let c = if c.data_type() == &DataType::Utf8 {
+    let c = if c.data_type() == &DataType::Utf8View {
         c.clone()
     } else {
-        arrow::compute::cast(c, &DataType::Utf8).map_err(Error::Arrow)?
+        arrow::compute::cast(c, &DataType::Utf8View).map_err(Error::Arrow)?
     };
-    Ok(c.as_string::<i32>().clone())
+    Ok(c.as_string_view().clone())
 }
 
 fn map_json(map: &MapArray, row: usize, decode_values: bool) -> Value {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::compute::{concat_batches, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -625,7 +625,7 @@ impl EmbeddedStore {
         };
         let store = Arc::clone(self);
         self.run_query(async move {
-            let ctx = store.session_of(rest).await?;
+            let ctx = store.session_of(rest, Scan::Selective).await?;
             let rows = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict, bucket_ns)
                 .await?;
             let mut parts: std::collections::BTreeMap<i64, Vec<&Digest>> = Default::default();
@@ -645,12 +645,19 @@ impl EmbeddedStore {
 
     /// A DataFusion session holding only `tenant`'s `events` and `metric_samples` in
     /// `[from, to)` (files outside the range are left out; rows are filtered by the query).
-    pub async fn session(&self, tenant: &str, from: i64, to: i64) -> Result<SessionContext> {
-        self.session_of(self.snapshot(tenant, from, to)?).await
+    pub async fn session(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        scan: Scan,
+    ) -> Result<SessionContext> {
+        self.session_of(self.snapshot(tenant, from, to)?, scan)
+            .await
     }
 
     /// A session over exactly the files and buffers of `snap`.
-    async fn session_of(&self, snap: Snapshot) -> Result<SessionContext> {
+    async fn session_of(&self, snap: Snapshot, scan: Scan) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_target_partitions(self.config.query_threads.max(1))
             .with_information_schema(false);
@@ -659,7 +666,7 @@ impl EmbeddedStore {
             .execution
             .parquet
             .schema_force_view_types = false;
-        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.pushdown_filters = scan == Scan::Selective;
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(self.caches.0.clone())
             .with_memory_limit(self.config.query_memory_bytes, 1.0)
@@ -686,6 +693,7 @@ impl EmbeddedStore {
 
     /// Builds `tenant`'s session for `[from, to)` and runs `f` in it, both on the query runtime
     /// and both inside the query timeout (opening Parquet footers is part of a query's cost).
+    /// Filters are applied while decoding ([`Scan::Selective`]).
     pub async fn query<T, F, Fut>(
         self: &Arc<Self>,
         tenant: &str,
@@ -698,10 +706,27 @@ impl EmbeddedStore {
         F: FnOnce(SessionContext) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T>> + Send + 'static,
     {
+        self.query_scan(tenant, from, to, Scan::Selective, f).await
+    }
+
+    /// [`EmbeddedStore::query`] with the given way of scanning.
+    pub async fn query_scan<T, F, Fut>(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        scan: Scan,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(SessionContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
         let store = Arc::clone(self);
         let tenant = tenant.to_string();
         self.run_query(async move {
-            let ctx = store.session(&tenant, from, to).await?;
+            let ctx = store.session(&tenant, from, to, scan).await?;
             f(ctx).await
         })
         .await
@@ -976,6 +1001,19 @@ fn shared_caches() -> Result<SharedCaches> {
     ))
 }
 
+/// How a session's Parquet scans apply a query's filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// While decoding ("late materialization"): only rows that pass are decoded in the other
+    /// columns. Far cheaper when few rows match (one user, one device: 33 ms instead of 860
+    /// ms for a device's events over 10M), the default.
+    Selective,
+    /// After decoding whole batches: cheaper when most rows pass, as for funnels and retention
+    /// whose steps are most of the product events (funnel 520 → 420 ms over 10M events,
+    /// docs/benchmarks.md), where building row selections costs more than it saves.
+    Broad,
+}
+
 /// Registers `name` in `ctx`: `files` (Parquet) and `batches` together, with `schema`.
 pub(crate) async fn register(
     ctx: &SessionContext,
@@ -984,6 +1022,16 @@ pub(crate) async fn register(
     files: Vec<PathBuf>,
     batches: Vec<RecordBatch>,
 ) -> Result<()> {
+    // Strings are read as `Utf8View`: decoding a Parquet page then points into its buffers
+    // instead of copying every value, and grouping hashes the inline views (SQL group-bys took
+    // half the time, docs/benchmarks.md). Nested map keys and values stay `Utf8`.
+    let schema = map_string_types(&schema, |t| {
+        (*t == DataType::Utf8).then_some(DataType::Utf8View)
+    });
+    let batches = batches
+        .iter()
+        .map(|b| cast_to(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
     let mem = Arc::new(MemTable::try_new(schema.clone(), vec![batches])?);
     if files.is_empty() {
         ctx.register_table(name, mem)?;
@@ -999,6 +1047,37 @@ pub(crate) async fn register(
     let all = persisted.union(ctx.read_table(mem)?)?;
     ctx.register_table(name, all.into_view())?;
     Ok(())
+}
+
+/// `schema` with the top-level fields whose type `f` maps changed to that type (nested fields
+/// are left alone).
+pub(crate) fn map_string_types(
+    schema: &SchemaRef,
+    f: impl Fn(&DataType) -> Option<DataType>,
+) -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|field| match f(field.data_type()) {
+                Some(t) => Arc::new(field.as_ref().clone().with_data_type(t)),
+                None => field.clone(),
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// `batch` cast column by column to `schema` (same fields, other types).
+pub(crate) fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::Arrow)?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(Error::Arrow)
 }
 
 /// Parquet settings of every file the store writes (format 2.0 pages). Columns whose values are

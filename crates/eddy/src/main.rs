@@ -9,7 +9,10 @@ mod serve;
 use clap::Parser;
 
 // Ingest allocates many small, short-lived objects (JSON values, strings, encoded records);
-// mimalloc spends measurably less time on them than glibc malloc (docs/benchmarks.md).
+// mimalloc spends measurably less time on them than glibc malloc (docs/benchmarks.md). Built
+// with `no_thp`: mimalloc then does not ask for transparent huge pages, whose first touch zeroes
+// 2 MiB at a time — 23% of a 10M-row SQL group-by's time went to that, for buffers a query
+// fills and frees (docs/benchmarks.md, session 6).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

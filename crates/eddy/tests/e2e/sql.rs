@@ -224,6 +224,11 @@ async fn sql_answers_over_every_table_of_the_tenant_in_every_format() {
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     assert_eq!(reader.schema().field(0).name(), "type");
+    // Scans decode strings as views; answers keep plain Utf8 in every format.
+    assert_eq!(
+        reader.schema().field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
     let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(n, a_types.len());
     // An empty answer still has its columns.
@@ -231,6 +236,18 @@ async fn sql_answers_over_every_table_of_the_tenant_in_every_format() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["data"], json!([]));
     assert_eq!(v["columns"][0]["name"], "event_id");
+    // EXPLAIN shows the plan.
+    let (st, v) = sql(&s, &a, &format!("EXPLAIN {q}")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let plans: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["plan_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(plans, ["logical_plan", "physical_plan"]);
+    let text = v["data"].to_string();
+    assert!(text.contains("AggregateExec"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
