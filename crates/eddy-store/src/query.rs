@@ -383,9 +383,14 @@ impl Store for Arc<EmbeddedStore> {
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         self.spawn_query_task(async move {
+            // The `events` schema as stored (scans decode strings as views).
+            let schema = crate::schema::events_schema();
             while let Some(b) = stream.next().await {
+                let b = b
+                    .map_err(Error::from)
+                    .and_then(|b| crate::store::cast_to(&b, &schema));
                 let failed = b.is_err();
-                if tx.send(b.map_err(Error::from)).await.is_err() || failed {
+                if tx.send(b).await.is_err() || failed {
                     break;
                 }
             }

@@ -733,6 +733,19 @@ async fn analytics_routes_match_naive_computations_per_tenant() {
             .unwrap()
             .build()
             .unwrap();
+        // The stored `events` schema: plain Utf8 strings, whatever the scan decoded them as.
+        let schema = arrow::array::RecordBatchReader::schema(&reader);
+        assert!(
+            schema
+                .fields()
+                .iter()
+                .all(|f| *f.data_type() != arrow::datatypes::DataType::Utf8View),
+            "{schema:?}"
+        );
+        assert_eq!(
+            schema.field_with_name("user_id").unwrap().data_type(),
+            &arrow::datatypes::DataType::Utf8
+        );
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, evs.len());
 
