@@ -482,6 +482,12 @@ fn load_file(path: &Path) -> Result<FileConfig> {
 mod tests {
     use super::*;
 
+    /// `args` are refused with an error that names `setting`.
+    fn refused(args: ServeArgs, setting: &str) {
+        let e = args.resolve().unwrap_err().to_string();
+        assert!(e.contains(setting), "{e}");
+    }
+
     #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/eddy.example.toml");
@@ -507,49 +513,37 @@ mod tests {
         assert_eq!(s.server.store.digest_memory_bytes, 0);
         // Digests count late events with the stream processor's allowed lateness.
         assert_eq!(s.server.store.late_after_ns, 120_000_000_000);
-        let bad = ServeArgs {
-            query_memory: Some("0".into()),
-            ..Default::default()
-        };
-        assert!(
-            bad.resolve()
-                .unwrap_err()
-                .to_string()
-                .contains("EDDY_QUERY_MEMORY")
+        refused(
+            ServeArgs {
+                query_memory: Some("0".into()),
+                ..Default::default()
+            },
+            "EDDY_QUERY_MEMORY",
         );
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let bad = ServeArgs {
-            http_addr: Some("nope".into()),
-            ..Default::default()
-        };
-        assert!(
-            bad.resolve()
-                .unwrap_err()
-                .to_string()
-                .contains("EDDY_HTTP_ADDR")
+        refused(
+            ServeArgs {
+                http_addr: Some("nope".into()),
+                ..Default::default()
+            },
+            "EDDY_HTTP_ADDR",
         );
-        let bad = ServeArgs {
-            max_body_size: Some("lots".into()),
-            ..Default::default()
-        };
-        assert!(
-            bad.resolve()
-                .unwrap_err()
-                .to_string()
-                .contains("EDDY_MAX_BODY_SIZE")
+        refused(
+            ServeArgs {
+                max_body_size: Some("lots".into()),
+                ..Default::default()
+            },
+            "EDDY_MAX_BODY_SIZE",
         );
-        let bad = ServeArgs {
-            dedup_window: Some("forever".into()),
-            ..Default::default()
-        };
-        assert!(
-            bad.resolve()
-                .unwrap_err()
-                .to_string()
-                .contains("EDDY_DEDUP_WINDOW")
+        refused(
+            ServeArgs {
+                dedup_window: Some("forever".into()),
+                ..Default::default()
+            },
+            "EDDY_DEDUP_WINDOW",
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
