@@ -151,6 +151,10 @@ fn describe() {
         "Files read by summary, top-list and series questions, by use: digest or scan."
     );
     describe_counter!(
+        "eddy_sql_digest_answers_total",
+        "SQL statements whose count / distinct-users aggregate was answered from digests."
+    );
+    describe_counter!(
         "eddy_store_backpressure_total",
         "Ingest requests refused (503) because the store lagged too far behind the log."
     );

@@ -254,6 +254,27 @@ impl Digest {
         }
     }
 
+    /// Events counted.
+    pub(crate) fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Distinct non-null `user_id`s.
+    pub(crate) fn distinct_users(&self) -> u64 {
+        self.users.len()
+    }
+
+    /// Distinct non-null `device_id`s.
+    pub(crate) fn distinct_devices(&self) -> u64 {
+        self.devices.len()
+    }
+
+    /// Every non-null value of `field` with its events and distinct users; `None` for a field
+    /// digests do not keep.
+    pub(crate) fn values(&self, field: &Field) -> Option<impl Iterator<Item = (&str, &Tally)>> {
+        Some(self.tallies(field)?.iter().map(|(v, t)| (&**v, t)))
+    }
+
     /// The `limit` most frequent values of `field` (ties by value), with totals; `None` for a
     /// field digests do not keep.
     pub(crate) fn top(&self, field: &Field, limit: usize) -> Option<Top> {

@@ -12,6 +12,7 @@
 
 pub mod analytics;
 mod digest;
+mod digest_sql;
 mod error;
 pub mod journeys;
 pub mod manifest;

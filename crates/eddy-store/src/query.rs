@@ -249,6 +249,8 @@ impl Store for Arc<EmbeddedStore> {
         if q.sql.trim().is_empty() {
             return Err(Error::InvalidQuery("`sql` is empty".into()));
         }
+        let store = Arc::clone(self);
+        let owner = tenant.to_string();
         self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
             for t in q.extra {
                 crate::store::register(&ctx, &t.name, t.schema, t.files, t.batches).await?;
@@ -265,6 +267,10 @@ impl Store for Arc<EmbeddedStore> {
                 .await
                 .map_err(sql_error)?;
             let schema = Arc::new(df.schema().as_arrow().clone());
+            let df = match store.digest_plan(&owner, &ctx, df.logical_plan()).await? {
+                Some(plan) => datafusion::dataframe::DataFrame::new(ctx.state(), plan),
+                None => df,
+            };
             // EXPLAIN must stay the plan's root; its answer is a few rows anyway.
             let df = match df.logical_plan() {
                 LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,

@@ -572,6 +572,59 @@ impl EmbeddedStore {
             .map_or_else(|| Digest::new(late_after_ns), |(_, d)| d))
     }
 
+    /// `plan` with its aggregate answered from digests, when it is one they answer (see
+    /// [`crate::digest_sql`]) and they hold most of its range; `None`: run `plan` as it is.
+    pub(crate) async fn digest_plan(
+        self: &Arc<Self>,
+        tenant: &str,
+        ctx: &SessionContext,
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+        let late = self.config.late_after_ns;
+        let view = ctx.table_provider("events").await?;
+        let events = view.get_logical_plan();
+        let Some(agg) =
+            crate::digest_sql::DigestAggregate::find(&ctx.state(), plan, events.as_deref())
+        else {
+            return Ok(None);
+        };
+        let (from, to) = agg.range();
+        if !self.digests_cover_most(tenant, from, to, late)? {
+            return Ok(None);
+        }
+        metrics::counter!("eddy_sql_digest_answers_total").increment(1);
+        let digest = self.digest(tenant, from, to, late, agg.only()).await?;
+        agg.answer(&digest)
+    }
+
+    /// Whether digests hold most of `tenant`'s persisted events in `[from, to)`: at least 7/8
+    /// of the rows of its files are in files wholly inside the range with a digest (counted
+    /// with `late_after_ns`). Otherwise folding the rest row by row into a digest costs more
+    /// than a DataFusion aggregation would.
+    pub(crate) fn digests_cover_most(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        late_after_ns: i64,
+    ) -> Result<bool> {
+        let s = self.state.read().map_err(|_| poisoned())?;
+        let (mut digested, mut total) = (0u64, 0u64);
+        for f in s.manifest.files_for(tenant, Table::Events, from, to) {
+            total += f.rows;
+            let inside = f.min_time >= from && f.max_time < to;
+            if inside
+                && self
+                    .digests
+                    .get(&f.path)
+                    .is_some_and(|d| d.late_after_ns() == late_after_ns)
+            {
+                digested += f.rows;
+            }
+        }
+        Ok(digested > 0 && digested.saturating_mul(8) >= total.saturating_mul(7))
+    }
+
     /// Like [`EmbeddedStore::digest`], one digest per bucket of `bucket_ns` from the epoch (a
     /// multiple of an hour, so a file's hour lies in one bucket), in bucket order; `None`: one
     /// bucket for the whole range. Buckets without events are left out.

@@ -696,6 +696,222 @@ async fn assert_summaries(f: &Fixture, all: &[(u64, Event)], tenants: &[&str], w
     }
 }
 
+/// An answer's rows as `a|b|c` lines (NULL for null).
+fn rows_of(batches: &[arrow::array::RecordBatch]) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c, &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = cols.iter().map(|c| c.value(r).to_string()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+async fn sql_rows(store: &Arc<EmbeddedStore>, tenant: &str, sql: &str) -> Vec<String> {
+    let q = crate::SqlQuery {
+        sql: sql.into(),
+        extra: vec![],
+        max_rows: 10_000,
+    };
+    let a = store.sql(tenant, q).await.unwrap();
+    rows_of(&a.batches)
+}
+
+/// Whether `sql` is answered from digests (see [`crate::digest_sql`]).
+async fn from_digests(store: &Arc<EmbeddedStore>, tenant: &str, sql: &str) -> bool {
+    let ctx = store
+        .session(tenant, i64::MIN, i64::MAX, crate::Scan::Selective)
+        .await
+        .unwrap();
+    let plan = ctx.sql(sql).await.unwrap().logical_plan().clone();
+    store
+        .digest_plan(tenant, &ctx, &plan)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// SQL counts by `type`, `page_url` and `source` equal counting one by one, whether digests
+/// answer them (`digests`: they must for the whole range) or the files are scanned.
+async fn assert_sql_counts(
+    f: &Fixture,
+    all: &[(u64, Event)],
+    tenants: &[&str],
+    digests: bool,
+    when: &str,
+) {
+    use std::collections::BTreeSet;
+    let at = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    for tenant in tenants {
+        for (from, to) in digest_ranges() {
+            let (a, b, last) = (at(from), at(to), at(to - 1));
+            let naive = naive_summary(all, tenant, from, to, usize::MAX);
+            let evs: Vec<&Event> = all
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.tenant == *tenant && e.time >= from && e.time < to)
+                .collect();
+            let lines = |counts: &[crate::analytics::Count], users: bool| -> Vec<String> {
+                let mut v: Vec<String> = counts
+                    .iter()
+                    .map(|c| {
+                        let value = c.value.as_str().unwrap();
+                        match users {
+                            true => format!("{value}|{}|{}", c.count, c.users),
+                            false => format!("{value}|{}", c.count),
+                        }
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
+            let pageless = evs.iter().filter(|e| e.page_url.is_none());
+            let pageless_users: BTreeSet<_> =
+                pageless.clone().filter_map(|e| e.user_id.clone()).collect();
+            let mut pages = lines(&naive.top_pages, true);
+            if pageless.clone().count() > 0 {
+                pages.insert(
+                    0,
+                    format!("NULL|{}|{}", pageless.count(), pageless_users.len()),
+                );
+            }
+            let mut top_two: Vec<_> = naive.by_type.iter().filter(|c| c.count > 1).collect();
+            top_two.sort_by(|x, y| {
+                y.count
+                    .cmp(&x.count)
+                    .then(x.value.as_str().cmp(&y.value.as_str()))
+            });
+            let statements = [
+                (
+                    format!(
+                        "SELECT type, count(*) AS n, count(DISTINCT user_id) AS u FROM events WHERE time >= '{a}' AND time < '{b}' GROUP BY type ORDER BY type"
+                    ),
+                    lines(&naive.by_type, true),
+                    Some(true),
+                ),
+                (
+                    format!(
+                        "SELECT page_url, count(*) AS n, count(DISTINCT user_id) AS u FROM events WHERE time >= '{a}' AND time < '{b}' GROUP BY page_url ORDER BY page_url NULLS FIRST"
+                    ),
+                    pages.clone(),
+                    // The distinct users of events without a page are not in digests.
+                    Some(pages.first().is_none_or(|p| !p.starts_with("NULL"))),
+                ),
+                (
+                    format!(
+                        "SELECT page_url, count(1) FROM events WHERE time >= '{a}' AND time < '{b}' GROUP BY 1 ORDER BY 1 NULLS FIRST"
+                    ),
+                    pages
+                        .iter()
+                        .map(|p| p.rsplit_once('|').unwrap().0.to_string())
+                        .collect(),
+                    Some(true),
+                ),
+                (
+                    format!(
+                        "SELECT s.source AS src, count(s.type) AS n, count(DISTINCT s.user_id) AS u FROM events s WHERE s.source IS NOT NULL AND s.time BETWEEN '{a}' AND '{last}' GROUP BY s.source ORDER BY src"
+                    ),
+                    lines(&naive.top_sources, true),
+                    Some(true),
+                ),
+                (
+                    format!(
+                        "SELECT count(*) AS n, count(DISTINCT user_id) AS u, count(DISTINCT device_id) AS d FROM events WHERE time >= '{a}' AND '{b}' > time"
+                    ),
+                    vec![format!(
+                        "{}|{}|{}",
+                        naive.events, naive.users, naive.devices
+                    )],
+                    Some(true),
+                ),
+                (
+                    format!(
+                        "SELECT type, n FROM (SELECT type, count(*) AS n FROM events WHERE time >= '{a}' AND time < '{b}' GROUP BY type) WHERE n > 1 ORDER BY n DESC, type LIMIT 2"
+                    ),
+                    top_two
+                        .iter()
+                        .take(2)
+                        .map(|c| format!("{}|{}", c.value.as_str().unwrap(), c.count))
+                        .collect(),
+                    Some(true),
+                ),
+            ];
+            // `>` from the first event's time leaves that event out.
+            let first = evs.iter().map(|e| e.time).min().unwrap_or(from);
+            let after = naive_summary(all, tenant, first + 1, to, usize::MAX);
+            let statements = statements.into_iter().chain([(
+                format!("SELECT type, count(*) FROM events WHERE time > '{}' AND time <= '{last}' GROUP BY type ORDER BY type", at(first)),
+                lines(&after.by_type, false),
+                None, // digests hold most of it only while the first hour has many files
+            )]);
+            for (sql, want, answerable) in statements {
+                assert_eq!(
+                    sql_rows(&f.store, tenant, &sql).await,
+                    want,
+                    "{when}: {sql}"
+                );
+                if from == i64::MIN / 2 {
+                    let used = from_digests(&f.store, tenant, &sql).await;
+                    // A tenant without files has nothing to answer from digests.
+                    if let Some(answerable) = answerable {
+                        let expected = digests && answerable && !evs.is_empty();
+                        assert_eq!(used, expected, "{when}: digests for {sql}");
+                    }
+                }
+            }
+            if from == i64::MIN / 2 && !evs.is_empty() {
+                let explained = sql_rows(
+                    &f.store,
+                    tenant,
+                    "EXPLAIN SELECT type, count(*) FROM events GROUP BY type",
+                )
+                .await;
+                // EXPLAIN shows the plan that runs: the digest's rows, or the scan.
+                let explained = explained.join("\n");
+                assert_eq!(
+                    explained.contains("Values: "),
+                    digests,
+                    "{when}: {explained}"
+                );
+                assert_eq!(
+                    explained.contains("parquet"),
+                    !digests,
+                    "{when}: {explained}"
+                );
+                for sql in [
+                    "SELECT type, count(*) FROM events WHERE user_id = 'user-1' GROUP BY type",
+                    "SELECT device_id, count(*) FROM events GROUP BY device_id",
+                    "SELECT type, count(user_id) FROM events GROUP BY type",
+                    "SELECT type, sum(1) FROM events GROUP BY type",
+                    "SELECT page_url, count(DISTINCT device_id) FROM events GROUP BY page_url",
+                    "SELECT type, count(*) FROM events WHERE time > now() - INTERVAL '1 hour' OR type = 'x' GROUP BY type",
+                    "SELECT type, count(*) FROM events GROUP BY type UNION ALL SELECT metric, count(*) FROM metric_samples GROUP BY metric",
+                    "SELECT e.type, count(*) FROM events e JOIN events f ON e.event_id = f.event_id GROUP BY e.type",
+                    "SELECT type, count(*) FROM (SELECT * FROM events WHERE source = 'web') GROUP BY type",
+                    "WITH events AS (SELECT * FROM metric_samples) SELECT count(*) FROM events",
+                    "SELECT type, count(*) FROM events WHERE time > now() - INTERVAL '1 hour' GROUP BY ROLLUP(type)",
+                ] {
+                    assert!(
+                        !from_digests(&f.store, tenant, sql).await,
+                        "{when}: no digests for {sql}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 async fn digests_built(f: &Fixture, at_least: usize) {
     for _ in 0..500 {
         if f.store.digested_files() >= at_least {
@@ -731,6 +947,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
         "every persisted file has a digest"
     );
     assert_summaries(&f, &all, &["a", "b", "nobody"], "after persists").await;
+    assert_sql_counts(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -759,6 +976,14 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     append_recorded(&f, evs, &mut all).await;
     caught_up(&f).await;
     assert_summaries(&f, &all, &["a", "b"], "after compaction, with buffers").await;
+    assert_sql_counts(
+        &f,
+        &all,
+        &["a", "b"],
+        true,
+        "after compaction, with buffers",
+    )
+    .await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -769,6 +994,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(f.store.digested_files(), 0);
     assert_summaries(&f, &all, &["a", "b"], "without digests").await;
+    assert_sql_counts(&f, &all, &["a", "b"], false, "without digests").await;
 }
 
 /// Every answer that scans events, computed over one tenant's store.
