@@ -4,6 +4,8 @@
 //! A [`Digest`] holds what [`crate::analytics::Summary`] and the top lists of `type`,
 //! `page_url` and `source` need: counts, error and late counts, and the distinct users and
 //! devices overall and per value, as roaring bitmaps of ids from the tenant's [`Dictionary`].
+//! Pages and sources are also kept per event type, for SQL counts filtered by one type
+//! ([`crate::digest_sql`]).
 //! Bitmaps make distinct counts exact and mergeable: the union of two digests' users is the
 //! set of users of both files, so a range's distinct users are never double counted.
 //!
@@ -76,6 +78,24 @@ pub(crate) struct Tally {
     pub(crate) users: RoaringBitmap,
 }
 
+/// The pages and sources of one event type's events.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Typed {
+    pages: Names<Tally>,
+    sources: Names<Tally>,
+}
+
+/// What part of a digest a question needs: merging leaves the rest out.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Part {
+    /// Everything but the per-type pages and sources (a summary).
+    All,
+    /// The event count and one field's values (a top list, a series).
+    Field(Field),
+    /// The event count, the types, and one type's values of `page_url` or `source`.
+    OfType(String, Field),
+}
+
 /// Exact aggregates of a set of events (see the module docs).
 #[derive(Debug, Clone)]
 pub(crate) struct Digest {
@@ -89,6 +109,8 @@ pub(crate) struct Digest {
     types: Names<Tally>,
     pages: Names<Tally>,
     sources: Names<Tally>,
+    /// Pages and sources per event type.
+    typed: Names<Typed>,
 }
 
 impl Digest {
@@ -103,6 +125,7 @@ impl Digest {
             types: Names::default(),
             pages: Names::default(),
             sources: Names::default(),
+            typed: Names::default(),
         }
     }
 
@@ -153,11 +176,17 @@ impl Digest {
                 self.devices.insert(dict.id(devices.value(r))?);
             }
             tally(&mut self.types, kind, user);
+            let typed = match self.typed.get_mut(kind) {
+                Some(t) => t,
+                None => self.typed.entry(kind.into()).or_default(),
+            };
             if !pages.is_null(r) {
                 tally(&mut self.pages, pages.value(r), user);
+                tally(&mut typed.pages, pages.value(r), user);
             }
             if !sources.is_null(r) {
                 tally(&mut self.sources, sources.value(r), user);
+                tally(&mut typed.sources, sources.value(r), user);
             }
         }
         Ok(())
@@ -170,63 +199,51 @@ impl Digest {
         self.late += other.late;
         self.users |= &other.users;
         self.devices |= &other.devices;
-        for (mine, theirs) in [
-            (&mut self.types, &other.types),
-            (&mut self.pages, &other.pages),
-            (&mut self.sources, &other.sources),
-        ] {
-            for (value, t) in theirs {
-                match mine.get_mut(value) {
-                    Some(m) => {
-                        m.count += t.count;
-                        m.users |= &t.users;
-                    }
-                    None => {
-                        mine.insert(value.clone(), t.clone());
-                    }
-                }
-            }
+        merge_tallies(&mut self.types, &other.types);
+        merge_tallies(&mut self.pages, &other.pages);
+        merge_tallies(&mut self.sources, &other.sources);
+        for (kind, theirs) in &other.typed {
+            let mine = self.typed.entry(kind.clone()).or_default();
+            merge_tallies(&mut mine.pages, &theirs.pages);
+            merge_tallies(&mut mine.sources, &theirs.sources);
         }
     }
 
-    /// The digest of `parts` together (of one tenant). With `only`, just that field's values
-    /// and the event count (what a top list needs). Each set is one k-way union of the parts'
-    /// bitmaps, far cheaper than merging them one by one.
-    pub(crate) fn merge_all(late_after_ns: i64, parts: &[&Digest], only: Option<&Field>) -> Self {
+    /// The digest of `parts` together (of one tenant), with only the `part` a question needs
+    /// (and always the event counts). Each set is one k-way union of the parts' bitmaps, far
+    /// cheaper than merging them one by one.
+    pub(crate) fn merge_all(late_after_ns: i64, parts: &[&Digest], part: &Part) -> Self {
         let mut d = Digest::new(late_after_ns);
         for p in parts {
             d.events += p.events;
             d.errors += p.errors;
             d.late += p.late;
         }
-        if only.is_none() {
+        if *part == Part::All {
             d.users = parts.iter().map(|p| &p.users).union();
             d.devices = parts.iter().map(|p| &p.devices).union();
         }
         for field in [Field::Type, Field::PageUrl, Field::Source] {
-            if only.is_some_and(|f| *f != field) {
-                continue;
+            let wanted = match part {
+                Part::All => true,
+                Part::Field(f) => *f == field,
+                Part::OfType(..) => field == Field::Type,
+            };
+            if wanted {
+                let merged = union_tallies(parts.iter().filter_map(|p| p.tallies(&field)));
+                *d.tallies_mut(&field) = merged;
             }
-            let mut by_value: HashMap<&str, (u64, Vec<&RoaringBitmap>)> = HashMap::new();
-            for p in parts {
-                for (value, t) in p.tallies(&field).into_iter().flatten() {
-                    let e = by_value.entry(value).or_default();
-                    e.0 += t.count;
-                    e.1.push(&t.users);
-                }
-            }
-            let merged = by_value
-                .into_iter()
-                .map(|(value, (count, users))| {
-                    let users = users.into_iter().union();
-                    (value.into(), Tally { count, users })
-                })
-                .collect();
+        }
+        if let Part::OfType(kind, field) = part {
+            let typed = parts
+                .iter()
+                .filter_map(|p| p.typed.get(kind.as_str())?.tallies(field));
+            let mut t = Typed::default();
             match field {
-                Field::Type => d.types = merged,
-                Field::PageUrl => d.pages = merged,
-                _ => d.sources = merged,
+                Field::PageUrl => t.pages = union_tallies(typed),
+                _ => t.sources = union_tallies(typed),
             }
+            d.typed.insert(kind.as_str().into(), t);
         }
         d
     }
@@ -238,11 +255,17 @@ impl Digest {
                 .map(|(k, t)| k.len() + 64 + t.users.serialized_size())
                 .sum()
         };
+        let typed: usize = self
+            .typed
+            .iter()
+            .map(|(k, t)| k.len() + 64 + tallies(&t.pages) + tallies(&t.sources))
+            .sum();
         200 + self.users.serialized_size()
             + self.devices.serialized_size()
             + tallies(&self.types)
             + tallies(&self.pages)
             + tallies(&self.sources)
+            + typed
     }
 
     fn tallies(&self, field: &Field) -> Option<&Names<Tally>> {
@@ -251,6 +274,14 @@ impl Digest {
             Field::PageUrl => Some(&self.pages),
             Field::Source => Some(&self.sources),
             _ => None,
+        }
+    }
+
+    fn tallies_mut(&mut self, field: &Field) -> &mut Names<Tally> {
+        match field {
+            Field::Type => &mut self.types,
+            Field::PageUrl => &mut self.pages,
+            _ => &mut self.sources,
         }
     }
 
@@ -269,10 +300,22 @@ impl Digest {
         self.devices.len()
     }
 
-    /// Every non-null value of `field` with its events and distinct users; `None` for a field
-    /// digests do not keep.
-    pub(crate) fn values(&self, field: &Field) -> Option<impl Iterator<Item = (&str, &Tally)>> {
-        Some(self.tallies(field)?.iter().map(|(v, t)| (&**v, t)))
+    /// Every non-null value of `field` with its events and distinct users, of the events of
+    /// type `of_type` when given (`page_url` and `source` only); `None` for a field digests do
+    /// not keep.
+    pub(crate) fn values(
+        &self,
+        field: &Field,
+        of_type: Option<&str>,
+    ) -> Option<impl Iterator<Item = (&str, &Tally)>> {
+        let tallies = match of_type {
+            None => self.tallies(field)?,
+            Some(kind) => match self.typed.get(kind) {
+                Some(t) => t.tallies(field)?,
+                None => &EMPTY,
+            },
+        };
+        Some(tallies.iter().map(|(v, t)| (&**v, t)))
     }
 
     /// The `limit` most frequent values of `field` (ties by value), with totals; `None` for a
@@ -420,6 +463,53 @@ pub(crate) fn fold_by_bucket(
             .fold(&rows, dict)?;
     }
     Ok(())
+}
+
+/// No values.
+static EMPTY: std::sync::LazyLock<Names<Tally>> = std::sync::LazyLock::new(Names::default);
+
+impl Typed {
+    fn tallies(&self, field: &Field) -> Option<&Names<Tally>> {
+        match field {
+            Field::PageUrl => Some(&self.pages),
+            Field::Source => Some(&self.sources),
+            _ => None,
+        }
+    }
+}
+
+/// Adds `theirs` into `mine`.
+fn merge_tallies(mine: &mut Names<Tally>, theirs: &Names<Tally>) {
+    for (value, t) in theirs {
+        match mine.get_mut(value) {
+            Some(m) => {
+                m.count += t.count;
+                m.users |= &t.users;
+            }
+            None => {
+                mine.insert(value.clone(), t.clone());
+            }
+        }
+    }
+}
+
+/// The tallies of `parts` added up per value, each value's users one k-way union.
+fn union_tallies<'a>(parts: impl Iterator<Item = &'a Names<Tally>>) -> Names<Tally> {
+    let mut by_value: HashMap<&str, (u64, Vec<&RoaringBitmap>)> = HashMap::new();
+    for tallies in parts {
+        for (value, t) in tallies {
+            let e = by_value.entry(value).or_default();
+            e.0 += t.count;
+            e.1.push(&t.users);
+        }
+    }
+    by_value
+        .into_iter()
+        .map(|(value, (count, users))| {
+            let users = users.into_iter().union();
+            (value.into(), Tally { count, users })
+        })
+        .collect()
 }
 
 fn tally(m: &mut Names<Tally>, value: &str, user: Option<u32>) {

@@ -1,11 +1,12 @@
 //! SQL aggregates answered from digests.
 //!
 //! The digests already hold, per file, the events and distinct users of every `type`,
-//! `page_url` and `source`, and the distinct users and devices of all events. A statement whose
-//! only table is `events`, aggregated by nothing or by one of those columns with `count(*)` and
-//! `count(DISTINCT user_id)` (ungrouped also `count(DISTINCT device_id)`), and filtered by
-//! nothing but a `time` range (and the group column `IS NOT NULL`), asks exactly what the
-//! digest of that range answers, as it answers the summary and top routes.
+//! `page_url` and `source` (the last two also per type), and the distinct users and devices of
+//! all events. A statement whose only table is `events`, aggregated by nothing or by one of
+//! those columns with `count(*)` and `count(DISTINCT user_id)` (ungrouped also
+//! `count(DISTINCT device_id)`), and filtered by nothing but a `time` range, the group column
+//! `IS NOT NULL` and one `type = '…'`, asks exactly what the digest of that range answers, as
+//! it answers the summary and top routes.
 //!
 //! For such a statement the aggregate node of the analysed plan is replaced by the digest's
 //! rows, under the node's own schema, so everything above it (projections, `HAVING`,
@@ -29,7 +30,7 @@ use datafusion::prelude::{Expr, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::analytics::Field;
-use crate::digest::Digest;
+use crate::digest::{Digest, Part};
 use crate::{Error, Result};
 
 /// What one aggregate column counts.
@@ -47,6 +48,8 @@ struct Question {
     field: Option<Field>,
     /// Whether events without a value of `field` are filtered out (`IS NOT NULL`).
     non_null: bool,
+    /// Only events of this type (`type = '…'`).
+    of_type: Option<String>,
     measures: Vec<Measure>,
     /// Inclusive lower bound of `time`, ns.
     from: i64,
@@ -135,12 +138,16 @@ impl DigestAggregate {
     }
 
     /// The part of a digest the answer needs (see [`Digest::merge_all`]).
-    pub(crate) fn only(&self) -> Option<Field> {
+    pub(crate) fn part(&self) -> Part {
         let q = &self.question;
-        match &q.field {
-            Some(f) => Some(f.clone()),
-            None if q.measures.iter().all(|m| *m == Measure::Events) => Some(Field::Type),
-            None => None,
+        match (&q.field, &q.of_type) {
+            (Some(f), Some(kind)) => Part::OfType(kind.clone(), f.clone()),
+            (Some(f), None) => Part::Field(f.clone()),
+            (None, Some(_)) => Part::Field(Field::Type),
+            (None, None) if q.measures.iter().all(|m| *m == Measure::Events) => {
+                Part::Field(Field::Type)
+            }
+            (None, None) => Part::All,
         }
     }
 
@@ -168,10 +175,20 @@ impl DigestAggregate {
         };
         let mut rows: Vec<Vec<ScalarValue>> = Vec::new();
         match &q.field {
-            None => rows.push(counts(digest.events(), digest.distinct_users())?),
+            None => match &q.of_type {
+                None => rows.push(counts(digest.events(), digest.distinct_users())?),
+                Some(kind) => {
+                    let (events, users) = typed_events(digest, kind);
+                    rows.push(counts(events, users)?);
+                }
+            },
             Some(field) => {
                 let group_type = schema.field(0).data_type();
-                let mut values: Vec<_> = digest.values(field).into_iter().flatten().collect();
+                let mut values: Vec<_> = digest
+                    .values(field, q.of_type.as_deref())
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 values.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 let with_value: u64 = values.iter().map(|(_, t)| t.count).sum();
                 for (value, tally) in values {
@@ -180,7 +197,11 @@ impl DigestAggregate {
                     row.extend(counts(tally.count, tally.users.len())?);
                     rows.push(row);
                 }
-                let without_value = digest.events().saturating_sub(with_value);
+                let events = match &q.of_type {
+                    None => digest.events(),
+                    Some(kind) => typed_events(digest, kind).0,
+                };
+                let without_value = events.saturating_sub(with_value);
                 if without_value > 0 && !q.non_null {
                     if q.measures.contains(&Measure::DistinctUsers) {
                         return Ok(None);
@@ -291,6 +312,7 @@ fn answerable(
     }
     let (mut from, mut to) = (i64::MIN, i64::MAX);
     let mut non_null = false;
+    let mut of_type: Option<String> = None;
     for (predicate, schema) in predicates {
         let predicate = simplify(predicate, schema)?;
         for p in split_conjunction(&predicate) {
@@ -302,11 +324,23 @@ fn answerable(
                     }
                     _ => return None,
                 },
-                Expr::BinaryExpr(b) => {
-                    let (lo, hi) = time_bound(b)?;
-                    from = from.max(lo);
-                    to = to.min(hi);
-                }
+                Expr::BinaryExpr(b) => match type_equals(b) {
+                    // Per-type values are kept for `page_url` and `source` only.
+                    Some(kind) => {
+                        if of_type.as_ref().is_some_and(|k| *k != kind)
+                            || field.as_ref().is_some_and(|f| *f == Field::Type)
+                            || measures.contains(&Measure::DistinctDevices)
+                        {
+                            return None;
+                        }
+                        of_type = Some(kind);
+                    }
+                    None => {
+                        let (lo, hi) = time_bound(b)?;
+                        from = from.max(lo);
+                        to = to.min(hi);
+                    }
+                },
                 _ => return None,
             }
         }
@@ -314,10 +348,21 @@ fn answerable(
     Some(Question {
         field,
         non_null,
+        of_type,
         measures,
         from,
         to,
     })
+}
+
+/// Events and distinct users of type `kind`.
+fn typed_events(digest: &Digest, kind: &str) -> (u64, u64) {
+    digest
+        .values(&Field::Type, None)
+        .into_iter()
+        .flatten()
+        .find(|(v, _)| *v == kind)
+        .map_or((0, 0), |(_, t)| (t.count, t.users.len()))
 }
 
 /// The column a digest field is.
@@ -334,6 +379,20 @@ fn unalias(e: &Expr) -> &Expr {
         Expr::Alias(a) => unalias(&a.expr),
         other => other,
     }
+}
+
+/// The type a `type = '…'` comparison (either way round) asks for.
+fn type_equals(b: &BinaryExpr) -> Option<String> {
+    let v = match (b.left.as_ref(), b.op, b.right.as_ref()) {
+        (Expr::Column(c), Operator::Eq, Expr::Literal(v, _))
+        | (Expr::Literal(v, _), Operator::Eq, Expr::Column(c))
+            if c.name == "type" =>
+        {
+            v
+        }
+        _ => return None,
+    };
+    v.try_as_str().flatten().map(str::to_string)
 }
 
 /// `[from, to)` of a comparison of `time` with a timestamp, either way round.

@@ -18,7 +18,7 @@ use crate::analytics::{
     self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, Measure, RetentionQuery,
     Summary, SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
 };
-use crate::digest::Digest;
+use crate::digest::{Digest, Part};
 use crate::journeys::Cohort;
 use crate::schema::{TZ, encode_property};
 use crate::store::{EmbeddedStore, Scan};
@@ -292,7 +292,7 @@ impl Store for Arc<EmbeddedStore> {
     async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary> {
         ordered(q.from, q.to)?;
         Ok(self
-            .digest(tenant, q.from, q.to, q.late_after_ns, None)
+            .digest(tenant, q.from, q.to, q.late_after_ns, Part::All)
             .await?
             .summary(q.top))
     }
@@ -302,7 +302,7 @@ impl Store for Arc<EmbeddedStore> {
         if q.filter.is_empty() && Digest::covers(&q.field) {
             let late = self.config().late_after_ns;
             let d = self
-                .digest(tenant, q.from, q.to, late, Some(q.field.clone()))
+                .digest(tenant, q.from, q.to, late, Part::Field(q.field.clone()))
                 .await?;
             if let Some(top) = d.top(&q.field, q.limit) {
                 return Ok(top);
@@ -330,7 +330,14 @@ impl Store for Arc<EmbeddedStore> {
         {
             let late = self.config().late_after_ns;
             let buckets = self
-                .digest_buckets(tenant, q.from, q.to, late, Some(b), Some(q.field.clone()))
+                .digest_buckets(
+                    tenant,
+                    q.from,
+                    q.to,
+                    late,
+                    Some(b),
+                    Part::Field(q.field.clone()),
+                )
                 .await?;
             return Ok(crate::digest::grouped(
                 &buckets, &q.field, distinct, q.limit,

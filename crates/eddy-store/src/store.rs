@@ -554,18 +554,18 @@ impl EmbeddedStore {
 
     /// What `tenant`'s events in `[from, to)` add up to, as one digest: the digests of the files
     /// wholly inside the range (counted with `late_after_ns`) merged with a scan of the rest
-    /// (files across an edge or without a digest, and the buffers). With `only`, just what a
-    /// top list of that field needs. Runs as a query.
+    /// (files across an edge or without a digest, and the buffers). Only the `part` the question
+    /// needs. Runs as a query.
     pub(crate) async fn digest(
         self: &Arc<Self>,
         tenant: &str,
         from: i64,
         to: i64,
         late_after_ns: i64,
-        only: Option<crate::analytics::Field>,
+        part: digest::Part,
     ) -> Result<Digest> {
         let mut buckets = self
-            .digest_buckets(tenant, from, to, late_after_ns, None, only)
+            .digest_buckets(tenant, from, to, late_after_ns, None, part)
             .await?;
         Ok(buckets
             .pop()
@@ -593,7 +593,7 @@ impl EmbeddedStore {
             return Ok(None);
         }
         metrics::counter!("eddy_sql_digest_answers_total").increment(1);
-        let digest = self.digest(tenant, from, to, late, agg.only()).await?;
+        let digest = self.digest(tenant, from, to, late, agg.part()).await?;
         agg.answer(&digest)
     }
 
@@ -635,7 +635,7 @@ impl EmbeddedStore {
         to: i64,
         late_after_ns: i64,
         bucket_ns: Option<i64>,
-        only: Option<crate::analytics::Field>,
+        part: digest::Part,
     ) -> Result<Vec<(i64, Digest)>> {
         let bucket_of = digest::bucketing(bucket_ns)?;
         let (kept, rest) = {
@@ -690,7 +690,7 @@ impl EmbeddedStore {
             }
             Ok(parts
                 .into_iter()
-                .map(|(b, p)| (b, Digest::merge_all(late_after_ns, &p, only.as_ref())))
+                .map(|(b, p)| (b, Digest::merge_all(late_after_ns, &p, &part)))
                 .collect())
         })
         .await

@@ -847,6 +847,45 @@ async fn assert_sql_counts(
                     Some(true),
                 ),
             ];
+            // Per type: (value or None) → (events, distinct users).
+            let of_type = |kind: &str, key: &dyn Fn(&Event) -> Option<String>| {
+                let mut m: BTreeMap<Option<String>, (u64, BTreeSet<String>)> = BTreeMap::new();
+                for e in evs.iter().filter(|e| e.r#type == kind) {
+                    let t = m.entry(key(e)).or_default();
+                    t.0 += 1;
+                    t.1.extend(e.user_id.clone());
+                }
+                m
+            };
+            let mut viewed: Vec<(String, usize, u64)> =
+                of_type("page_view", &|e| e.page_url.clone())
+                    .into_iter()
+                    .filter_map(|(p, (n, u))| Some((p?, u.len(), n)))
+                    .collect();
+            viewed.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            let clicks = of_type("click", &|_| None);
+            let clicks = clicks.get(&None).map_or((0, 0), |(n, u)| (*n, u.len()));
+            let error_sources: Vec<String> = of_type("error", &|e| e.source.clone())
+                .into_iter()
+                .map(|(s, (n, _))| format!("{}|{n}", s.as_deref().unwrap_or("NULL")))
+                .collect();
+            let statements = statements.into_iter().chain([
+                (
+                    format!("SELECT page_url, count(DISTINCT user_id) AS users, count(*) AS n FROM events WHERE type = 'page_view' AND page_url IS NOT NULL AND time >= '{a}' AND time < '{b}' GROUP BY page_url ORDER BY users DESC, page_url LIMIT 3"),
+                    viewed.iter().take(3).map(|(p, u, n)| format!("{p}|{u}|{n}")).collect(),
+                    Some(true),
+                ),
+                (
+                    format!("SELECT count(*), count(DISTINCT user_id) FROM events WHERE time >= '{a}' AND time < '{b}' AND 'click' = type"),
+                    vec![format!("{}|{}", clicks.0, clicks.1)],
+                    Some(true),
+                ),
+                (
+                    format!("SELECT source, count(*) FROM events WHERE type = 'error' AND time >= '{a}' AND time < '{b}' GROUP BY source ORDER BY source NULLS FIRST"),
+                    error_sources,
+                    Some(true),
+                ),
+            ]);
             // `>` from the first event's time leaves that event out.
             let first = evs.iter().map(|e| e.time).min().unwrap_or(from);
             let after = naive_summary(all, tenant, first + 1, to, usize::MAX);
@@ -891,6 +930,10 @@ async fn assert_sql_counts(
                 );
                 for sql in [
                     "SELECT type, count(*) FROM events WHERE user_id = 'user-1' GROUP BY type",
+                    "SELECT type, count(*) FROM events WHERE type = 'click' GROUP BY type",
+                    "SELECT page_url, count(*) FROM events WHERE type = 'click' AND type = 'error' GROUP BY page_url",
+                    "SELECT count(DISTINCT device_id) FROM events WHERE type = 'click'",
+                    "SELECT page_url, count(*) FROM events WHERE type <> 'click' GROUP BY page_url",
                     "SELECT device_id, count(*) FROM events GROUP BY device_id",
                     "SELECT type, count(user_id) FROM events GROUP BY type",
                     "SELECT type, sum(1) FROM events GROUP BY type",
@@ -910,6 +953,92 @@ async fn assert_sql_counts(
             }
         }
     }
+}
+
+/// Every value a digest answers: counts, distinct users and devices, and per field (and per
+/// type for `page_url` and `source`) each value's events and users.
+fn digest_values(d: &crate::digest::Digest) -> Vec<String> {
+    use crate::analytics::Field;
+    let mut out = vec![format!(
+        "{} {} {}",
+        d.events(),
+        d.distinct_users(),
+        d.distinct_devices()
+    )];
+    for kind in [
+        None,
+        Some("page_view"),
+        Some("click"),
+        Some("error"),
+        Some("signup"),
+    ] {
+        for field in [Field::Type, Field::PageUrl, Field::Source] {
+            if kind.is_some() && field == Field::Type {
+                continue;
+            }
+            let mut v: Vec<String> = d
+                .values(&field, kind)
+                .into_iter()
+                .flatten()
+                .map(|(v, t)| format!("{kind:?} {field:?} {v} {} {}", t.count, t.users.len()))
+                .collect();
+            v.sort();
+            out.extend(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn digests_folded_in_parts_and_merged_equal_one_fold() {
+    use crate::digest::{Dictionary, Digest, Part};
+    let mut b = crate::schema::BatchBuilder::default();
+    for i in 0..500 {
+        b.push(&digest_event("a", i), i as u64).unwrap();
+    }
+    let (batch, _) = b.finish().unwrap();
+    let dict = std::sync::Mutex::new(Dictionary::default());
+    let mut whole = Digest::new(5 * MIN);
+    whole.fold(&batch, &dict).unwrap();
+    let mut parts = Vec::new();
+    for (start, len) in [(0, 120), (120, 300), (420, 80)] {
+        let mut d = Digest::new(5 * MIN);
+        d.fold(&batch.slice(start, len), &dict).unwrap();
+        parts.push(d);
+    }
+    let mut merged = Digest::new(5 * MIN);
+    for p in &parts {
+        merged.merge(p);
+    }
+    let want = digest_values(&whole);
+    assert!(want.len() > 20 && want.iter().any(|v| v.starts_with("Some(\"error\") Source")));
+    assert_eq!(digest_values(&merged), want, "merge");
+    let refs: Vec<&Digest> = parts.iter().collect();
+    let untyped: Vec<String> = want
+        .iter()
+        .filter(|v| !v.starts_with("Some("))
+        .cloned()
+        .collect();
+    assert_eq!(
+        digest_values(&Digest::merge_all(5 * MIN, &refs, &Part::All)),
+        untyped,
+        "merge_all, all"
+    );
+    let only_errors = Digest::merge_all(
+        5 * MIN,
+        &refs,
+        &Part::OfType("error".into(), crate::analytics::Field::Source),
+    );
+    let errors: Vec<String> = want
+        .iter()
+        .filter(|v| v.starts_with("Some(\"error\") Source") || v.starts_with("None Type"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        digest_values(&only_errors)[1..],
+        errors[..],
+        "merge_all, one type's sources"
+    );
 }
 
 async fn digests_built(f: &Fixture, at_least: usize) {
