@@ -592,9 +592,12 @@ impl EmbeddedStore {
         if !self.digests_cover_most(tenant, from, to, late)? {
             return Ok(None);
         }
-        metrics::counter!("eddy_sql_digest_answers_total").increment(1);
         let digest = self.digest(tenant, from, to, late, agg.part()).await?;
-        agg.answer(&digest)
+        let answered = agg.answer(&digest)?;
+        if answered.is_some() {
+            metrics::counter!("eddy_sql_digest_answers_total").increment(1);
+        }
+        Ok(answered)
     }
 
     /// Whether digests hold most of `tenant`'s persisted events in `[from, to)`: at least 7/8
