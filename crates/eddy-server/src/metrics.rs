@@ -152,7 +152,7 @@ fn describe() {
     );
     describe_counter!(
         "eddy_sql_digest_answers_total",
-        "SQL statements whose count / distinct-users aggregate was answered from digests."
+        "SQL statements whose aggregate (event counts, distinct users, metric statistics) was answered from digests."
     );
     describe_counter!(
         "eddy_store_backpressure_total",

@@ -154,7 +154,7 @@ fn all_of(conditions: &[Condition]) -> Result<Option<Expr>> {
     Ok(out)
 }
 
-fn in_range(from: i64, to: i64) -> Expr {
+pub(crate) fn in_range(from: i64, to: i64) -> Expr {
     ident("time").gt_eq(ts(from)).and(ident("time").lt(ts(to)))
 }
 

@@ -13,6 +13,9 @@
 //! that straddle an edge, files without a digest yet, the unpersisted buffers) row by row
 //! into a digest of the same kind, so both paths share one definition of every figure.
 //!
+//! The registry ([`Digests`]) also keeps the digests of `metric_samples` files
+//! ([`crate::sample_digest`]), under the same budget.
+//!
 //! Digests are built when a file is written (persist, compaction) and, after a restart, by a
 //! background pass over the manifest, newest first. They are never persisted: the files are
 //! the truth and a digest can always be rebuilt. Memory is bounded by a budget; over it the
@@ -27,8 +30,9 @@ use arrow::datatypes::TimestampNanosecondType;
 use roaring::{MultiOps, RoaringBitmap};
 
 use crate::analytics::{Count, Field, Group, Summary, Top};
-use crate::manifest::{FileMeta, Manifest};
+use crate::manifest::{FileMeta, Manifest, Table};
 use crate::query::strings;
+use crate::sample_digest::SampleDigest;
 use crate::{Error, Result};
 
 /// The columns a digest is built from.
@@ -533,12 +537,28 @@ fn timestamps<'a>(
         .ok_or_else(|| Error::Task(format!("column {name} is missing or not a timestamp")))
 }
 
+/// The digest of one file, of the kind its table has.
+#[derive(Debug, Clone)]
+pub(crate) enum FileDigest {
+    Events(Arc<Digest>),
+    Samples(Arc<SampleDigest>),
+}
+
+impl FileDigest {
+    fn bytes(&self) -> usize {
+        match self {
+            FileDigest::Events(d) => d.bytes(),
+            FileDigest::Samples(d) => d.bytes(),
+        }
+    }
+}
+
 /// One file's digest and the hour partition it belongs to.
 #[derive(Debug)]
 struct Entry {
     hour: i64,
     bytes: usize,
-    digest: Arc<Digest>,
+    digest: FileDigest,
 }
 
 #[derive(Debug, Default)]
@@ -585,13 +605,29 @@ impl Digests {
         self.lock().map(|i| i.files.len()).unwrap_or(0)
     }
 
-    /// The digest of the file at `path`, if there is one.
+    /// The digest of the events file at `path`, if there is one.
     pub(crate) fn get(&self, path: &str) -> Option<Arc<Digest>> {
+        match self.file(path)? {
+            FileDigest::Events(d) => Some(d),
+            FileDigest::Samples(_) => None,
+        }
+    }
+
+    /// The digest of the samples file at `path`, if there is one.
+    pub(crate) fn samples(&self, path: &str) -> Option<Arc<SampleDigest>> {
+        match self.file(path)? {
+            FileDigest::Samples(d) => Some(d),
+            FileDigest::Events(_) => None,
+        }
+    }
+
+    /// The digest of the file at `path`, of either kind, if there is one.
+    pub(crate) fn file(&self, path: &str) -> Option<FileDigest> {
         self.lock().ok()?.files.get(path).map(|e| e.digest.clone())
     }
 
     /// Keeps `digest` for the file at `path`; over the budget, drops the oldest hours' digests.
-    pub(crate) fn insert(&self, path: String, hour: i64, digest: Digest) -> Result<()> {
+    pub(crate) fn insert(&self, path: String, hour: i64, digest: FileDigest) -> Result<()> {
         let mut inner = self.lock()?;
         let bytes = digest.bytes();
         if let Some(old) = inner.files.insert(
@@ -599,7 +635,7 @@ impl Digests {
             Entry {
                 hour,
                 bytes,
-                digest: Arc::new(digest),
+                digest,
             },
         ) {
             inner.bytes -= old.bytes;
@@ -665,10 +701,10 @@ fn dict_bytes(inner: &Inner) -> usize {
 pub(crate) struct Built {
     pub(crate) path: String,
     pub(crate) hour: i64,
-    pub(crate) digest: Digest,
+    pub(crate) digest: FileDigest,
 }
 
-/// The digest of the events file `meta` whose rows are `batch` (`None` with digests off).
+/// The digest of the file `meta` whose rows are `batch` (`None` with digests off).
 pub(crate) fn build(
     digests: &Digests,
     meta: &FileMeta,
@@ -678,9 +714,15 @@ pub(crate) fn build(
     if !digests.enabled() {
         return Ok(None);
     }
-    let dict = digests.dictionary(&meta.tenant)?;
-    let mut digest = Digest::new(late_after_ns);
-    digest.fold(batch, &dict)?;
+    let digest = match meta.table {
+        Table::Events => {
+            let dict = digests.dictionary(&meta.tenant)?;
+            let mut digest = Digest::new(late_after_ns);
+            digest.fold(batch, &dict)?;
+            FileDigest::Events(Arc::new(digest))
+        }
+        Table::MetricSamples => FileDigest::Samples(Arc::new(SampleDigest::of([batch])?)),
+    };
     Ok(Some(Built {
         path: meta.path.clone(),
         hour: meta.hour,
@@ -688,7 +730,8 @@ pub(crate) fn build(
     }))
 }
 
-/// The digest of the events file `meta` under `dir`, read from disk (only [`COLUMNS`]).
+/// The digest of the file `meta` under `dir`, read from disk (only the columns its kind of
+/// digest is built from).
 pub(crate) fn build_from_file(
     digests: &Digests,
     dir: &std::path::Path,
@@ -704,17 +747,31 @@ pub(crate) fn build_from_file(
     let file = std::fs::File::open(&path).map_err(crate::error::io(&path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let schema = builder.parquet_schema();
-    let roots: Vec<usize> = COLUMNS
+    let columns: &[&str] = match meta.table {
+        Table::Events => &COLUMNS,
+        Table::MetricSamples => &crate::sample_digest::COLUMNS,
+    };
+    let roots: Vec<usize> = columns
         .iter()
         .filter_map(|c| builder.schema().fields().iter().position(|f| f.name() == c))
         .collect();
     let mask = ProjectionMask::roots(schema, roots);
-    let reader = builder.with_projection(mask).build()?;
-    let dict = digests.dictionary(&meta.tenant)?;
-    let mut digest = Digest::new(late_after_ns);
-    for b in reader {
-        digest.fold(&b.map_err(Error::Arrow)?, &dict)?;
-    }
+    let batches = builder
+        .with_projection(mask)
+        .build()?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::Arrow)?;
+    let digest = match meta.table {
+        Table::Events => {
+            let dict = digests.dictionary(&meta.tenant)?;
+            let mut digest = Digest::new(late_after_ns);
+            for b in &batches {
+                digest.fold(b, &dict)?;
+            }
+            FileDigest::Events(Arc::new(digest))
+        }
+        Table::MetricSamples => FileDigest::Samples(Arc::new(SampleDigest::of(&batches)?)),
+    };
     Ok(Some(Built {
         path: meta.path.clone(),
         hour: meta.hour,

@@ -17,6 +17,7 @@ mod error;
 pub mod journeys;
 pub mod manifest;
 pub mod query;
+mod sample_digest;
 pub mod schema;
 pub mod store;
 pub mod timeseries;

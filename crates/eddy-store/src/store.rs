@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::digest::{self, Digest, Digests};
 use crate::error::io;
 use crate::manifest::{FileMeta, Manifest, Table, sync_dir};
+use crate::sample_digest::{SampleDigest, SampleFold};
 use crate::schema::{BatchBuilder, events_schema, samples_schema};
 use crate::{Error, Result};
 
@@ -375,17 +376,11 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || me.build_missing_digests());
     }
 
-    /// Builds the digests of listed events files that have none (after a restart), newest
-    /// first, until the budget is full or the store stops. Queries scan those files meanwhile.
+    /// Builds the digests of listed files that have none (after a restart), newest first,
+    /// until the budget is full or the store stops. Queries scan those files meanwhile.
     fn build_missing_digests(&self) {
         let mut files: Vec<FileMeta> = match self.state.read() {
-            Ok(st) => st
-                .manifest
-                .files
-                .iter()
-                .filter(|f| f.table == Table::Events)
-                .cloned()
-                .collect(),
+            Ok(st) => st.manifest.files.clone(),
             Err(_) => return,
         };
         files.sort_by_key(|f| std::cmp::Reverse(f.hour));
@@ -394,7 +389,7 @@ impl EmbeddedStore {
             if *self.shutdown.borrow() || !self.digests.enabled() {
                 return;
             }
-            if self.digests.get(&f.path).is_some() {
+            if self.digests.file(&f.path).is_some() {
                 continue;
             }
             let b = match digest::build_from_file(
@@ -418,7 +413,7 @@ impl EmbeddedStore {
                 continue;
             }
             if self.digests.insert(b.path, b.hour, b.digest).is_err()
-                || self.digests.get(&f.path).is_none()
+                || self.digests.file(&f.path).is_none()
             {
                 // Over the budget: older files would only evict themselves.
                 break;
@@ -580,52 +575,125 @@ impl EmbeddedStore {
         ctx: &SessionContext,
         plan: &datafusion::logical_expr::LogicalPlan,
     ) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+        use crate::digest_sql::{DigestAggregate, Needs};
         let late = self.config.late_after_ns;
-        let view = ctx.table_provider("events").await?;
-        let events = view.get_logical_plan();
+        let events = ctx.table_provider("events").await?;
+        let samples = ctx.table_provider("metric_samples").await?;
+        let (events, samples) = (events.get_logical_plan(), samples.get_logical_plan());
         let Some(agg) =
-            crate::digest_sql::DigestAggregate::find(&ctx.state(), plan, events.as_deref())
+            DigestAggregate::find(&ctx.state(), plan, events.as_deref(), samples.as_deref())
         else {
             return Ok(None);
         };
         let (from, to) = agg.range();
-        if !self.digests_cover_most(tenant, from, to, late)? {
-            return Ok(None);
-        }
-        let digest = self.digest(tenant, from, to, late, agg.part()).await?;
-        let answered = agg.answer(&digest)?;
+        let answered = match agg.needs() {
+            Needs::Events(part) => {
+                if !self.digests_cover_most(tenant, Table::Events, from, to, late)? {
+                    return Ok(None);
+                }
+                let digest = self.digest(tenant, from, to, late, part).await?;
+                agg.answer_events(&digest)?
+            }
+            Needs::Samples => {
+                if !self.digests_cover_most(tenant, Table::MetricSamples, from, to, late)? {
+                    return Ok(None);
+                }
+                agg.answer_samples(&self.sample_digests(tenant, from, to).await?)?
+            }
+        };
         if answered.is_some() {
             metrics::counter!("eddy_sql_digest_answers_total").increment(1);
         }
         Ok(answered)
     }
 
-    /// Whether digests hold most of `tenant`'s persisted events in `[from, to)`: at least 7/8
-    /// of the rows of its files are in files wholly inside the range with a digest (counted
-    /// with `late_after_ns`). Otherwise folding the rest row by row into a digest costs more
-    /// than a DataFusion aggregation would.
+    /// Whether digests hold most of `tenant`'s persisted rows of `table` in `[from, to)`: at
+    /// least 7/8 of the rows of its files are in files wholly inside the range with a digest
+    /// (events digests counted with `late_after_ns`). Otherwise folding the rest row by row
+    /// into a digest costs more than a DataFusion aggregation would.
     pub(crate) fn digests_cover_most(
         &self,
         tenant: &str,
+        table: Table,
         from: i64,
         to: i64,
         late_after_ns: i64,
     ) -> Result<bool> {
         let s = self.state.read().map_err(|_| poisoned())?;
         let (mut digested, mut total) = (0u64, 0u64);
-        for f in s.manifest.files_for(tenant, Table::Events, from, to) {
+        for f in s.manifest.files_for(tenant, table, from, to) {
             total += f.rows;
             let inside = f.min_time >= from && f.max_time < to;
-            if inside
-                && self
-                    .digests
-                    .get(&f.path)
-                    .is_some_and(|d| d.late_after_ns() == late_after_ns)
-            {
+            let usable = match self.digests.file(&f.path) {
+                Some(digest::FileDigest::Events(d)) => d.late_after_ns() == late_after_ns,
+                Some(digest::FileDigest::Samples(_)) => true,
+                None => false,
+            };
+            if inside && usable {
                 digested += f.rows;
             }
         }
         Ok(digested > 0 && digested.saturating_mul(8) >= total.saturating_mul(7))
+    }
+
+    /// The samples digests of `tenant`'s metric samples in `[from, to)`: those of the files
+    /// wholly inside the range, and one folded from the rest (files across an edge or without
+    /// a digest, and the buffers). Runs as a query.
+    pub(crate) async fn sample_digests(
+        self: &Arc<Self>,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Arc<SampleDigest>>> {
+        let (mut kept, rest) = {
+            let s = self.state.read().map_err(|_| poisoned())?;
+            let mut kept = Vec::new();
+            let mut rest = Snapshot {
+                events_files: vec![],
+                samples_files: vec![],
+                events: vec![],
+                samples: vec![],
+            };
+            for f in s.manifest.files_for(tenant, Table::MetricSamples, from, to) {
+                let inside = f.min_time >= from && f.max_time < to;
+                match self.digests.samples(&f.path).filter(|_| inside) {
+                    Some(d) => kept.push(d),
+                    None => rest.samples_files.push(self.config.dir.join(&f.path)),
+                }
+            }
+            for b in [s.persisting.get(tenant), s.active.get(tenant)]
+                .into_iter()
+                .flatten()
+            {
+                rest.samples.extend(b.samples.iter().cloned());
+            }
+            (kept, rest)
+        };
+        metrics::counter!("eddy_store_digest_files_total", "use" => "digest")
+            .increment(kept.len() as u64);
+        metrics::counter!("eddy_store_digest_files_total", "use" => "scan")
+            .increment(rest.samples_files.len() as u64);
+        if rest.samples_files.is_empty() && rest.samples.is_empty() {
+            return Ok(kept);
+        }
+        let store = Arc::clone(self);
+        self.run_query(async move {
+            let ctx = store.session_of(rest, Scan::Selective).await?;
+            let mut rows = ctx
+                .table("metric_samples")
+                .await?
+                .filter(crate::analytics::in_range(from, to))?
+                .select_columns(&crate::sample_digest::COLUMNS)?
+                .execute_stream()
+                .await?;
+            let mut fold = SampleFold::default();
+            while let Some(b) = futures_util::StreamExt::next(&mut rows).await {
+                fold.add(&b?)?;
+            }
+            kept.push(Arc::new(fold.finish()));
+            Ok(kept)
+        })
+        .await
     }
 
     /// Like [`EmbeddedStore::digest`], one digest per bucket of `bucket_ns` from the epoch (a
@@ -1197,7 +1265,7 @@ fn time_column(batch: &RecordBatch) -> Result<&arrow::array::TimestampNanosecond
         .ok_or_else(|| Error::Task("time column has an unexpected type".into()))
 }
 
-/// A persist's new manifest and the digests of its new events files.
+/// A persist's new manifest and the digests of its new files.
 type Persisted = (Manifest, Vec<digest::Built>);
 
 /// Writes every buffered batch into per-(tenant, table, hour) Parquet files and returns the
@@ -1248,9 +1316,7 @@ fn write_files(
                     times.value(end_row - 1),
                 )?;
                 written += meta.bytes;
-                if table == Table::Events {
-                    built.extend(digest::build(digests, &meta, &slice, late_after_ns)?);
-                }
+                built.extend(digest::build(digests, &meta, &slice, late_after_ns)?);
                 next.files.push(meta);
                 start_row = end_row;
             }
@@ -1318,12 +1384,9 @@ fn merge_files(
         min_time,
         max_time,
     )?;
-    let built = match meta.table {
-        Table::Events => digest::build(digests, &meta, &sorted, late_after_ns)?
-            .into_iter()
-            .collect(),
-        Table::MetricSamples => vec![],
-    };
+    let built = digest::build(digests, &meta, &sorted, late_after_ns)?
+        .into_iter()
+        .collect();
     Ok((meta, built))
 }
 

@@ -550,6 +550,15 @@ fn digest_event(tenant: &str, i: i64) -> Event {
         device_id: (i % 6 != 0).then(|| format!("dev-{}", i % 9)),
         user_id: (i % 4 != 1).then(|| format!("user-{}", i % 23)),
         page_url: (i % 5 != 4).then(|| format!("/p/{}", i % 6)),
+        // Quarters, so sums are exact in any order (and scans and digests agree to the bit).
+        metrics: [
+            ("temp", i % 3 != 1, ((i * 37) % 101) as f64 / 4.0 - 5.0),
+            ("hum", i % 2 == 0, (i % 13) as f64 * 2.5),
+        ]
+        .into_iter()
+        .filter(|(_, has, _)| *has)
+        .map(|(m, _, v)| (m.to_string(), v))
+        .collect(),
         ..Default::default()
     }
 }
@@ -609,12 +618,14 @@ fn naive_summary(
     }
 }
 
-/// Ranges that cover whole files, cut files at both edges, hold nothing, or one instant.
+/// Ranges that cover whole files, cut files at both edges, hold nothing, or one instant; and
+/// one that cuts only the last hour's files (digests answer the rest of it).
 fn digest_ranges() -> Vec<(i64, i64)> {
     let hour = 60 * MIN;
     let h0 = T0.div_euclid(hour) * hour;
     vec![
         (i64::MIN / 2, i64::MAX / 2),
+        (i64::MIN / 2, T0 + 390 * MIN),
         (h0 + hour, h0 + 4 * hour),
         (T0 + 37 * MIN + 3, T0 + 301 * MIN),
         (T0 + 90 * MIN, T0 + 91 * MIN),
@@ -955,6 +966,231 @@ async fn assert_sql_counts(
     }
 }
 
+/// A float as SQL answers show it.
+fn float_cell(v: f64) -> String {
+    rows_of(&[arrow::array::RecordBatch::try_from_iter([(
+        "v",
+        Arc::new(arrow::array::Float64Array::from(vec![v])) as _,
+    )])
+    .unwrap()])
+    .remove(0)
+}
+
+/// SQL statistics of `metric_samples` by `metric` and `device_id` equal computing them one by
+/// one, whether the samples digests answer them (`digests`: they must for the whole range) or
+/// the files are scanned.
+async fn assert_sql_samples(
+    f: &Fixture,
+    all: &[(u64, Event)],
+    tenants: &[&str],
+    digests: bool,
+    when: &str,
+) {
+    use std::collections::BTreeSet;
+    type Sample = (String, Option<String>, f64);
+    let at = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    };
+    let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+    for tenant in tenants {
+        for (from, to) in digest_ranges() {
+            let (a, b, last) = (at(from), at(to), at(to - 1));
+            let samples: Vec<Sample> = all
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.tenant == *tenant && e.time >= from && e.time < to)
+                .flat_map(|e| {
+                    e.metrics
+                        .iter()
+                        .map(|(m, v)| (m.clone(), e.device_id.clone(), *v))
+                })
+                .collect();
+            // Rows grouped by `key` (in key order, NULL first), each as the cells `show` makes.
+            let grouped = |keep: &dyn Fn(&Sample) -> bool,
+                           key: &dyn Fn(&Sample) -> Vec<Option<String>>,
+                           show: &dyn Fn(&[&Sample]) -> Vec<String>|
+             -> Vec<String> {
+                let mut m: BTreeMap<Vec<Option<String>>, Vec<&Sample>> = BTreeMap::new();
+                for s in samples.iter().filter(|s| keep(s)) {
+                    m.entry(key(s)).or_default().push(s);
+                }
+                m.into_iter()
+                    .map(|(k, rows)| {
+                        let mut cells: Vec<String> = k.iter().map(cell).collect();
+                        cells.extend(show(&rows));
+                        cells.join("|")
+                    })
+                    .collect()
+            };
+            let count = |rows: &[&Sample]| rows.len().to_string();
+            let sum = |rows: &[&Sample]| rows.iter().map(|s| s.2).sum::<f64>();
+            let min = |rows: &[&Sample]| rows.iter().map(|s| s.2).fold(f64::INFINITY, f64::min);
+            let max = |rows: &[&Sample]| rows.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
+            let distinct = |rows: &[&Sample], of: &dyn Fn(&Sample) -> Option<String>| {
+                rows.iter()
+                    .filter_map(|s| of(s))
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    .to_string()
+            };
+            let temp = |s: &Sample| s.0 == "temp";
+            let hum = |s: &Sample| s.0 == "hum";
+            let device = |s: &Sample| vec![s.1.clone()];
+            let hum_rows: Vec<&Sample> = samples.iter().filter(|s| hum(s)).collect();
+            let hum_stats = if hum_rows.is_empty() {
+                "0|NULL|NULL|NULL|NULL|0|0".to_string()
+            } else {
+                [
+                    count(&hum_rows),
+                    float_cell(sum(&hum_rows)),
+                    float_cell(sum(&hum_rows) / hum_rows.len() as f64),
+                    float_cell(min(&hum_rows)),
+                    float_cell(max(&hum_rows)),
+                    distinct(&hum_rows, &|s| s.1.clone()),
+                    "1".into(),
+                ]
+                .join("|")
+            };
+            let mut busiest = grouped(&temp, &device, &|r| vec![count(r)]);
+            busiest.retain(|l| l.rsplit_once('|').unwrap().1.parse::<usize>().unwrap() > 3);
+            busiest.sort_by_key(|l| {
+                let (d, n) = l.rsplit_once('|').unwrap();
+                (
+                    std::cmp::Reverse(n.parse::<usize>().unwrap()),
+                    d.to_string(),
+                )
+            });
+            busiest.truncate(2);
+            let statements = [
+                (
+                    format!(
+                        "SELECT device_id, count(*) AS n, avg(value) AS mean, max(value) AS hi FROM metric_samples WHERE metric = 'temp' AND time >= '{a}' AND time < '{b}' GROUP BY device_id ORDER BY device_id NULLS FIRST"
+                    ),
+                    grouped(&temp, &device, &|r| {
+                        vec![
+                            count(r),
+                            float_cell(sum(r) / r.len() as f64),
+                            float_cell(max(r)),
+                        ]
+                    }),
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT metric, device_id, count(value), sum(value), min(value) FROM metric_samples WHERE time >= '{a}' AND time < '{b}' GROUP BY metric, device_id ORDER BY 1, 2 NULLS FIRST"
+                    ),
+                    grouped(&|_| true, &|s| vec![Some(s.0.clone()), s.1.clone()], &|r| {
+                        vec![count(r), float_cell(sum(r)), float_cell(min(r))]
+                    }),
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT device_id, metric, max(value) AS hi FROM metric_samples WHERE time >= '{a}' AND time < '{b}' GROUP BY device_id, metric ORDER BY 1 NULLS FIRST, 2"
+                    ),
+                    grouped(&|_| true, &|s| vec![s.1.clone(), Some(s.0.clone())], &|r| {
+                        vec![float_cell(max(r))]
+                    }),
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT count(*), sum(value), avg(value), min(value), max(value), count(DISTINCT device_id), count(DISTINCT metric) FROM metric_samples WHERE time BETWEEN '{a}' AND '{last}' AND 'hum' = metric"
+                    ),
+                    vec![hum_stats],
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT metric, count(DISTINCT device_id) AS devices, count(*) FROM metric_samples WHERE device_id IS NOT NULL AND time >= '{a}' AND time < '{b}' GROUP BY metric ORDER BY metric"
+                    ),
+                    grouped(&|s| s.1.is_some(), &|s| vec![Some(s.0.clone())], &|r| {
+                        vec![distinct(r, &|s| s.1.clone()), count(r)]
+                    }),
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT max(m.value) - min(m.value) AS spread FROM metric_samples m WHERE m.device_id = 'dev-1' AND m.metric = 'temp' AND m.time >= '{a}' AND m.time < '{b}'"
+                    ),
+                    {
+                        let r: Vec<&Sample> = samples
+                            .iter()
+                            .filter(|s| temp(s) && s.1.as_deref() == Some("dev-1"))
+                            .collect();
+                        vec![if r.is_empty() {
+                            "NULL".into()
+                        } else {
+                            float_cell(max(&r) - min(&r))
+                        }]
+                    },
+                    true,
+                ),
+                (
+                    format!(
+                        "SELECT device_id, n FROM (SELECT device_id, count(*) AS n FROM metric_samples WHERE metric = 'temp' AND time >= '{a}' AND time < '{b}' GROUP BY device_id) WHERE n > 3 ORDER BY n DESC, device_id LIMIT 2"
+                    ),
+                    busiest,
+                    true,
+                ),
+            ];
+            for (sql, want, answerable) in statements {
+                assert_eq!(
+                    sql_rows(&f.store, tenant, &sql).await,
+                    want,
+                    "{when}: {sql}"
+                );
+                if from == i64::MIN / 2 {
+                    let used = from_digests(&f.store, tenant, &sql).await;
+                    let expected = digests && answerable && !samples.is_empty();
+                    assert_eq!(used, expected, "{when}: digests for {sql}");
+                }
+            }
+            if from == i64::MIN / 2 && !samples.is_empty() {
+                let explained = sql_rows(
+                    &f.store,
+                    tenant,
+                    "EXPLAIN SELECT device_id, avg(value) FROM metric_samples GROUP BY device_id",
+                )
+                .await
+                .join("\n");
+                assert_eq!(
+                    explained.contains("Values: "),
+                    digests,
+                    "{when}: {explained}"
+                );
+                assert_eq!(
+                    explained.contains("parquet"),
+                    !digests,
+                    "{when}: {explained}"
+                );
+                for sql in [
+                    "SELECT device_id, avg(value) FROM metric_samples WHERE value > 3 GROUP BY device_id",
+                    "SELECT source, count(*) FROM metric_samples GROUP BY source",
+                    "SELECT device_id, count(*) FROM metric_samples WHERE type = 'click' GROUP BY device_id",
+                    "SELECT device_id, count(device_id) FROM metric_samples GROUP BY device_id",
+                    "SELECT device_id, sum(DISTINCT value) FROM metric_samples GROUP BY device_id",
+                    "SELECT device_id, avg(value * 2) FROM metric_samples GROUP BY device_id",
+                    "SELECT device_id, median(value) FROM metric_samples GROUP BY device_id",
+                    "SELECT device_id, count(*) FROM metric_samples WHERE metric = 'temp' OR metric = 'hum' GROUP BY device_id",
+                    "SELECT metric, count(*) FROM metric_samples WHERE metric = 'temp' AND metric = 'hum' GROUP BY metric",
+                    "SELECT metric, count(*) FROM metric_samples WHERE device_id <> 'dev-1' GROUP BY metric",
+                    "SELECT date_trunc('hour', time), avg(value) FROM metric_samples GROUP BY 1",
+                    "SELECT metric, count(*) FROM metric_samples GROUP BY GROUPING SETS ((metric), ())",
+                    "SELECT m.device_id, count(*) FROM metric_samples m JOIN events e ON m.device_id = e.device_id GROUP BY m.device_id",
+                    "WITH metric_samples AS (SELECT * FROM events) SELECT count(*) FROM metric_samples",
+                ] {
+                    assert!(
+                        !from_digests(&f.store, tenant, sql).await,
+                        "{when}: no digests for {sql}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Every value a digest answers: counts, distinct users and devices, and per field (and per
 /// type for `page_url` and `source`) each value's events and users.
 fn digest_values(d: &crate::digest::Digest) -> Vec<String> {
@@ -1077,6 +1313,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     );
     assert_summaries(&f, &all, &["a", "b", "nobody"], "after persists").await;
     assert_sql_counts(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
+    assert_sql_samples(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -1113,6 +1350,14 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
         "after compaction, with buffers",
     )
     .await;
+    assert_sql_samples(
+        &f,
+        &all,
+        &["a", "b"],
+        true,
+        "after compaction, with buffers",
+    )
+    .await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -1124,6 +1369,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     assert_eq!(f.store.digested_files(), 0);
     assert_summaries(&f, &all, &["a", "b"], "without digests").await;
     assert_sql_counts(&f, &all, &["a", "b"], false, "without digests").await;
+    assert_sql_samples(&f, &all, &["a", "b"], false, "without digests").await;
 }
 
 /// Every answer that scans events, computed over one tenant's store.
