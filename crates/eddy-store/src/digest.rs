@@ -605,23 +605,7 @@ impl Digests {
         self.lock().map(|i| i.files.len()).unwrap_or(0)
     }
 
-    /// The digest of the events file at `path`, if there is one.
-    pub(crate) fn get(&self, path: &str) -> Option<Arc<Digest>> {
-        match self.file(path)? {
-            FileDigest::Events(d) => Some(d),
-            FileDigest::Samples(_) => None,
-        }
-    }
-
-    /// The digest of the samples file at `path`, if there is one.
-    pub(crate) fn samples(&self, path: &str) -> Option<Arc<SampleDigest>> {
-        match self.file(path)? {
-            FileDigest::Samples(d) => Some(d),
-            FileDigest::Events(_) => None,
-        }
-    }
-
-    /// The digest of the file at `path`, of either kind, if there is one.
+    /// The digest of the file at `path`, if there is one.
     pub(crate) fn file(&self, path: &str) -> Option<FileDigest> {
         self.lock().ok()?.files.get(path).map(|e| e.digest.clone())
     }

@@ -451,32 +451,12 @@ fn events_question(a: &Aggregate, predicates: &[Expr]) -> Option<EventsQuestion>
         }),
         _ => return None,
     };
-    let input_schema = a.input.schema();
     let mut measures = Vec::with_capacity(a.aggr_expr.len());
-    for e in &a.aggr_expr {
-        let Expr::AggregateFunction(f) = unalias(e) else {
-            return None;
-        };
-        let p = &f.params;
-        if f.func.name() != "count" || p.filter.is_some() || !p.order_by.is_empty() {
-            return None;
-        }
-        let [arg] = p.args.as_slice() else {
-            return None;
-        };
-        measures.push(match (p.distinct, arg) {
-            (false, Expr::Literal(v, _)) if !v.is_null() => Measure::Events,
-            (false, Expr::Column(c))
-                if input_schema
-                    .field_from_column(c)
-                    .is_ok_and(|f| !f.is_nullable()) =>
-            {
-                Measure::Events
-            }
-            (true, Expr::Column(c)) if c.name == "user_id" => Measure::DistinctUsers,
-            (true, Expr::Column(c)) if c.name == "device_id" && field.is_none() => {
-                Measure::DistinctDevices
-            }
+    for call in calls(a)? {
+        measures.push(match (call.func, call.distinct, call.column) {
+            ("count", false, _) if call.never_null => Measure::Events,
+            ("count", true, Some("user_id")) => Measure::DistinctUsers,
+            ("count", true, Some("device_id")) if field.is_none() => Measure::DistinctDevices,
             _ => return None,
         });
     }
@@ -538,38 +518,16 @@ fn samples_question(a: &Aggregate, predicates: &[Expr]) -> Option<SamplesQuestio
         }
         group.push(key);
     }
-    let input_schema = a.input.schema();
     let mut measures = Vec::with_capacity(a.aggr_expr.len());
-    for e in &a.aggr_expr {
-        let Expr::AggregateFunction(f) = unalias(e) else {
-            return None;
-        };
-        let p = &f.params;
-        if p.filter.is_some() || !p.order_by.is_empty() {
-            return None;
-        }
-        let [arg] = p.args.as_slice() else {
-            return None;
-        };
-        let column = match arg {
-            Expr::Column(c) => Some(c.name.as_str()),
-            _ => None,
-        };
-        measures.push(match (f.func.name(), p.distinct, arg) {
-            ("count", false, Expr::Literal(v, _)) if !v.is_null() => SampleMeasure::Count,
-            ("count", false, Expr::Column(c))
-                if input_schema
-                    .field_from_column(c)
-                    .is_ok_and(|f| !f.is_nullable()) =>
-            {
-                SampleMeasure::Count
-            }
-            ("count", true, _) if column == Some("device_id") => SampleMeasure::DistinctDevices,
-            ("count", true, _) if column == Some("metric") => SampleMeasure::DistinctMetrics,
-            ("sum", false, _) if column == Some("value") => SampleMeasure::Sum,
-            ("avg", false, _) if column == Some("value") => SampleMeasure::Avg,
-            ("min", _, _) if column == Some("value") => SampleMeasure::Min,
-            ("max", _, _) if column == Some("value") => SampleMeasure::Max,
+    for call in calls(a)? {
+        measures.push(match (call.func, call.distinct, call.column) {
+            ("count", false, _) if call.never_null => SampleMeasure::Count,
+            ("count", true, Some("device_id")) => SampleMeasure::DistinctDevices,
+            ("count", true, Some("metric")) => SampleMeasure::DistinctMetrics,
+            ("sum", false, Some("value")) => SampleMeasure::Sum,
+            ("avg", false, Some("value")) => SampleMeasure::Avg,
+            ("min", _, Some("value")) => SampleMeasure::Min,
+            ("max", _, Some("value")) => SampleMeasure::Max,
             _ => return None,
         });
     }
@@ -623,6 +581,53 @@ fn events_part(q: &EventsQuestion) -> Part {
         }
         (None, None) => Part::All,
     }
+}
+
+/// One aggregate call of `f(x)` form: no `FILTER`, no `ORDER BY`, one argument.
+struct Call<'a> {
+    func: &'a str,
+    distinct: bool,
+    /// The argument's column, if it is one.
+    column: Option<&'a str>,
+    /// Whether the argument is never null (a non-null literal or a non-nullable column), so
+    /// `count` of it counts rows.
+    never_null: bool,
+}
+
+/// The aggregate calls of `a`, if all are of `f(x)` form.
+fn calls(a: &Aggregate) -> Option<Vec<Call<'_>>> {
+    let input_schema = a.input.schema();
+    a.aggr_expr
+        .iter()
+        .map(|e| {
+            let Expr::AggregateFunction(f) = unalias(e) else {
+                return None;
+            };
+            let p = &f.params;
+            if p.filter.is_some() || !p.order_by.is_empty() {
+                return None;
+            }
+            let [arg] = p.args.as_slice() else {
+                return None;
+            };
+            let (column, never_null) = match arg {
+                Expr::Literal(v, _) => (None, !v.is_null()),
+                Expr::Column(c) => (
+                    Some(c.name.as_str()),
+                    input_schema
+                        .field_from_column(c)
+                        .is_ok_and(|f| !f.is_nullable()),
+                ),
+                _ => (None, false),
+            };
+            Some(Call {
+                func: f.func.name(),
+                distinct: p.distinct,
+                column,
+                never_null,
+            })
+        })
+        .collect()
 }
 
 /// `n` as a SQL `BIGINT`.

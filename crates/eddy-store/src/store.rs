@@ -636,6 +636,57 @@ impl EmbeddedStore {
         Ok(digested > 0 && digested.saturating_mul(8) >= total.saturating_mul(7))
     }
 
+    /// `tenant`'s files of `table` in `[from, to)` split into the digests `usable` takes of
+    /// those wholly inside the range, and a snapshot of the rest (files across an edge or
+    /// without a usable digest) with the table's buffers, to be folded row by row.
+    fn split_digested<T>(
+        &self,
+        tenant: &str,
+        table: Table,
+        from: i64,
+        to: i64,
+        usable: impl Fn(&FileMeta, digest::FileDigest) -> Option<T>,
+    ) -> Result<(Vec<T>, Snapshot)> {
+        let s = self.state.read().map_err(|_| poisoned())?;
+        let mut kept = Vec::new();
+        let mut rest = Snapshot {
+            events_files: vec![],
+            samples_files: vec![],
+            events: vec![],
+            samples: vec![],
+        };
+        let (files, buffered) = match table {
+            Table::Events => (&mut rest.events_files, &mut rest.events),
+            Table::MetricSamples => (&mut rest.samples_files, &mut rest.samples),
+        };
+        for f in s.manifest.files_for(tenant, table, from, to) {
+            let inside = f.min_time >= from && f.max_time < to;
+            match self
+                .digests
+                .file(&f.path)
+                .filter(|_| inside)
+                .and_then(|d| usable(f, d))
+            {
+                Some(d) => kept.push(d),
+                None => files.push(self.config.dir.join(&f.path)),
+            }
+        }
+        for b in [s.persisting.get(tenant), s.active.get(tenant)]
+            .into_iter()
+            .flatten()
+        {
+            buffered.extend(match table {
+                Table::Events => b.events.iter().cloned(),
+                Table::MetricSamples => b.samples.iter().cloned(),
+            });
+        }
+        metrics::counter!("eddy_store_digest_files_total", "use" => "digest")
+            .increment(kept.len() as u64);
+        metrics::counter!("eddy_store_digest_files_total", "use" => "scan")
+            .increment(files.len() as u64);
+        Ok((kept, rest))
+    }
+
     /// The samples digests of `tenant`'s metric samples in `[from, to)`: those of the files
     /// wholly inside the range, and one folded from the rest (files across an edge or without
     /// a digest, and the buffers). Runs as a query.
@@ -645,34 +696,11 @@ impl EmbeddedStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<Arc<SampleDigest>>> {
-        let (mut kept, rest) = {
-            let s = self.state.read().map_err(|_| poisoned())?;
-            let mut kept = Vec::new();
-            let mut rest = Snapshot {
-                events_files: vec![],
-                samples_files: vec![],
-                events: vec![],
-                samples: vec![],
-            };
-            for f in s.manifest.files_for(tenant, Table::MetricSamples, from, to) {
-                let inside = f.min_time >= from && f.max_time < to;
-                match self.digests.samples(&f.path).filter(|_| inside) {
-                    Some(d) => kept.push(d),
-                    None => rest.samples_files.push(self.config.dir.join(&f.path)),
-                }
-            }
-            for b in [s.persisting.get(tenant), s.active.get(tenant)]
-                .into_iter()
-                .flatten()
-            {
-                rest.samples.extend(b.samples.iter().cloned());
-            }
-            (kept, rest)
-        };
-        metrics::counter!("eddy_store_digest_files_total", "use" => "digest")
-            .increment(kept.len() as u64);
-        metrics::counter!("eddy_store_digest_files_total", "use" => "scan")
-            .increment(rest.samples_files.len() as u64);
+        let (mut kept, rest) =
+            self.split_digested(tenant, Table::MetricSamples, from, to, |_, d| match d {
+                digest::FileDigest::Samples(d) => Some(d),
+                digest::FileDigest::Events(_) => None,
+            })?;
         if rest.samples_files.is_empty() && rest.samples.is_empty() {
             return Ok(kept);
         }
@@ -709,38 +737,13 @@ impl EmbeddedStore {
         part: digest::Part,
     ) -> Result<Vec<(i64, Digest)>> {
         let bucket_of = digest::bucketing(bucket_ns)?;
-        let (kept, rest) = {
-            let s = self.state.read().map_err(|_| poisoned())?;
-            let mut kept = Vec::new();
-            let mut rest = Snapshot {
-                events_files: vec![],
-                samples_files: vec![],
-                events: vec![],
-                samples: vec![],
-            };
-            for f in s.manifest.files_for(tenant, Table::Events, from, to) {
-                let inside = f.min_time >= from && f.max_time < to;
-                match self
-                    .digests
-                    .get(&f.path)
-                    .filter(|d| inside && d.late_after_ns() == late_after_ns)
-                {
-                    Some(d) => kept.push((bucket_of(f.hour), d)),
-                    None => rest.events_files.push(self.config.dir.join(&f.path)),
+        let (kept, rest) =
+            self.split_digested(tenant, Table::Events, from, to, |f, d| match d {
+                digest::FileDigest::Events(d) if d.late_after_ns() == late_after_ns => {
+                    Some((bucket_of(f.hour), d))
                 }
-            }
-            for b in [s.persisting.get(tenant), s.active.get(tenant)]
-                .into_iter()
-                .flatten()
-            {
-                rest.events.extend(b.events.iter().cloned());
-            }
-            (kept, rest)
-        };
-        metrics::counter!("eddy_store_digest_files_total", "use" => "digest")
-            .increment(kept.len() as u64);
-        metrics::counter!("eddy_store_digest_files_total", "use" => "scan")
-            .increment(rest.events_files.len() as u64);
+                _ => None,
+            })?;
         // Ids must come from the tenant's dictionary only when they meet digests' ids.
         let dict = if kept.is_empty() {
             Arc::new(std::sync::Mutex::new(digest::Dictionary::default()))

@@ -906,40 +906,15 @@ async fn assert_sql_counts(
                 None, // digests hold most of it only while the first hour has many files
             )]);
             for (sql, want, answerable) in statements {
-                assert_eq!(
-                    sql_rows(&f.store, tenant, &sql).await,
-                    want,
-                    "{when}: {sql}"
-                );
-                if from == i64::MIN / 2 {
-                    let used = from_digests(&f.store, tenant, &sql).await;
-                    // A tenant without files has nothing to answer from digests.
-                    if let Some(answerable) = answerable {
-                        let expected = digests && answerable && !evs.is_empty();
-                        assert_eq!(used, expected, "{when}: digests for {sql}");
-                    }
-                }
+                // A tenant without files has nothing to answer from digests.
+                let used = answerable
+                    .filter(|_| from == i64::MIN / 2)
+                    .map(|a| digests && a && !evs.is_empty());
+                assert_sql(f, tenant, &sql, &want, used, when).await;
             }
             if from == i64::MIN / 2 && !evs.is_empty() {
-                let explained = sql_rows(
-                    &f.store,
-                    tenant,
-                    "EXPLAIN SELECT type, count(*) FROM events GROUP BY type",
-                )
-                .await;
-                // EXPLAIN shows the plan that runs: the digest's rows, or the scan.
-                let explained = explained.join("\n");
-                assert_eq!(
-                    explained.contains("Values: "),
-                    digests,
-                    "{when}: {explained}"
-                );
-                assert_eq!(
-                    explained.contains("parquet"),
-                    !digests,
-                    "{when}: {explained}"
-                );
-                for sql in [
+                let explain = "EXPLAIN SELECT type, count(*) FROM events GROUP BY type";
+                let scanned = [
                     "SELECT type, count(*) FROM events WHERE user_id = 'user-1' GROUP BY type",
                     "SELECT type, count(*) FROM events WHERE type = 'click' GROUP BY type",
                     "SELECT page_url, count(*) FROM events WHERE type = 'click' AND type = 'error' GROUP BY page_url",
@@ -955,15 +930,68 @@ async fn assert_sql_counts(
                     "SELECT type, count(*) FROM (SELECT * FROM events WHERE source = 'web') GROUP BY type",
                     "WITH events AS (SELECT * FROM metric_samples) SELECT count(*) FROM events",
                     "SELECT type, count(*) FROM events WHERE time > now() - INTERVAL '1 hour' GROUP BY ROLLUP(type)",
-                ] {
-                    assert!(
-                        !from_digests(&f.store, tenant, sql).await,
-                        "{when}: no digests for {sql}"
-                    );
-                }
+                ];
+                assert_digest_plans(f, tenant, explain, &scanned, digests, when).await;
             }
         }
     }
+}
+
+/// `sql` answers `want`, and (when `digests` is given) is answered from digests or not.
+async fn assert_sql(
+    f: &Fixture,
+    tenant: &str,
+    sql: &str,
+    want: &[String],
+    digests: Option<bool>,
+    when: &str,
+) {
+    assert_eq!(sql_rows(&f.store, tenant, sql).await, want, "{when}: {sql}");
+    if let Some(digests) = digests {
+        let used = from_digests(&f.store, tenant, sql).await;
+        assert_eq!(used, digests, "{when}: digests for {sql}");
+    }
+}
+
+/// `EXPLAIN` shows the plan that runs (the digest's rows with `digests`, else the scan), and
+/// the `scanned` statements are never answered from digests.
+async fn assert_digest_plans(
+    f: &Fixture,
+    tenant: &str,
+    explain: &str,
+    scanned: &[&str],
+    digests: bool,
+    when: &str,
+) {
+    let explained = sql_rows(&f.store, tenant, explain).await.join("\n");
+    assert_eq!(
+        explained.contains("Values: "),
+        digests,
+        "{when}: {explained}"
+    );
+    assert_eq!(
+        explained.contains("parquet"),
+        !digests,
+        "{when}: {explained}"
+    );
+    for sql in scanned {
+        assert!(
+            !from_digests(&f.store, tenant, sql).await,
+            "{when}: no digests for {sql}"
+        );
+    }
+}
+
+/// [`assert_sql_counts`] and [`assert_sql_samples`].
+async fn assert_sql_answers(
+    f: &Fixture,
+    all: &[(u64, Event)],
+    tenants: &[&str],
+    digests: bool,
+    when: &str,
+) {
+    assert_sql_counts(f, all, tenants, digests, when).await;
+    assert_sql_samples(f, all, tenants, digests, when).await;
 }
 
 /// A float as SQL answers show it.
@@ -1136,36 +1164,14 @@ async fn assert_sql_samples(
                 ),
             ];
             for (sql, want, answerable) in statements {
-                assert_eq!(
-                    sql_rows(&f.store, tenant, &sql).await,
-                    want,
-                    "{when}: {sql}"
-                );
-                if from == i64::MIN / 2 {
-                    let used = from_digests(&f.store, tenant, &sql).await;
-                    let expected = digests && answerable && !samples.is_empty();
-                    assert_eq!(used, expected, "{when}: digests for {sql}");
-                }
+                let used =
+                    (from == i64::MIN / 2).then_some(digests && answerable && !samples.is_empty());
+                assert_sql(f, tenant, &sql, &want, used, when).await;
             }
             if from == i64::MIN / 2 && !samples.is_empty() {
-                let explained = sql_rows(
-                    &f.store,
-                    tenant,
-                    "EXPLAIN SELECT device_id, avg(value) FROM metric_samples GROUP BY device_id",
-                )
-                .await
-                .join("\n");
-                assert_eq!(
-                    explained.contains("Values: "),
-                    digests,
-                    "{when}: {explained}"
-                );
-                assert_eq!(
-                    explained.contains("parquet"),
-                    !digests,
-                    "{when}: {explained}"
-                );
-                for sql in [
+                let explain =
+                    "EXPLAIN SELECT device_id, avg(value) FROM metric_samples GROUP BY device_id";
+                let scanned = [
                     "SELECT device_id, avg(value) FROM metric_samples WHERE value > 3 GROUP BY device_id",
                     "SELECT source, count(*) FROM metric_samples GROUP BY source",
                     "SELECT device_id, count(*) FROM metric_samples WHERE type = 'click' GROUP BY device_id",
@@ -1180,12 +1186,8 @@ async fn assert_sql_samples(
                     "SELECT metric, count(*) FROM metric_samples GROUP BY GROUPING SETS ((metric), ())",
                     "SELECT m.device_id, count(*) FROM metric_samples m JOIN events e ON m.device_id = e.device_id GROUP BY m.device_id",
                     "WITH metric_samples AS (SELECT * FROM events) SELECT count(*) FROM metric_samples",
-                ] {
-                    assert!(
-                        !from_digests(&f.store, tenant, sql).await,
-                        "{when}: no digests for {sql}"
-                    );
-                }
+                ];
+                assert_digest_plans(f, tenant, explain, &scanned, digests, when).await;
             }
         }
     }
@@ -1312,8 +1314,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
         "every persisted file has a digest"
     );
     assert_summaries(&f, &all, &["a", "b", "nobody"], "after persists").await;
-    assert_sql_counts(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
-    assert_sql_samples(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
+    assert_sql_answers(&f, &all, &["a", "b", "nobody"], true, "after persists").await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -1342,22 +1343,8 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     append_recorded(&f, evs, &mut all).await;
     caught_up(&f).await;
     assert_summaries(&f, &all, &["a", "b"], "after compaction, with buffers").await;
-    assert_sql_counts(
-        &f,
-        &all,
-        &["a", "b"],
-        true,
-        "after compaction, with buffers",
-    )
-    .await;
-    assert_sql_samples(
-        &f,
-        &all,
-        &["a", "b"],
-        true,
-        "after compaction, with buffers",
-    )
-    .await;
+    let when = "after compaction, with buffers";
+    assert_sql_answers(&f, &all, &["a", "b"], true, when).await;
     f.store.shutdown().await;
     let Fixture { dir, wal, store } = f;
     drop(store);
@@ -1368,8 +1355,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(f.store.digested_files(), 0);
     assert_summaries(&f, &all, &["a", "b"], "without digests").await;
-    assert_sql_counts(&f, &all, &["a", "b"], false, "without digests").await;
-    assert_sql_samples(&f, &all, &["a", "b"], false, "without digests").await;
+    assert_sql_answers(&f, &all, &["a", "b"], false, "without digests").await;
 }
 
 /// Every answer that scans events, computed over one tenant's store.
