@@ -822,8 +822,8 @@ fn funnel_shard(
     // 10^-20; dedup relies on the same): no string compares, and the shard falls out of it.
     let mut users: HashMap<u128, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut values = Interner::new();
-    // Per user (by dense id): (event, breakdown value id). Files are time-sorted, so each
-    // list arrives nearly in order and sorts fast.
+    // Per user (by dense id): (event, breakdown value id). Files are in (type, time) order,
+    // so each list arrives as a few sorted runs and sorts fast.
     let string_cols: Vec<_> = batches
         .iter()
         .map(|b| {

@@ -1232,6 +1232,19 @@ fn write_props() -> WriterProperties {
     b.build()
 }
 
+/// The order of rows inside a table's files. Events are clustered by `type`: the page index
+/// then lets scans that filter on types (funnels, retention, `WHERE type = …`) skip the pages of
+/// every other type without decoding them; inside a type, rows are in time order, so page
+/// statistics still prune by time. Samples are by series, then time (which the samples
+/// digests rely on). Nothing reading events files relies on their order (files written before
+/// this order are in time order).
+pub(crate) fn file_order(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Events => &["type", "time"],
+        Table::MetricSamples => &["metric", "device_id", "time"],
+    }
+}
+
 /// Sorts `batch` by the given columns. Several columns are sorted through Arrow's row format
 /// (one memcmp per comparison), which profiling showed far cheaper than per-column comparators.
 fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
@@ -1297,6 +1310,7 @@ fn write_files(
                 &concat_batches(&schema, &batches).map_err(Error::Arrow)?,
                 &["time"],
             )?;
+            // Split by hour on time order; each hour's slice is then sorted in its file's order.
             let times = time_column(&all)?;
             let mut start_row = 0;
             while start_row < all.num_rows() {
@@ -1305,10 +1319,10 @@ fn write_files(
                 while end_row < all.num_rows() && times.value(end_row) < hour + HOUR_NS {
                     end_row += 1;
                 }
-                let mut slice = all.slice(start_row, end_row - start_row);
-                if table == Table::MetricSamples {
-                    slice = sort_by(&slice, &["metric", "device_id", "time"])?;
-                }
+                let slice = sort_by(
+                    &all.slice(start_row, end_row - start_row),
+                    file_order(table),
+                )?;
                 let meta = write_one(
                     dir,
                     &tenant,
@@ -1364,10 +1378,7 @@ fn merge_files(
         }
     }
     let all = concat_batches(&schema, &batches).map_err(Error::Arrow)?;
-    let sorted = match first.table {
-        Table::Events => sort_by(&all, &["time"])?,
-        Table::MetricSamples => sort_by(&all, &["metric", "device_id", "time"])?,
-    };
+    let sorted = sort_by(&all, file_order(first.table))?;
     let min_time = files
         .iter()
         .map(|f| f.min_time)

@@ -472,6 +472,53 @@ fn walk_parquet(dir: &std::path::Path) -> usize {
     n
 }
 
+/// Asserts that every events file under `dir` holds its rows in (type, time) order (the order
+/// type-filtered scans rely on to skip other types' pages), and returns how many it checked.
+fn assert_events_files_in_type_time_order(dir: &std::path::Path) -> usize {
+    use arrow::array::{Array, AsArray};
+    let mut stack = vec![dir.to_path_buf()];
+    let mut checked = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let in_events = p.components().any(|c| c.as_os_str() == "events");
+            if !in_events || p.extension().is_none_or(|x| x != "parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&p).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            let mut rows: Vec<(String, i64)> = Vec::new();
+            for b in reader {
+                let b = b.unwrap();
+                let types = b.column_by_name("type").unwrap().as_string::<i32>();
+                let times = b
+                    .column_by_name("time")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+                assert_eq!(types.null_count(), 0);
+                rows.extend(
+                    (0..b.num_rows()).map(|r| (types.value(r).to_string(), times.value(r))),
+                );
+            }
+            assert!(
+                rows.windows(2).all(|w| w[0] <= w[1]),
+                "{} is not in (type, time) order",
+                p.display()
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_its_time_limit_fails_with_timeout() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,6 +561,8 @@ async fn small_files_are_compacted_into_one_per_partition_without_changing_answe
         f.store.max_files_per_partition() > 1,
         "several persists wrote several files per hour"
     );
+    let store_dir = f.dir.path().join("store");
+    assert!(assert_events_files_in_type_time_order(&store_dir) > 6);
     let want = naive(&all, "a", |_| true, false);
     assert_eq!(all_ids(&f.store, "a", EventFilter::default()).await, want);
     f.store.shutdown().await;
@@ -530,6 +579,8 @@ async fn small_files_are_compacted_into_one_per_partition_without_changing_answe
     }
     assert_eq!(f.store.max_files_per_partition(), 1);
     assert_eq!(all_ids(&f.store, "a", EventFilter::default()).await, want);
+    // Compaction writes merged files in the same order.
+    assert!(assert_events_files_in_type_time_order(&store_dir) > 0);
     // Crash right after: the manifest alone decides; nothing lost, nothing doubled.
     let f = crash_and_reopen(f, |_| {}).await;
     caught_up(&f).await;
