@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::functions_aggregate::expr_fn::{
     avg, count, count_distinct, last_value, max, min, sum,
@@ -22,7 +22,8 @@ use datafusion::scalar::ScalarValue;
 use serde_json::Value;
 
 use crate::digest::{self, Dictionary, Digest};
-use crate::journeys::{self, Cohort, FunnelTally, Period, Session, StepEvent};
+use crate::funnel_pass;
+use crate::journeys::{self, Cohort, FunnelTally, Period, Session};
 use crate::query::{column, property_candidates, strings, ts};
 use crate::schema::encode_property;
 use crate::{Error, Result};
@@ -363,7 +364,7 @@ fn u64_at(b: &RecordBatch, name: &str, row: usize) -> Result<u64> {
     })
 }
 
-fn ints(b: &RecordBatch, name: &str) -> Result<arrow::array::Int64Array> {
+pub(crate) fn ints(b: &RecordBatch, name: &str) -> Result<arrow::array::Int64Array> {
     Ok(arrow::compute::cast(column(b, name)?, &DataType::Int64)
         .map_err(Error::Arrow)?
         .as_primitive::<Int64Type>()
@@ -697,9 +698,6 @@ impl<'a> Interner<'a> {
     }
 }
 
-/// No breakdown value (the entry event lacks the field).
-const NO_VALUE: u32 = u32::MAX;
-
 pub(crate) async fn funnel(ctx: SessionContext, q: FunnelQuery) -> Result<FunnelAnswer> {
     let n = q.steps.len();
     let end = q.to.saturating_add(q.window_ns);
@@ -748,32 +746,11 @@ pub(crate) async fn funnel(ctx: SessionContext, q: FunnelQuery) -> Result<Funnel
             q.max_events
         )));
     }
-    // Users are split into shards by a hash of their id; each shard (a task of the query
-    // runtime) orders and walks only its own users, so no user spans two shards.
-    let batches = Arc::new(batches);
-    let shards = std::thread::available_parallelism()
+    let tasks = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
-    let tasks: Vec<_> = (0..shards)
-        .map(|shard| {
-            let (batches, q) = (batches.clone(), q.clone());
-            tokio::spawn(async move { funnel_shard(&batches, shard, shards, &q) })
-        })
-        .collect();
-    let mut overall = FunnelTally::new(n);
-    let mut groups: HashMap<Option<String>, FunnelTally> = HashMap::new();
-    for t in tasks {
-        let (o, g) = t.await.map_err(|e| Error::Task(e.to_string()))??;
-        overall.merge(o);
-        for (v, t) in g {
-            match groups.get_mut(&v) {
-                Some(mine) => mine.merge(t),
-                None => {
-                    groups.insert(v, t);
-                }
-            }
-        }
-    }
+    let (overall, groups) =
+        funnel_pass::tally(batches, tasks, n, q.window_ns, q.breakdown.is_some()).await?;
     let finish = |mut t: FunnelTally| FunnelSteps {
         median_ns: (0..n).map(|k| t.median(k)).collect(),
         users: t.users,
@@ -803,146 +780,6 @@ pub(crate) async fn funnel(ctx: SessionContext, q: FunnelQuery) -> Result<Funnel
             .collect(),
         groups_omitted: omitted,
     })
-}
-
-/// A shard's overall tally and its tallies per breakdown value.
-type ShardTally = (FunnelTally, HashMap<Option<String>, FunnelTally>);
-
-/// One shard's funnel: the users whose id hashes to `shard` of `shards`, each user's events
-/// ordered by (time, offset) and walked by [`journeys::funnel_user`]. Returns the overall
-/// tally and one per breakdown value (`None`: the entry event lacks the field).
-fn funnel_shard(
-    batches: &[RecordBatch],
-    shard: usize,
-    shards: usize,
-    q: &FunnelQuery,
-) -> Result<ShardTally> {
-    let n = q.steps.len();
-    // Users by the 128-bit xxh3 of their id (a collision among even 10^9 ids has odds below
-    // 10^-20; dedup relies on the same): no string compares, and the shard falls out of it.
-    let mut users: HashMap<u128, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut values = Interner::new();
-    // Per user (by dense id): (event, breakdown value id). Files are in (type, time) order,
-    // so each list arrives as a few sorted runs and sorts fast.
-    let string_cols: Vec<_> = batches
-        .iter()
-        .map(|b| {
-            let user = strings(b, "user_id")?;
-            let b_col = match q.breakdown {
-                Some(_) => Some(strings(b, "b")?),
-                None => None,
-            };
-            Ok((user, b_col))
-        })
-        .collect::<Result<_>>()?;
-    // Pass 1: each row's user id (`OTHER_SHARD` for other shards' rows) and events per user.
-    const OTHER_SHARD: u32 = u32::MAX;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut row_users: Vec<u32> = Vec::with_capacity(rows);
-    let mut counts: Vec<u32> = Vec::new();
-    for (user, _) in &string_cols {
-        for r in 0..user.len() {
-            let h = xxhash_rust::xxh3::xxh3_128(user.value(r).as_bytes());
-            if shards > 1 && (h as u64 % shards as u64) as usize != shard {
-                row_users.push(OTHER_SHARD);
-                continue;
-            }
-            let next = u32::try_from(counts.len()).unwrap_or(OTHER_SHARD);
-            let id = *users.entry(h).or_insert(next);
-            if id == next {
-                counts.push(0);
-            }
-            counts[id as usize] += 1;
-            row_users.push(id);
-        }
-    }
-    // Pass 2: every user's events into one array, each user's run at its own offset (a
-    // counting sort: no per-user allocation, no global sort).
-    let mut starts: Vec<usize> = Vec::with_capacity(counts.len() + 1);
-    let mut total = 0usize;
-    for c in &counts {
-        starts.push(total);
-        total += *c as usize;
-    }
-    starts.push(total);
-    let mut fill = starts.clone();
-    let empty = (
-        StepEvent {
-            time: 0,
-            offset: 0,
-            steps: 0,
-        },
-        NO_VALUE,
-    );
-    let mut events: Vec<(StepEvent, u32)> = vec![empty; total];
-    let mut row_users = row_users.into_iter();
-    for (b, (_, b_col)) in batches.iter().zip(&string_cols) {
-        let (t, mask) = (ints(b, "t")?, ints(b, "mask")?);
-        let offset = column(b, "offset")?.as_primitive::<UInt64Type>();
-        for r in 0..b.num_rows() {
-            let Some(id) = row_users.next().filter(|id| *id != OTHER_SHARD) else {
-                continue;
-            };
-            let bval = match b_col {
-                Some(c) if !c.is_null(r) => values.id(c.value(r)),
-                _ => NO_VALUE,
-            };
-            let at = &mut fill[id as usize];
-            events[*at] = (
-                StepEvent {
-                    time: t.value(r),
-                    offset: offset.value(r),
-                    steps: u32::try_from(mask.value(r)).unwrap_or(0),
-                },
-                bval,
-            );
-            *at += 1;
-        }
-    }
-    let per_user = starts.windows(2).map(|w| w[0]..w[1]);
-    let mut overall = FunnelTally::new(n);
-    let mut groups: HashMap<u32, FunnelTally> = HashMap::new();
-    let mut one: Vec<StepEvent> = Vec::new();
-    for range in per_user {
-        let user_events = &mut events[range];
-        user_events.sort_unstable_by_key(|(e, _)| (e.time, e.offset));
-        one.clear();
-        one.extend(user_events.iter().map(|(e, _)| *e));
-        overall.add(&journeys::funnel_user(&one, n, q.window_ns));
-        if q.breakdown.is_some() {
-            let mut entry_values: Vec<u32> = user_events
-                .iter()
-                .filter(|(e, _)| e.steps & 1 != 0)
-                .map(|(_, v)| *v)
-                .collect();
-            entry_values.sort_unstable();
-            entry_values.dedup();
-            for v in entry_values {
-                // Only entries with this value start chains of its group.
-                one.clear();
-                one.extend(user_events.iter().map(|(e, bv)| StepEvent {
-                    steps: if *bv == v { e.steps } else { e.steps & !1 },
-                    ..*e
-                }));
-                groups
-                    .entry(v)
-                    .or_insert_with(|| FunnelTally::new(n))
-                    .add(&journeys::funnel_user(&one, n, q.window_ns));
-            }
-        }
-    }
-    let groups = groups
-        .into_iter()
-        .map(|(v, t)| {
-            let name = (v != NO_VALUE).then(|| value_name(&values, v).to_string());
-            (name, t)
-        })
-        .collect();
-    Ok((overall, groups))
-}
-
-fn value_name<'a>(values: &Interner<'a>, v: u32) -> &'a str {
-    values.names.get(v as usize).copied().unwrap_or("")
 }
 
 pub(crate) async fn retention(ctx: SessionContext, q: RetentionQuery) -> Result<Vec<Cohort>> {

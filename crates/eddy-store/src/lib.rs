@@ -14,6 +14,7 @@ pub mod analytics;
 mod digest;
 mod digest_sql;
 mod error;
+mod funnel_pass;
 pub mod journeys;
 pub mod manifest;
 pub mod query;
