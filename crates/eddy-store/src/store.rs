@@ -1248,14 +1248,23 @@ pub(crate) fn file_order(table: Table) -> &'static [&'static str] {
 /// Sorts `batch` by the given columns. Several columns are sorted through Arrow's row format
 /// (one memcmp per comparison), which profiling showed far cheaper than per-column comparators.
 fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
-    let cols = columns
-        .iter()
-        .map(|c| {
-            Ok(batch
+    sort_by_keys(batch, std::iter::empty(), columns)
+}
+
+/// Sorts `batch` by the `computed` keys (arrays of its length), then by its `columns`.
+fn sort_by_keys(
+    batch: &RecordBatch,
+    computed: impl Iterator<Item = arrow::array::ArrayRef>,
+    columns: &[&str],
+) -> Result<RecordBatch> {
+    let mut cols: Vec<arrow::array::ArrayRef> = computed.collect();
+    for c in columns {
+        cols.push(
+            batch
                 .column(batch.schema().index_of(c).map_err(Error::Arrow)?)
-                .clone())
-        })
-        .collect::<Result<Vec<_>>>()?;
+                .clone(),
+        );
+    }
     let idx = if cols.len() == 1 {
         arrow::compute::sort_to_indices(&cols[0], None, None).map_err(Error::Arrow)?
     } else {
@@ -1306,31 +1315,40 @@ fn write_files(
             if batches.is_empty() {
                 continue;
             }
-            let all = sort_by(
-                &concat_batches(&schema, &batches).map_err(Error::Arrow)?,
-                &["time"],
+            // One sort (and one copy of the rows) by hour, then the file order inside the hour.
+            let all = concat_batches(&schema, &batches).map_err(Error::Arrow)?;
+            let hours = arrow::array::Int64Array::from_iter_values(
+                time_column(&all)?
+                    .values()
+                    .iter()
+                    .map(|t| t.div_euclid(HOUR_NS)),
+            );
+            let all = sort_by_keys(
+                &all,
+                std::iter::once(Arc::new(hours) as _),
+                file_order(table),
             )?;
-            // Split by hour on time order; each hour's slice is then sorted in its file's order.
             let times = time_column(&all)?;
             let mut start_row = 0;
             while start_row < all.num_rows() {
                 let hour = times.value(start_row).div_euclid(HOUR_NS) * HOUR_NS;
                 let mut end_row = start_row;
-                while end_row < all.num_rows() && times.value(end_row) < hour + HOUR_NS {
+                while end_row < all.num_rows()
+                    && times.value(end_row).div_euclid(HOUR_NS) * HOUR_NS == hour
+                {
                     end_row += 1;
                 }
-                let slice = sort_by(
-                    &all.slice(start_row, end_row - start_row),
-                    file_order(table),
-                )?;
+                let len = end_row - start_row;
+                let slice = all.slice(start_row, len);
+                let hour_times = times.slice(start_row, len);
                 let meta = write_one(
                     dir,
                     &tenant,
                     table,
                     hour,
                     &slice,
-                    times.value(start_row),
-                    times.value(end_row - 1),
+                    arrow::compute::min(&hour_times).unwrap_or(hour),
+                    arrow::compute::max(&hour_times).unwrap_or(hour),
                 )?;
                 written += meta.bytes;
                 built.extend(digest::build(digests, &meta, &slice, late_after_ns)?);
