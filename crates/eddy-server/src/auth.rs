@@ -1,9 +1,10 @@
-//! Resolving the caller from `X-API-Key` or `Authorization: Bearer`, and scope checks.
+//! The caller of a request: the secret from `X-API-Key` or `Authorization: Bearer`, resolved
+//! by the service layer's authenticator (scope checks are the services' own).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use eddy_service::auth::{Principal, Scope, authenticate};
 
-use crate::catalog::{Principal, Scope};
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -12,20 +13,9 @@ use crate::{Error, Result};
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// Fails with 403 unless the key has `scope`.
+    /// Fails with 403 unless the key has `scope` (for routes not yet behind a service).
     pub fn require(&self, scope: Scope) -> Result<&Principal> {
-        if self.0.scopes.contains(&scope) {
-            Ok(&self.0)
-        } else {
-            let name = match scope {
-                Scope::Admin => "admin",
-                Scope::Read => "read",
-                Scope::Write => "write",
-            };
-            Err(Error::Forbidden(format!(
-                "this key lacks the `{name}` scope"
-            )))
-        }
+        Ok(self.0.require(scope)?)
     }
 }
 
@@ -46,25 +36,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let secret = presented_secret(&parts.headers)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                Error::Unauthorized(
-                    "missing API key: send `X-API-Key: <key>` or `Authorization: Bearer <key>`"
-                        .into(),
-                )
-            })?;
-        Caller::authenticate(state, secret)
+        Caller::authenticate(state, presented_secret(&parts.headers))
     }
 }
 
 impl Caller {
     /// The caller presenting `secret`.
-    pub(crate) fn authenticate(state: &AppState, secret: &str) -> Result<Self> {
-        state
-            .auth
-            .authenticate(secret)
-            .map(Caller)
-            .ok_or_else(|| Error::Unauthorized("invalid or revoked API key".into()))
+    pub(crate) fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Self> {
+        Ok(Caller(authenticate(state.services.auth.as_ref(), secret)?))
     }
 }

@@ -14,30 +14,33 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use eddy_service::Error as Domain;
 
+use crate::Error;
 use crate::auth::{Caller, presented_secret};
-use crate::catalog::Scope;
 use crate::state::AppState;
+use eddy_service::auth::Scope;
 
-/// Routes whose answers are cached.
-const CACHED_ROUTES: [&str; 14] = [
-    "/api/v1/timeseries",
-    "/api/v1/rollups",
-    "/api/v1/analytics/aggregates",
-    "/api/v1/query",
-    "/api/v1/analytics/summary",
-    "/analytics/summary",
-    "/v1/analytics/summary",
-    "/api/v1/analytics/top",
-    "/analytics/events",
-    "/api/v1/analytics/timeseries",
-    "/api/v1/analytics/users/{user_id}",
-    "/api/v1/analytics/funnel",
-    "/api/v1/analytics/retention",
-    "/api/v1/metrics/export",
+/// Routes whose answers are cached, with their method (any other method of the path is not
+/// theirs: it gets its 405 untouched).
+const CACHED_ROUTES: [(Method, &str); 14] = [
+    (Method::GET, "/api/v1/timeseries"),
+    (Method::GET, "/api/v1/rollups"),
+    (Method::GET, "/api/v1/analytics/aggregates"),
+    (Method::POST, "/api/v1/query"),
+    (Method::GET, "/api/v1/analytics/summary"),
+    (Method::GET, "/analytics/summary"),
+    (Method::GET, "/v1/analytics/summary"),
+    (Method::GET, "/api/v1/analytics/top"),
+    (Method::GET, "/analytics/events"),
+    (Method::GET, "/api/v1/analytics/timeseries"),
+    (Method::GET, "/api/v1/analytics/users/{user_id}"),
+    (Method::GET, "/api/v1/analytics/funnel"),
+    (Method::GET, "/api/v1/analytics/retention"),
+    (Method::GET, "/api/v1/metrics/export"),
 ];
 
 /// Largest request body read for a cache key (SQL statements are at most 64 KiB).
@@ -121,12 +124,15 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    if !CACHED_ROUTES.contains(&route.as_str()) {
+    if !CACHED_ROUTES
+        .iter()
+        .any(|(m, r)| *m == req.method() && *r == route)
+    {
         return next.run(req).await;
     }
     let caller = presented_secret(req.headers())
         .filter(|s| !s.is_empty())
-        .and_then(|s| Caller::authenticate(&state, s).ok());
+        .and_then(|s| Caller::authenticate(&state, Some(s)).ok());
     let Some(tenant) = caller
         .as_ref()
         .and_then(|c| c.require(Scope::Read).ok())
@@ -137,7 +143,10 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_KEY_BODY).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        return Error::from(Domain::TooLarge(format!(
+            "request body is larger than the limit of {MAX_KEY_BODY} bytes for this route"
+        )))
+        .into_response();
     };
     // The path, not the route: `/users/{user_id}` is one route of many answers.
     let k = key(
@@ -166,8 +175,15 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         return tagged(resp, false);
     }
     let (parts, body) = resp.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        // The answer's body failed while it was produced (a streamed answer's error).
+        Err(e) => {
+            return Error::from(Domain::Internal(format!(
+                "an answer of {route} failed while it was read for the cache: {e}"
+            )))
+            .into_response();
+        }
     };
     cache.entries.insert(
         k,

@@ -223,6 +223,30 @@ fn describe() {
         "eddy_build_info",
         "Build information; the value is always 1."
     );
+    describe_counter!(
+        "eddy_query_cache_total",
+        "Answers of cached read routes by result: hit (served from the query cache) or miss."
+    );
+    describe_counter!(
+        "eddy_sql_queries_total",
+        "SQL statements answered (POST /api/v1/query)."
+    );
+    describe_counter!(
+        "eddy_store_compactions_total",
+        "Hour partitions whose Parquet files were merged into one."
+    );
+    describe_counter!(
+        "eddy_store_expired_files_total",
+        "Parquet files deleted because their tenant's retention passed."
+    );
+    describe_gauge!(
+        "eddy_stream_horizon_divisor",
+        "How much the rollup memory bound shortens the in-memory horizons (1 = the configured horizons; 2 = half of them, …)."
+    );
+    describe_counter!(
+        "eddy_stream_rollup_file_reads_total",
+        "Rollup queries that read closed windows back from the rollup files (past the in-memory horizon)."
+    );
 }
 
 /// Refreshes gauges that are read rather than pushed.
@@ -240,8 +264,83 @@ pub(crate) fn update_gauges(state: &AppState) {
             .end_offset()
             .saturating_sub(state.stream.applied_offset()) as f64,
     );
-    metrics::gauge!("eddy_dedup_entries").set(state.dedup.len() as f64);
-    metrics::gauge!("eddy_tenants")
-        .set(state.catalog.tenants().map(|t| t.len()).unwrap_or(0) as f64);
+    metrics::gauge!("eddy_dedup_entries").set(state.services.dedup.len() as f64);
+    metrics::gauge!("eddy_tenants").set(
+        state
+            .services
+            .catalog
+            .tenants()
+            .map(|t| t.len())
+            .unwrap_or(0) as f64,
+    );
     metrics::gauge!("eddy_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric any crate of the workspace records is described here, so `/metrics` has a
+    /// HELP line for each (promtool insists) whatever activity created it.
+    #[test]
+    fn every_recorded_metric_is_described() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let described = include_str!("metrics.rs");
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        let mut stack = vec![crates];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if !path.ends_with("target") && !path.ends_with("tests") {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for kind in ["counter!(", "gauge!(", "histogram!("] {
+                    for (at, _) in text.match_indices(kind) {
+                        if text[..at].ends_with("describe_") {
+                            continue;
+                        }
+                        let rest = text[at + kind.len()..].trim_start();
+                        let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next())
+                        else {
+                            continue;
+                        };
+                        // Only names (this test's own strings mention the macros too).
+                        if !name.starts_with("eddy_")
+                            || !name
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                        {
+                            continue;
+                        }
+                        seen += 1;
+                        let needle = format!("\"{name}\"");
+                        let described_here = described.match_indices(&needle).any(|(i, _)| {
+                            described[..i].trim_end().ends_with("_counter!(")
+                                || described[..i].trim_end().ends_with("_gauge!(")
+                                || described[..i].trim_end().ends_with("_histogram!(")
+                        });
+                        if !described_here {
+                            missing.push(format!("{name} ({})", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            seen > 40,
+            "found only {seen} metric uses; is the scan broken?"
+        );
+        missing.sort();
+        missing.dedup();
+        assert!(
+            missing.is_empty(),
+            "metrics without a description in metrics.rs::describe: {missing:?}"
+        );
+    }
 }

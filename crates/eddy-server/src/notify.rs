@@ -24,30 +24,11 @@ use eddy_stream::{AlertNotice, Live};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::state::AppState;
-use crate::{Error, Result};
 
 /// Deliveries in flight at once.
 pub(crate) const CONCURRENCY: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Checks a webhook URL: absolute http(s) with a host.
-pub(crate) fn check_url(url: &str) -> Result<String> {
-    let bad = |why: &str| {
-        Error::bad_request(
-            "invalid_webhook_url",
-            format!("`webhook_url` `{url}`: {why}"),
-        )
-    };
-    let u = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(bad("use an http or https URL"));
-    }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err(bad("the URL needs a host"));
-    }
-    Ok(u.to_string())
-}
 
 /// Starts delivering the processor's alert transitions.
 pub(crate) fn spawn(state: AppState, mut notices: mpsc::Receiver<AlertNotice>) {
@@ -66,7 +47,7 @@ pub(crate) fn spawn(state: AppState, mut notices: mpsc::Receiver<AlertNotice>) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
-            let url = match state.catalog.tenant(&n.tenant) {
+            let url = match state.services.catalog.tenant(&n.tenant) {
                 Ok(t) => t.webhook_url,
                 Err(_) => None,
             };

@@ -2,7 +2,10 @@
 //! that talk to a running server's admin API.
 
 mod admin;
+mod compose;
 mod config;
+#[cfg(test)]
+mod layering;
 mod loadgen;
 mod serve;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use eddy_model::SystemClock;
-use eddy_server::Server;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeArgs};
@@ -30,6 +29,15 @@ fn init_tracing(format: LogFormat, level: &str) -> Result<()> {
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let settings = args.resolve()?;
     init_tracing(settings.log_format, &settings.log_level)?;
+    // Bind first: a taken port must fail before the data dir is created or a key printed.
+    let listener = std::net::TcpListener::bind(settings.http_addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| {
+            format!(
+                "cannot listen on --http-addr / EDDY_HTTP_ADDR {} (is another server using it?)",
+                settings.http_addr
+            )
+        })?;
     let data_dir = settings.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -52,7 +60,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let opened = Server::open(settings.server, Arc::new(SystemClock)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .context("cannot use the listening socket")?;
+        let opened = crate::compose::open(settings.server, Arc::new(SystemClock))?;
         if let Some(key) = &opened.generated_admin_key {
             let path = data_dir.join("admin.key");
             let mut out = std::io::stdout().lock();
@@ -61,9 +71,6 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             writeln!(out, "  and reads and writes the default tenant.\n")?;
             out.flush()?;
         }
-        let listener = tokio::net::TcpListener::bind(settings.http_addr)
-            .await
-            .with_context(|| format!("cannot listen on --http-addr / EDDY_HTTP_ADDR {}", settings.http_addr))?;
         let addr = listener.local_addr()?;
         // Scripts and tests that ask for port 0 learn the real address from this file.
         let addr_file = data_dir.join("eddy.addr");

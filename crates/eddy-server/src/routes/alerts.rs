@@ -24,24 +24,26 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::{ErrorBody, Errors};
 use crate::routes::parse_json;
 use crate::routes::query::unknown;
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 fn invalid_rule(e: eddy_stream::alerts::RuleError) -> Error {
-    Error::Validation {
-        message: format!("invalid rule: {e}"),
-        errors: vec![EventError {
+    Domain::rejected(
+        format!("invalid rule: {e}"),
+        vec![EventError {
             index: 0,
             field: e.field.to_string(),
             reason: e.reason,
         }],
-    }
+    )
+    .into()
 }
 
 /// Appends `entry` durably and waits until the stream processor has applied it.
@@ -49,12 +51,13 @@ async fn append_and_apply(state: &AppState, entry: Entry) -> Result<()> {
     let bytes = codec::encode_entry(&LogEntry { entry: Some(entry) });
     let range = state.log.append(vec![bytes.into()])?.durable().await?;
     if !state.stream.wait_applied(range.end, APPLY_WAIT).await {
-        return Err(Error::Unavailable {
+        return Err(Domain::Unavailable {
             message: "the change is stored but the stream processor has not applied it yet; \
                       it will take effect shortly"
                 .into(),
             retry_after_secs: 1,
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -63,7 +66,7 @@ fn rule_json(state: &AppState, tenant: &str, id: &str) -> Result<Value> {
     state
         .stream
         .read_alerts(tenant, |a| a.rule(id).map(Rule::to_json))?
-        .ok_or_else(|| Error::NotFound(format!("no rule `{id}`")))
+        .ok_or_else(|| Domain::NotFound(format!("no rule `{id}`")).into())
 }
 
 fn check_rule_id(id: &str) -> Result<()> {
@@ -94,7 +97,7 @@ async fn store_rule(
     let rule = spec
         .validate(id, created_at.unwrap_or(now), now)
         .map_err(invalid_rule)?;
-    let json = serde_json::to_string(&rule).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&rule).map_err(|e| Domain::Internal(e.to_string()))?;
     append_and_apply(
         state,
         Entry::RuleChange(RuleChange {
@@ -141,19 +144,20 @@ pub(crate) async fn create_rule(
     };
     check_rule_id(&id)?;
     let spec: RuleSpec = serde_json::from_value(v)
-        .map_err(|e| Error::bad_request("invalid_body", format!("invalid rule: {e}")))?;
+        .map_err(|e| Domain::invalid("invalid_body", format!("invalid rule: {e}")))?;
     let (exists, count) = state
         .stream
         .read_alerts(&p.tenant_id, |a| (a.rule(&id).is_some(), a.rules().count()))?;
     if exists {
-        return Err(Error::Conflict(format!(
+        return Err(Domain::Conflict(format!(
             "rule `{id}` exists; PUT or PATCH /api/v1/rules/{id} changes it"
-        )));
+        ))
+        .into());
     }
     if count >= MAX_RULES {
-        return Err(Error::Conflict(format!(
-            "a tenant may have at most {MAX_RULES} rules"
-        )));
+        return Err(
+            Domain::Conflict(format!("a tenant may have at most {MAX_RULES} rules")).into(),
+        );
     }
     let rule = store_rule(&state, &p.tenant_id, &id, spec, None).await?;
     Ok((StatusCode::CREATED, Json(rule)).into_response())
@@ -185,9 +189,9 @@ pub(crate) async fn put_rule(
         (a.rule(&id).map(|r| r.created_at), a.rules().count())
     })?;
     if existing.is_none() && count >= MAX_RULES {
-        return Err(Error::Conflict(format!(
-            "a tenant may have at most {MAX_RULES} rules"
-        )));
+        return Err(
+            Domain::Conflict(format!("a tenant may have at most {MAX_RULES} rules")).into(),
+        );
     }
     let rule = store_rule(&state, &p.tenant_id, &id, spec, existing).await?;
     let status = if existing.is_some() {
@@ -209,17 +213,14 @@ pub(crate) async fn patch_rule(
     let p = caller.require(Scope::Write)?;
     let patch: Value = parse_json(&body)?;
     let Value::Object(patch) = patch else {
-        return Err(Error::bad_request(
-            "invalid_body",
-            "a merge patch is a JSON object",
-        ));
+        return Err(Domain::invalid("invalid_body", "a merge patch is a JSON object").into());
     };
     let current = state
         .stream
         .read_alerts(&p.tenant_id, |a| a.rule(&id).cloned())?
-        .ok_or_else(|| Error::NotFound(format!("no rule `{id}`")))?;
+        .ok_or_else(|| Domain::NotFound(format!("no rule `{id}`")))?;
     let mut merged =
-        serde_json::to_value(current.to_spec()).map_err(|e| Error::Internal(e.to_string()))?;
+        serde_json::to_value(current.to_spec()).map_err(|e| Domain::Internal(e.to_string()))?;
     if let Some(o) = merged.as_object_mut() {
         for (k, v) in patch {
             if v.is_null() {
@@ -230,7 +231,7 @@ pub(crate) async fn patch_rule(
         }
     }
     let spec: RuleSpec = serde_json::from_value(merged)
-        .map_err(|e| Error::bad_request("invalid_body", format!("invalid rule: {e}")))?;
+        .map_err(|e| Domain::invalid("invalid_body", format!("invalid rule: {e}")))?;
     let rule = store_rule(&state, &p.tenant_id, &id, spec, Some(current.created_at)).await?;
     Ok(Json(rule).into_response())
 }
@@ -265,7 +266,7 @@ pub(crate) async fn list_alerts(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
-    let bad = |m: String| Error::bad_request("invalid_parameter", m);
+    let bad = |m: String| Domain::invalid("invalid_parameter", m);
     let (mut status, mut device, mut metric, mut rule, mut severity) =
         (None, None, None, None, None);
     let mut limit = 100usize;
@@ -337,7 +338,7 @@ fn alert_json(state: &AppState, tenant: &str, id: &str) -> Result<Value> {
     state
         .stream
         .read_alerts(tenant, |a| a.alert(id).map(eddy_stream::Alert::to_json))?
-        .ok_or_else(|| Error::NotFound(format!("no alert `{id}`")))
+        .ok_or_else(|| Domain::NotFound(format!("no alert `{id}`")).into())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -360,15 +361,12 @@ async fn act(
         parse_json(body)?
     };
     if req.note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
-        return Err(Error::bad_request(
-            "invalid_body",
-            "`note`: at most 1000 characters",
-        ));
+        return Err(Domain::invalid("invalid_body", "`note`: at most 1000 characters").into());
     }
     let status = state
         .stream
         .read_alerts(&p.tenant_id, |a| a.alert(&id).map(|al| al.status))?
-        .ok_or_else(|| Error::NotFound(format!("no alert `{id}`")))?;
+        .ok_or_else(|| Domain::NotFound(format!("no alert `{id}`")))?;
     let target = if action == "acknowledge" {
         Status::Acknowledged
     } else {
@@ -379,9 +377,10 @@ async fn act(
         return Ok(Json(alert_json(&state, &p.tenant_id, &id)?).into_response());
     }
     if status == Status::Resolved {
-        return Err(Error::Conflict(format!(
+        return Err(Domain::Conflict(format!(
             "alert `{id}` is resolved; it cannot be acknowledged"
-        )));
+        ))
+        .into());
     }
     append_and_apply(
         &state,

@@ -24,17 +24,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::{ErrorBody, Errors, FilterParams, RangeParams};
 use crate::routes::parse_json;
 use crate::routes::query::{events_csv, parse_time_param, unknown, whole};
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
 fn bad(message: impl Into<String>) -> Error {
-    Error::bad_request("invalid_parameter", message)
+    Domain::invalid("invalid_parameter", message).into()
 }
 
 fn rfc(ns: i64) -> String {
@@ -208,7 +209,7 @@ pub(crate) async fn summary(
 ) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let (from, to, cur, prev) = summaries(&state, &p.tenant_id, &pairs).await?;
-    let counters = state.stats.get(&p.tenant_id).snapshot();
+    let counters = state.services.stats.get(&p.tenant_id).snapshot();
     Ok(Json(json!({
         "from": rfc(from),
         "to": rfc(to),
@@ -559,11 +560,12 @@ pub(crate) async fn user(
     }
     (q.from, q.to) = range.resolve()?;
     let Some(u) = state.query.user(&p.tenant_id, q.clone()).await? else {
-        return Err(Error::NotFound(format!(
+        return Err(Domain::NotFound(format!(
             "user `{user_id}` has no events between {} and {}",
             rfc(q.from),
             rfc(q.to)
-        )));
+        ))
+        .into());
     };
     let total_ns: i64 = u.sessions.iter().map(|s| s.end - s.start).sum();
     Ok(Json(json!({
@@ -948,7 +950,7 @@ impl Encoder {
             }
             ExportFormat::Parquet => {
                 let fail =
-                    |e: parquet::errors::ParquetError| Error::Internal(format!("parquet: {e}"));
+                    |e: parquet::errors::ParquetError| Domain::Internal(format!("parquet: {e}"));
                 if self.parquet.is_none() {
                     let sink = Shared::default();
                     let props = parquet::file::properties::WriterProperties::builder()
@@ -972,7 +974,7 @@ impl Encoder {
     /// What is left to write after the last batch (the Parquet footer; the CSV header when
     /// there were no rows).
     fn finish(&mut self) -> Result<Bytes> {
-        let fail = |e: parquet::errors::ParquetError| Error::Internal(format!("parquet: {e}"));
+        let fail = |e: parquet::errors::ParquetError| Domain::Internal(format!("parquet: {e}"));
         match self.format {
             ExportFormat::Csv if self.header => {
                 self.header = false;
@@ -1140,7 +1142,7 @@ pub(crate) async fn metrics_export(
         .into_response()),
         "csv" => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            let fail = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+            let fail = |e: csv::Error| Domain::Internal(format!("csv: {e}"));
             w.write_record(["device_id", "metric", "time", "value"])
                 .map_err(fail)?;
             for m in &latest {
@@ -1149,7 +1151,7 @@ pub(crate) async fn metrics_export(
             }
             let body = w
                 .into_inner()
-                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+                .map_err(|e| Domain::Internal(format!("csv: {e}")))?;
             Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
         }
         "prometheus" => {

@@ -9,10 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use eddy_service::ingest::{IngestRequest, Outcome};
+
 use crate::Result;
 use crate::auth::Caller;
-use crate::catalog::Scope;
-use crate::ingest::{IngestOptions, Outcome, ingest, read_body};
+use crate::body::read_body;
 use crate::openapi::{ErrorBody, Errors};
 use crate::state::AppState;
 
@@ -37,15 +38,18 @@ async fn run(
     sync_default: bool,
     max_events: usize,
 ) -> Result<Outcome> {
-    let principal = caller.require(Scope::Write)?;
+    // Refuse a key without `write` before reading its body.
+    caller.require(eddy_service::auth::Scope::Write)?;
     let body = read_body(state, headers, body).await?;
-    let opts = IngestOptions {
+    let req = IngestRequest {
+        body: body.bytes.clone(),
+        format: body.format,
         partial: params.partial.unwrap_or(false),
         sync: params.sync.unwrap_or(sync_default),
-        max_events: max_events.min(state.config.max_batch_events),
+        max_events,
     };
     // `body` (and its in-flight budget) lives until the events are queued or refused.
-    ingest(state, principal, body.bytes.clone(), body.format, opts).await
+    Ok(state.services.ingest.ingest(&caller.0, req).await?)
 }
 
 fn status(o: &Outcome) -> StatusCode {

@@ -29,11 +29,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, presented_secret};
-use crate::catalog::{Principal, Scope};
 use crate::openapi::Errors;
 use crate::routes::query::unknown;
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::{Principal, Scope};
 
 /// The WebSocket subprotocol Eddy speaks; a key may ride along as `eddy.key.<KEY>`.
 pub(crate) const WS_PROTOCOL: &str = "eddy.v1";
@@ -47,7 +48,7 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bad(message: impl Into<String>) -> Error {
-    Error::bad_request("invalid_parameter", message)
+    Domain::invalid("invalid_parameter", message).into()
 }
 
 fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTreeSet<Channel>> {
@@ -185,9 +186,10 @@ pub(crate) async fn ws(
 ) -> Result<Response> {
     if !origin_allowed(&state, &headers) {
         metrics::counter!("eddy_live_origin_rejected_total").increment(1);
-        return Err(Error::Forbidden(
+        return Err(Domain::PermissionDenied(
             "this Origin may not open a WebSocket here (see --ws-allowed-origins)".into(),
-        ));
+        )
+        .into());
     }
     let (proto_key, speaks) = protocol_key(&headers);
     let secret = presented_secret(&headers)
@@ -195,7 +197,7 @@ pub(crate) async fn ws(
         .or(proto_key);
     let principal = match secret {
         Some(s) => {
-            let caller = Caller::authenticate(&state, s)?;
+            let caller = Caller::authenticate(&state, Some(s))?;
             Some(caller.require(Scope::Read)?.clone())
         }
         None => None,
@@ -313,7 +315,8 @@ async fn first_message_auth(state: &AppState, socket: &mut WebSocket) -> Option<
                 return None;
             }
         };
-        let auth = Caller::authenticate(state, &key).and_then(|c| c.require(Scope::Read).cloned());
+        let auth =
+            Caller::authenticate(state, Some(&key)).and_then(|c| c.require(Scope::Read).cloned());
         return match auth {
             Ok(p) => Some(p),
             Err(e) => {

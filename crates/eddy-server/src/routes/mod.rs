@@ -23,12 +23,25 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
-use crate::{Error, Result};
+use eddy_service::Error as Domain;
+
+use crate::Result;
 
 /// A JSON request body, or a 400 saying what is wrong with it.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+        .map_err(|e| Domain::invalid("invalid_body", format!("invalid JSON body: {e}")).into())
+}
+
+/// The envelope of every list answer: `{"data": [...]}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ListOf<T> {
+    pub(crate) data: Vec<T>,
+}
+
+/// A list answer.
+pub(crate) fn list<T: serde::Serialize>(data: Vec<T>) -> Response {
+    axum::response::IntoResponse::into_response(axum::Json(ListOf { data }))
 }
 
 /// Every route with its OpenAPI entry: each handler is registered through `routes!`, which
@@ -111,6 +124,7 @@ pub(crate) fn openapi() -> &'static utoipa::openapi::OpenApi {
 pub(crate) fn router(state: AppState) -> Router {
     let api: Router<AppState> = documented().into();
     let api = api
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::cache::layer,

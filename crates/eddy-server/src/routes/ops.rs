@@ -8,10 +8,11 @@ use eddy_log::LogHealth;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::Errors;
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "ops", operation_id = "health", summary = "Liveness", responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object), Errors), security(()))]
@@ -60,7 +61,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/stats", tag = "ops", operation_id = "stats", summary = "Ingest counters of the tenant and the log position", responses((status = 200, description = "Counters", body = Object), Errors))]
 pub(crate) async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
-    let c = state.stats.get(&p.tenant_id).snapshot();
+    let c = state.services.stats.get(&p.tenant_id).snapshot();
     Ok(Json(json!({
         "tenant_id": p.tenant_id,
         "since_start": c,
@@ -102,8 +103,14 @@ pub(crate) async fn lag(State(state): State<AppState>, caller: Caller) -> Result
     .into_response())
 }
 
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> Error {
+    Error::MethodNotAllowed(format!(
+        "{method} is not a method of this path; the Allow header lists those that are"
+    ))
+}
+
 pub(crate) async fn not_found() -> Error {
-    Error::NotFound("no such route".into())
+    Domain::NotFound("no such route".into()).into()
 }
 
 /// The OpenAPI document of every route.

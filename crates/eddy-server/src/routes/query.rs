@@ -11,10 +11,11 @@ use eddy_store::query::{Cursor, EventFilter};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::{ErrorBody, Errors, RangeParams};
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 const DEFAULT_LIMIT: usize = 100;
 
@@ -30,10 +31,11 @@ pub(crate) fn parse_time_param(name: &str, v: &str, now_ns: i64) -> Result<i64> 
         return Ok(now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     }
     eddy_model::time::parse_time_str(t).map_err(|e| {
-        Error::bad_request(
+        Domain::invalid(
             "invalid_parameter",
             format!("`{name}`: {e} (use RFC 3339, an epoch number, `now` or e.g. `-24h`)"),
         )
+        .into()
     })
 }
 
@@ -51,10 +53,11 @@ fn format_of(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> {
             "json" => Ok(Format::Json),
             "ndjson" => Ok(Format::Ndjson),
             "csv" => Ok(Format::Csv),
-            other => Err(Error::bad_request(
+            other => Err(Domain::invalid(
                 "invalid_parameter",
                 format!("`format` `{other}`: use json, ndjson or csv"),
-            )),
+            )
+            .into()),
         };
     }
     let accept = headers
@@ -91,7 +94,7 @@ pub(crate) fn events_csv(rows: &[Value], header: bool) -> Result<Vec<u8>> {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let fail = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+    let fail = |e: csv::Error| Domain::Internal(format!("csv: {e}"));
     if header {
         w.write_record(CSV_COLUMNS).map_err(fail)?;
     }
@@ -100,7 +103,7 @@ pub(crate) fn events_csv(rows: &[Value], header: bool) -> Result<Vec<u8>> {
             .map_err(fail)?;
     }
     w.into_inner()
-        .map_err(|e| Error::Internal(format!("csv: {e}")))
+        .map_err(|e| Domain::Internal(format!("csv: {e}")).into())
 }
 
 fn render(rows: Vec<Value>, next_cursor: Option<String>, format: Format) -> Result<Response> {
@@ -154,10 +157,11 @@ fn event_filter(
                     "asc" => false,
                     "desc" => true,
                     _ => {
-                        return Err(Error::bad_request(
+                        return Err(Domain::invalid(
                             "invalid_parameter",
                             "`order`: use asc or desc",
-                        ));
+                        )
+                        .into());
                     }
                 }
             }
@@ -170,12 +174,12 @@ fn event_filter(
             {
                 Some(name) if !name.is_empty() => f.properties.push((name.to_string(), v.clone())),
                 _ => {
-                    return Err(Error::bad_request(
+                    return Err(Domain::invalid(
                         "invalid_parameter",
                         format!(
                             "unknown parameter `{other}`; use from, to, type, device_id, user_id, source, property.<name>, order, limit, cursor, format"
                         ),
-                    ));
+                    ).into());
                 }
             },
         }
@@ -183,10 +187,7 @@ fn event_filter(
     if let (Some(a), Some(b)) = (f.from, f.to)
         && a > b
     {
-        return Err(Error::bad_request(
-            "invalid_parameter",
-            "`from` is after `to`",
-        ));
+        return Err(Domain::invalid("invalid_parameter", "`from` is after `to`").into());
     }
     Ok((f, format))
 }
@@ -271,18 +272,20 @@ pub(crate) fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
         .ok()
         .filter(|n| (1..=max).contains(n))
         .ok_or_else(|| {
-            Error::bad_request(
+            Domain::invalid(
                 "invalid_parameter",
                 format!("`{name}`: a whole number from 1 to {max}"),
             )
+            .into()
         })
 }
 
 pub(crate) fn unknown(name: &str, known: &str) -> Error {
-    Error::bad_request(
+    Domain::invalid(
         "invalid_parameter",
         format!("unknown parameter `{name}`; use {known}"),
     )
+    .into()
 }
 
 /// `GET /api/v1/devices`: device ids with first/last seen, event count and metric names,
@@ -330,7 +333,7 @@ pub(crate) async fn device_metrics(
         .await?
     {
         Some(v) => Ok(Json(v).into_response()),
-        None => Err(Error::NotFound(format!("no metrics for device `{device}`"))),
+        None => Err(Domain::NotFound(format!("no metrics for device `{device}`")).into()),
     }
 }
 
@@ -371,7 +374,7 @@ pub(crate) async fn timeseries(
                     .filter(|d| d.subsec_nanos() == 0 && (1..=86_400).contains(&d.as_secs()));
                 q.bucket_secs = d
                     .ok_or_else(|| {
-                        Error::bad_request(
+                        Domain::invalid(
                             "invalid_parameter",
                             "`bucket`: whole seconds from 1s to 1d, e.g. 10s, 1m, 1h",
                         )
@@ -387,20 +390,20 @@ pub(crate) async fn timeseries(
             "group_by" => match v.as_str() {
                 "device_id" => q.group_by_device = true,
                 _ => {
-                    return Err(Error::bad_request(
-                        "invalid_parameter",
-                        "`group_by`: only device_id",
-                    ));
+                    return Err(
+                        Domain::invalid("invalid_parameter", "`group_by`: only device_id").into(),
+                    );
                 }
             },
             "source" => match v.as_str() {
                 "raw" => force_raw = true,
                 "auto" => force_raw = false,
                 _ => {
-                    return Err(Error::bad_request(
+                    return Err(Domain::invalid(
                         "invalid_parameter",
                         "`source`: auto (rollups when they give the same answer) or raw",
-                    ));
+                    )
+                    .into());
                 }
             },
             other => {
@@ -412,26 +415,21 @@ pub(crate) async fn timeseries(
         }
     }
     if q.metric.is_empty() {
-        return Err(Error::bad_request(
-            "invalid_parameter",
-            "`metric` is required",
-        ));
+        return Err(Domain::invalid("invalid_parameter", "`metric` is required").into());
     }
     if q.from >= q.to {
-        return Err(Error::bad_request(
-            "invalid_parameter",
-            "`from` must be before `to`",
-        ));
+        return Err(Domain::invalid("invalid_parameter", "`from` must be before `to`").into());
     }
     // The same limit on both paths: the number of buckets the range can hold.
     let max_rows = state.store.config().max_result_rows;
     if (q.to.saturating_sub(q.from) as u128) / (u128::from(q.bucket_secs) * 1_000_000_000)
         > max_rows as u128
     {
-        return Err(Error::bad_request(
+        return Err(Domain::invalid(
             "result_too_large",
             format!("the range holds more than {max_rows} buckets; narrow it or widen the bucket"),
-        ));
+        )
+        .into());
     }
     let fast = if force_raw {
         None

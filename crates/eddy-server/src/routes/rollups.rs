@@ -25,14 +25,15 @@ use eddy_stream::{Devices, Dimension, Resolution, Series};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::{Errors, RangeParams};
 use crate::routes::query::{parse_time_param, unknown};
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 fn bad(message: impl Into<String>) -> Error {
-    Error::bad_request("invalid_parameter", message)
+    Domain::invalid("invalid_parameter", message).into()
 }
 
 /// `GET /api/v1/rollups` (1-minute windows unless `resolution` says otherwise).
@@ -252,12 +253,13 @@ async fn answer(
         (Some(_), Some(_)) => return Err(bad("give `metric` or `dimension`, not both")),
     };
     if rows.len() > max_rows {
-        return Err(Error::bad_request(
+        return Err(Domain::invalid(
             "result_too_large",
             format!(
                 "more than {max_rows} rollup rows; narrow the range, the resolution or the series"
             ),
-        ));
+        )
+        .into());
     }
     Ok(Json(json!({
         "resolution": resolution.name(),
@@ -408,13 +410,13 @@ pub(crate) async fn timeseries_from_rollups(
                 }
             }
             if windows.len() > state.store.config().max_result_rows {
-                return Err(Error::bad_request(
+                return Err(Domain::invalid(
                     "result_too_large",
                     format!(
                         "more than {} rows; narrow the range or widen the bucket",
                         state.store.config().max_result_rows
                     ),
-                ));
+                ).into());
             }
             let mut series: Vec<(&str, Vec<Value>)> = Vec::new();
             for (device, start, a) in windows {

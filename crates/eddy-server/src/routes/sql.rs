@@ -22,11 +22,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::catalog::Scope;
 use crate::openapi::Errors;
 use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
+use eddy_service::Error as Domain;
+use eddy_service::auth::Scope;
 
 /// Longest statement accepted, bytes.
 const MAX_SQL_BYTES: usize = 64 * 1024;
@@ -102,7 +103,7 @@ pub(crate) async fn query(
     let req: SqlRequest = parse_json(&body)?;
     let format = match req.format.as_deref() {
         Some(f) => Format::parse(f).ok_or_else(|| {
-            Error::bad_request(
+            Domain::invalid(
                 "invalid_parameter",
                 format!("`format` `{f}`: use json, csv, ndjson or arrow"),
             )
@@ -110,10 +111,11 @@ pub(crate) async fn query(
         None => Format::from_accept(&headers),
     };
     if req.sql.len() > MAX_SQL_BYTES {
-        return Err(Error::bad_request(
+        return Err(Domain::invalid(
             "invalid_query",
             format!("`sql` is longer than {MAX_SQL_BYTES} bytes"),
-        ));
+        )
+        .into());
     }
     // Tables built from the stream processor's state cost a copy of it: only those the
     // statement names (a table is named by its name as a word; unquoted names are lowercased).
@@ -129,7 +131,7 @@ pub(crate) async fn query(
             state
                 .stream
                 .rollup_tables(&p.tenant_id)
-                .map_err(|e| Error::Internal(format!("rollup tables: {e}")))?
+                .map_err(|e| Domain::Internal(format!("rollup tables: {e}")))?
                 .into_iter()
                 .map(|t| eddy_store::ExtraTable {
                     name: t.name.to_string(),
@@ -158,12 +160,13 @@ pub(crate) async fn query(
 }
 
 fn unrenderable(format: Format, e: impl std::fmt::Display) -> Error {
-    Error::bad_request(
+    Domain::invalid(
         "unsupported_result",
         format!(
             "the result cannot be written as {format:?}: {e}; select scalar columns or ask for json"
         ),
     )
+    .into()
 }
 
 /// Writes the answer in `format`.
@@ -270,7 +273,7 @@ fn alerts_table(state: &AppState, tenant: &str) -> Result<eddy_store::ExtraTable
     let alerts: Vec<eddy_stream::Alert> = state
         .stream
         .read_alerts(tenant, |a| a.alerts().cloned().collect())
-        .map_err(|e| Error::Internal(format!("alerts: {e}")))?;
+        .map_err(|e| Domain::Internal(format!("alerts: {e}")))?;
     let text = |f: fn(&eddy_stream::Alert) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(alerts.iter().map(f)))
     };
@@ -307,7 +310,7 @@ fn alerts_table(state: &AppState, tenant: &str) -> Result<eddy_store::ExtraTable
         opt_text(|a| a.note.as_deref()),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Internal(format!("alerts table: {e}")))?;
+        .map_err(|e| Domain::Internal(format!("alerts table: {e}")))?;
     Ok(eddy_store::ExtraTable {
         name: "alerts".into(),
         schema,

@@ -152,6 +152,67 @@ fn invalid_settings_fail_naming_the_setting() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_gets_a_json_405_with_allow_and_is_never_cached() {
+    let s = TestServer::spawn().await;
+    for (method, path, allow) in [
+        ("DELETE", "/health", "GET"),
+        ("GET", "/api/v1/query", "POST"),
+        ("PUT", "/api/v1/tenants", "GET"),
+    ] {
+        let r = s
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", s.url))
+            .header("x-api-key", &s.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(
+            r.headers()["allow"].to_str().unwrap().contains(allow),
+            "{method} {path}: {:?}",
+            r.headers()
+        );
+        assert!(
+            !r.headers().contains_key("x-eddy-cache"),
+            "{method} {path}: a 405 is not a cache answer"
+        );
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "method_not_allowed", "{v}");
+        assert!(v["message"].as_str().unwrap().contains(method), "{v}");
+    }
+}
+
+#[test]
+fn a_taken_port_fails_before_the_data_dir_or_a_key_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--http-addr", &addr])
+        .env_remove("EDDY_ADMIN_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("EDDY_HTTP_ADDR") && err.contains(&addr),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing is created when the port is taken");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("admin key"),
+        "no key is printed"
+    );
+}
+
+#[tokio::test]
 async fn a_second_process_on_the_same_data_dir_refuses_to_start() {
     let s = TestServer::spawn().await;
     let out = TestServer::command(&s.data_dir(), &[], &[])

@@ -4,19 +4,56 @@
 //! (so a deleted tenant's entries can be dropped). The index is bounded by `max_entries`: the
 //! oldest entries go first, so under extreme load the effective window shrinks rather than
 //! memory growing; the `eddy_dedup_entries` gauge shows how full it is. It is rebuilt from the
-//! log on start, so a client retrying after a crash is still recognised.
+//! log on start ([`MemoryDedup::rebuild_from_log`]), so a client retrying after a crash is still
+//! recognised.
+//!
+//! The ingest service sees only the [`DedupIndex`] seam: a role without a local index (an
+//! ingest node in front of a shared log) can implement it differently.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use eddy_log::Log;
+use eddy_model::{Entry, codec};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+
+use crate::{Error, Result};
 
 /// Hash identifying (tenant, event_id).
 pub type DedupKey = u128;
 
-/// Bounded, windowed set of seen event ids.
+/// The dedup seam of the ingest path.
+pub trait DedupIndex: Send + Sync + std::fmt::Debug {
+    /// Marks each key seen unless it already is and returns, per key, whether it is new
+    /// (`None` keys are always new). Runs `append` with those flags while the reservation is
+    /// still exclusive, so reserving and enqueueing into the log are one step for concurrent
+    /// requests; when `append` fails, the reservations are undone and its error returned.
+    fn reserve_and_append(
+        &self,
+        tenant: &str,
+        keys: &[Option<DedupKey>],
+        now_ns: i64,
+        append: &mut dyn FnMut(&[bool]) -> Result<()>,
+    ) -> Result<Vec<bool>>;
+
+    /// Forgets keys whose events did not become durable after all.
+    fn release(&self, keys: &[DedupKey]);
+
+    /// Drops every entry of a tenant.
+    fn drop_tenant(&self, tenant: &str);
+
+    /// Number of ids held (for the `eddy_dedup_entries` gauge).
+    fn len(&self) -> usize;
+
+    /// True when no id is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Bounded, windowed set of seen event ids, in memory.
 #[derive(Debug)]
-pub struct Dedup {
+pub struct MemoryDedup {
     window_ns: i64,
     max_entries: usize,
     inner: Mutex<Inner>,
@@ -37,7 +74,7 @@ pub fn dedup_key(tenant: &str, event_id: &str) -> DedupKey {
     xxh3_128(&buf)
 }
 
-impl Dedup {
+impl MemoryDedup {
     /// A window of `window_ns` holding at most `max_entries` ids (0 disables deduplication).
     pub fn new(window_ns: i64, max_entries: usize) -> Self {
         Self {
@@ -56,7 +93,7 @@ impl Dedup {
     /// Runs `then` while still holding the lock, with the new/duplicate flags, so that
     /// reservation and enqueueing into the log are one step for concurrent requests; when
     /// `then` fails, the reservations are undone.
-    pub fn reserve_then<T, E>(
+    fn reserve_then<T, E>(
         &self,
         tenant: &str,
         keys: &[Option<DedupKey>],
@@ -94,14 +131,6 @@ impl Dedup {
         out
     }
 
-    /// Forgets keys whose events did not become durable after all.
-    pub fn release(&self, keys: &[DedupKey]) {
-        let mut g = self.lock();
-        for k in keys {
-            g.seen.remove(k);
-        }
-    }
-
     /// Adds an id found in the log during recovery.
     pub fn insert_recovered(&self, tenant: &str, event_id: &str, received_at: i64, now_ns: i64) {
         if self.max_entries == 0 || received_at < now_ns.saturating_sub(self.window_ns) {
@@ -114,23 +143,32 @@ impl Dedup {
         self.enforce_bound(&mut g);
     }
 
-    /// Drops every entry of a tenant.
-    pub fn drop_tenant(&self, tenant: &str) {
-        let th = xxh3_64(tenant.as_bytes());
-        let mut g = self.lock();
-        g.seen.retain(|_, (_, t)| *t != th);
-        let Inner { seen, order } = &mut *g;
-        order.retain(|(_, k)| seen.contains_key(k));
-    }
-
-    /// Number of ids held.
-    pub fn len(&self) -> usize {
-        self.lock().seen.len()
-    }
-
-    /// True when no id is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Rebuilds the index from the ids of events still in `log` (received within the window),
+    /// dropping deleted tenants' ids. Returns the number of records scanned.
+    pub fn rebuild_from_log(&self, log: &dyn Log, now_ns: i64) -> Result<u64> {
+        let mut from = log.start_offset();
+        let mut scanned = 0u64;
+        loop {
+            let batch = log.read(from, 8192).map_err(|e| {
+                Error::Internal(format!("reading the log to rebuild the dedup index: {e}"))
+            })?;
+            let Some(last) = batch.last() else { break };
+            from = last.offset + 1;
+            for rec in &batch {
+                scanned += 1;
+                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                    Ok(Some(Entry::Event(ev))) if ev.client_id => {
+                        self.insert_recovered(&ev.tenant, &ev.event_id, ev.received_at, now_ns)
+                    }
+                    Ok(Some(Entry::TenantDeleted(t))) => self.drop_tenant(&t.tenant),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by dedup rebuild")
+                    }
+                }
+            }
+        }
+        Ok(scanned)
     }
 
     fn evict(&self, g: &mut Inner, now_ns: i64) {
@@ -164,13 +202,47 @@ impl Dedup {
     }
 }
 
+impl DedupIndex for MemoryDedup {
+    fn reserve_and_append(
+        &self,
+        tenant: &str,
+        keys: &[Option<DedupKey>],
+        now_ns: i64,
+        append: &mut dyn FnMut(&[bool]) -> Result<()>,
+    ) -> Result<Vec<bool>> {
+        self.reserve_then(tenant, keys, now_ns, |fresh| {
+            append(fresh)?;
+            Ok(fresh.to_vec())
+        })
+    }
+
+    fn release(&self, keys: &[DedupKey]) {
+        let mut g = self.lock();
+        for k in keys {
+            g.seen.remove(k);
+        }
+    }
+
+    fn drop_tenant(&self, tenant: &str) {
+        let th = xxh3_64(tenant.as_bytes());
+        let mut g = self.lock();
+        g.seen.retain(|_, (_, t)| *t != th);
+        let Inner { seen, order } = &mut *g;
+        order.retain(|(_, k)| seen.contains_key(k));
+    }
+
+    fn len(&self) -> usize {
+        self.lock().seen.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const H: i64 = 3_600_000_000_000;
 
-    fn reserve(d: &Dedup, tenant: &str, ids: &[&str], now: i64) -> Vec<bool> {
+    fn reserve(d: &MemoryDedup, tenant: &str, ids: &[&str], now: i64) -> Vec<bool> {
         let keys: Vec<_> = ids.iter().map(|i| Some(dedup_key(tenant, i))).collect();
         d.reserve_then(tenant, &keys, now, |f| Ok::<_, ()>(f.to_vec()))
             .unwrap()
@@ -178,7 +250,7 @@ mod tests {
 
     #[test]
     fn window_tenants_and_rollback() {
-        let d = Dedup::new(24 * H, 1000);
+        let d = MemoryDedup::new(24 * H, 1000);
         assert_eq!(
             reserve(&d, "a", &["1", "2", "1"], 0),
             vec![true, true, false]
@@ -209,7 +281,7 @@ mod tests {
 
     #[test]
     fn bounded() {
-        let d = Dedup::new(24 * H, 100);
+        let d = MemoryDedup::new(24 * H, 100);
         for i in 0..1000 {
             reserve(&d, "a", &[&i.to_string()], i);
         }

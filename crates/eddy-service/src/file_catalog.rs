@@ -1,4 +1,5 @@
-//! The catalog of tenants and API keys, kept in `catalog.json` in the data dir.
+//! The file implementation of the [`Catalog`] seam: tenants and API keys in `catalog.json` in
+//! the data dir.
 //!
 //! Every change is made on a copy, written to a temp file, fsynced, renamed over the old file
 //! and the directory fsynced; only then does the in-memory state switch. A crash leaves either
@@ -11,108 +12,20 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Authenticator, Principal, Scope};
+use crate::catalog::{ApiKey, Catalog, CreatedKey, DEFAULT_TENANT, Tenant};
 use crate::keys;
 use crate::{Error, Result};
 
-/// Id of the tenant created on first start.
-pub const DEFAULT_TENANT: &str = "default";
 /// Id of the key that `EDDY_ADMIN_KEY` presets.
 pub const PRESET_ADMIN_KEY_ID: &str = "admin-preset";
 const CATALOG_VERSION: u32 = 1;
-
-/// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Platform administration: tenants and keys.
-    Admin,
-    /// Queries and live feeds of the key's tenant.
-    Read,
-    /// Ingestion into the key's tenant.
-    Write,
-}
-
-impl Scope {
-    /// Parses `admin`, `read`, `write` or `read_write` (which grants both).
-    pub fn parse_set(names: &[String]) -> Result<BTreeSet<Scope>> {
-        let mut out = BTreeSet::new();
-        for n in names {
-            match n.as_str() {
-                "admin" => out.insert(Scope::Admin),
-                "read" => out.insert(Scope::Read),
-                "write" => out.insert(Scope::Write),
-                "read_write" => {
-                    out.insert(Scope::Read);
-                    out.insert(Scope::Write)
-                }
-                other => {
-                    return Err(Error::bad_request(
-                        "invalid_scope",
-                        format!("unknown scope `{other}`; use admin, read, write or read_write"),
-                    ));
-                }
-            };
-        }
-        if out.is_empty() {
-            return Err(Error::bad_request(
-                "invalid_scope",
-                "`scopes` must name at least one scope",
-            ));
-        }
-        Ok(out)
-    }
-}
-
-/// A tenant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Tenant {
-    pub id: String,
-    pub name: String,
-    pub created_at: String,
-    /// Ingest quota in events per second; `None` = the server default, `Some(0)` = unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events_per_sec: Option<u32>,
-    /// Retention in seconds; `None` = the server default, `Some(0)` = forever.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_secs: Option<u64>,
-    /// Where alert transitions are POSTed (http or https), if anywhere.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
-}
-
-/// An API key as stored (no secret).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ApiKey {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub scopes: BTreeSet<Scope>,
-    /// First characters of the secret, to recognise a key in listings.
-    pub prefix: String,
-    pub created_at: String,
-    /// Hex SHA-256 of the secret.
-    pub hash: String,
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
     version: u32,
     tenants: BTreeMap<String, Tenant>,
     keys: BTreeMap<String, ApiKey>,
-}
-
-/// Who is calling: resolved from the key, never from the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub tenant_id: String,
-    pub key_id: String,
-    pub scopes: BTreeSet<Scope>,
-}
-
-/// The auth seam: turns a presented secret into a [`Principal`].
-pub trait AuthProvider: Send + Sync + std::fmt::Debug {
-    /// The principal of `secret`, or `None` when no live key matches.
-    fn authenticate(&self, secret: &str) -> Option<Principal>;
 }
 
 #[derive(Debug)]
@@ -132,21 +45,11 @@ impl Loaded {
     }
 }
 
-/// Tenants and keys, durable in the data dir.
+/// Tenants and keys, durable in `catalog.json` in the data dir.
 #[derive(Debug)]
-pub struct Catalog {
+pub struct FileCatalog {
     path: PathBuf,
     inner: RwLock<Loaded>,
-}
-
-/// A key secret shown once, at creation.
-#[derive(Debug, Clone, Serialize)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub key: ApiKey,
-    /// The secret; returned only here.
-    #[serde(rename = "key")]
-    pub secret: String,
 }
 
 fn now_rfc3339() -> String {
@@ -181,7 +84,7 @@ fn poisoned() -> Error {
     Error::Internal("catalog lock poisoned".into())
 }
 
-impl Catalog {
+impl FileCatalog {
     /// Opens the catalog in `data_dir`, creating the default tenant and an admin key on first
     /// start. Returns the catalog and, when a key was generated now, its secret.
     ///
@@ -249,9 +152,11 @@ impl Catalog {
         *guard = Loaded::new(next);
         Ok(out)
     }
+}
 
+impl Catalog for FileCatalog {
     /// All tenants.
-    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+    fn tenants(&self) -> Result<Vec<Tenant>> {
         Ok(self
             .inner
             .read()
@@ -264,7 +169,7 @@ impl Catalog {
     }
 
     /// One tenant.
-    pub fn tenant(&self, id: &str) -> Result<Tenant> {
+    fn tenant(&self, id: &str) -> Result<Tenant> {
         self.inner
             .read()
             .map_err(|_| poisoned())?
@@ -276,7 +181,7 @@ impl Catalog {
     }
 
     /// Creates a tenant.
-    pub fn create_tenant(
+    fn create_tenant(
         &self,
         name: &str,
         events_per_sec: Option<u32>,
@@ -284,7 +189,7 @@ impl Catalog {
     ) -> Result<Tenant> {
         let name = name.trim();
         if name.is_empty() || name.len() > 128 {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "invalid_name",
                 "`name` must be 1 to 128 characters",
             ));
@@ -307,7 +212,7 @@ impl Catalog {
     }
 
     /// Changes a tenant's quota or retention.
-    pub fn update_tenant(
+    fn update_tenant(
         &self,
         id: &str,
         events_per_sec: Option<Option<u32>>,
@@ -333,7 +238,7 @@ impl Catalog {
     }
 
     /// Deletes a tenant and its keys. The default tenant cannot be deleted.
-    pub fn delete_tenant(&self, id: &str) -> Result<()> {
+    fn delete_tenant(&self, id: &str) -> Result<()> {
         if id == DEFAULT_TENANT {
             return Err(Error::Conflict(
                 "the default tenant holds the admin key and cannot be deleted".into(),
@@ -349,21 +254,21 @@ impl Catalog {
     }
 
     /// Creates a key for a tenant and returns it with its secret (shown only now).
-    pub fn create_key(
+    fn create_key(
         &self,
         tenant_id: &str,
         name: &str,
-        scopes: std::collections::BTreeSet<Scope>,
+        scopes: BTreeSet<Scope>,
     ) -> Result<CreatedKey> {
         if scopes.contains(&Scope::Admin) && tenant_id != DEFAULT_TENANT {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "invalid_scope",
                 "admin keys belong to the default tenant",
             ));
         }
         let name = name.trim();
         if name.len() > 128 {
-            return Err(Error::bad_request(
+            return Err(Error::invalid(
                 "invalid_name",
                 "`name` must be at most 128 characters",
             ));
@@ -395,7 +300,7 @@ impl Catalog {
     }
 
     /// The keys of a tenant (without secrets).
-    pub fn keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
+    fn keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>> {
         let g = self.inner.read().map_err(|_| poisoned())?;
         if !g.state.tenants.contains_key(tenant_id) {
             return Err(Error::NotFound(format!("no tenant `{tenant_id}`")));
@@ -409,7 +314,7 @@ impl Catalog {
     }
 
     /// Revokes (deletes) a key of a tenant.
-    pub fn revoke_key(&self, tenant_id: &str, key_id: &str) -> Result<()> {
+    fn revoke_key(&self, tenant_id: &str, key_id: &str) -> Result<()> {
         self.mutate(|s| match s.keys.get(key_id) {
             Some(k) if k.tenant_id == tenant_id => {
                 s.keys.remove(key_id);
@@ -422,7 +327,7 @@ impl Catalog {
     }
 }
 
-impl AuthProvider for Catalog {
+impl Authenticator for FileCatalog {
     fn authenticate(&self, secret: &str) -> Option<Principal> {
         // Generated keys are checked for form and checksum first: a typo costs no lookup.
         if secret.starts_with(keys::KEY_PREFIX)
@@ -501,7 +406,7 @@ mod tests {
     #[test]
     fn first_start_creates_admin_key_file_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (cat, secret) = Catalog::open(dir.path(), None).unwrap();
+        let (cat, secret) = FileCatalog::open(dir.path(), None).unwrap();
         let secret = secret.unwrap();
         let mode = std::fs::metadata(dir.path().join("admin.key"))
             .unwrap()
@@ -525,7 +430,7 @@ mod tests {
             )
             .unwrap();
         drop(cat);
-        let (cat, again) = Catalog::open(dir.path(), None).unwrap();
+        let (cat, again) = FileCatalog::open(dir.path(), None).unwrap();
         assert!(again.is_none(), "no new key on restart");
         assert!(cat.authenticate(&secret).is_some());
         assert_eq!(cat.authenticate(&k.secret).unwrap().tenant_id, t.id);
@@ -539,13 +444,13 @@ mod tests {
     fn preset_admin_key_is_used_and_rotated() {
         let dir = tempfile::tempdir().unwrap();
         let a = "operator-chosen-secret-of-at-least-32-chars";
-        let (cat, generated) = Catalog::open(dir.path(), Some(a)).unwrap();
+        let (cat, generated) = FileCatalog::open(dir.path(), Some(a)).unwrap();
         assert!(generated.is_none());
         assert!(!dir.path().join("admin.key").exists());
         assert!(cat.authenticate(a).is_some());
         drop(cat);
         let b = "another-operator-chosen-secret-of-32-chars+";
-        let (cat, _) = Catalog::open(dir.path(), Some(b)).unwrap();
+        let (cat, _) = FileCatalog::open(dir.path(), Some(b)).unwrap();
         assert!(cat.authenticate(a).is_none());
         assert!(cat.authenticate(b).is_some());
     }

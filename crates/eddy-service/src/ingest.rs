@@ -1,0 +1,385 @@
+//! The one ingestion path every protocol uses: body → events → validation → series limit →
+//! all-or-nothing or partial → quota → dedup → log append → (fsync) → [`Outcome`].
+//!
+//! Front ends only read the body off the wire (size limits, decompression, content type) and
+//! encode the outcome; what is accepted, and when it is acknowledged, is decided here.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_log::{AppendTicket, Log};
+use eddy_model::batch::{BodyError, BodyFormat, split_body};
+use eddy_model::normalize::normalize_event;
+use eddy_model::{Clock, EventError, Limits, TenantPolicy, codec};
+use serde::Serialize;
+
+use crate::auth::{Principal, Scope};
+use crate::catalog::{Catalog, secs_to_ns};
+use crate::dedup::{DedupIndex, DedupKey, dedup_key};
+use crate::quota::Quotas;
+use crate::series::SeriesIndex;
+use crate::stats::TenantStats;
+use crate::{Error, Result};
+
+/// Bodies above this size are parsed off the async runtime.
+const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// Settings of the ingest path.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Per-event limits and the allowed future skew.
+    pub limits: Limits,
+    /// Most events per request, whatever the route allows.
+    pub max_batch_events: usize,
+    /// Retention of tenants without their own (0 = forever).
+    pub default_retention: Duration,
+    /// Quota of tenants without their own, events/s (0 = unlimited).
+    pub default_events_per_sec: u32,
+}
+
+/// One request's events, as read off the wire.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// The body, decompressed.
+    pub body: Bytes,
+    /// How the body is framed (JSON or NDJSON).
+    pub format: BodyFormat,
+    /// Store the valid events of a batch and list the rejected ones (default: all-or-nothing).
+    pub partial: bool,
+    /// Answer after the fsync that covers the events (default) or once queued.
+    pub sync: bool,
+    /// Most events this route takes per request (capped by the configured maximum).
+    pub max_events: usize,
+}
+
+/// What happened to a request's events.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Events newly stored.
+    pub accepted: usize,
+    /// Events whose `event_id` was already stored within the dedup window (acknowledged, not
+    /// stored again).
+    pub duplicates: usize,
+    /// Events rejected (only with `partial`; otherwise the request fails).
+    pub rejected: Vec<EventError>,
+    /// Ids of the accepted and duplicate events, in request order.
+    #[serde(skip)]
+    pub event_ids: Vec<String>,
+    /// True when the body was a batch.
+    #[serde(skip)]
+    pub is_batch: bool,
+    /// True once fsynced; false for `sync = false` (queued only).
+    pub durable: bool,
+    /// Log offsets of the stored events (known once durable; empty when none was new).
+    #[serde(skip)]
+    pub offsets: Option<Range<u64>>,
+}
+
+/// The ingest service.
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: IngestConfig,
+    log: Arc<dyn Log>,
+    catalog: Arc<dyn Catalog>,
+    dedup: Arc<dyn DedupIndex>,
+    series: Arc<dyn SeriesIndex>,
+    quotas: Arc<Quotas>,
+    stats: Arc<TenantStats>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The seams the ingest service works through.
+#[derive(Debug, Clone)]
+pub struct IngestDeps {
+    pub log: Arc<dyn Log>,
+    pub catalog: Arc<dyn Catalog>,
+    pub dedup: Arc<dyn DedupIndex>,
+    pub series: Arc<dyn SeriesIndex>,
+    pub quotas: Arc<Quotas>,
+    pub stats: Arc<TenantStats>,
+    pub clock: Arc<dyn Clock>,
+}
+
+struct Prepared {
+    records: Vec<Bytes>,
+    keys: Vec<Option<DedupKey>>,
+    ids: Vec<String>,
+    rejected: Vec<EventError>,
+    total: usize,
+    is_batch: bool,
+}
+
+impl IngestService {
+    pub fn new(config: IngestConfig, deps: IngestDeps) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                log: deps.log,
+                catalog: deps.catalog,
+                dedup: deps.dedup,
+                series: deps.series,
+                quotas: deps.quotas,
+                stats: deps.stats,
+                clock: deps.clock,
+            }),
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.config
+    }
+
+    /// Ingests the events of one request into the caller's tenant.
+    pub async fn ingest(&self, caller: &Principal, req: IngestRequest) -> Result<Outcome> {
+        caller.require(Scope::Write)?;
+        let me = &self.inner;
+        let tenant = me
+            .catalog
+            .tenant(&caller.tenant_id)
+            .map_err(|_| Error::Unauthenticated("the key's tenant no longer exists".into()))?;
+        let counters = me.stats.get(&tenant.id);
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let retention_ns = tenant.retention_ns(secs_to_ns(me.config.default_retention.as_secs()));
+        let max_events = req.max_events.min(me.config.max_batch_events);
+        let p = if req.body.len() > BLOCKING_PARSE_BYTES {
+            let inner = self.inner.clone();
+            let tid = tenant.id.clone();
+            let body = req.body.clone();
+            tokio::task::spawn_blocking(move || {
+                inner.prepare(&tid, retention_ns, &body, req.format, max_events)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("parse task failed: {e}")))??
+        } else {
+            me.prepare(&tenant.id, retention_ns, &req.body, req.format, max_events)?
+        };
+        if !p.rejected.is_empty() {
+            let n = p.rejected.len() as u64;
+            counters.rejected.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("eddy_events_rejected_total", "tenant" => tenant.id.clone())
+                .increment(n);
+            if !req.partial || p.records.is_empty() {
+                let message = if p.total == 1 {
+                    format!("the event was rejected: {}", p.rejected[0])
+                } else {
+                    format!(
+                        "{} of {} events were rejected; nothing was stored (use ?partial=true to store the valid ones)",
+                        p.rejected.len(),
+                        p.total
+                    )
+                };
+                return Err(Error::rejected(message, p.rejected));
+            }
+        }
+        let rate = tenant
+            .events_per_sec
+            .unwrap_or(me.config.default_events_per_sec);
+        if let Err(wait) = me.quotas.check(&tenant.id, rate, p.records.len()) {
+            counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("eddy_quota_rejections_total", "tenant" => tenant.id.clone())
+                .increment(1);
+            return Err(Error::ResourceExhausted {
+                message: format!("tenant quota of {rate} events/s exceeded; nothing was stored"),
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+            });
+        }
+
+        let Prepared {
+            records,
+            keys,
+            ids,
+            rejected,
+            is_batch,
+            ..
+        } = p;
+        let now = me.clock.now_ns();
+        let mut ticket: Option<AppendTicket> = None;
+        let fresh = me
+            .dedup
+            .reserve_and_append(&tenant.id, &keys, now, &mut |fresh| {
+                // Duplicates send nothing, but the (possibly empty) append still queues behind
+                // the append that first reserved their ids, so a duplicate is acknowledged only
+                // once the original is durable.
+                let selected: Vec<Bytes> = records
+                    .iter()
+                    .zip(fresh)
+                    .filter(|(_, f)| **f)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                ticket = Some(me.log.append(selected)?);
+                Ok(())
+            })?;
+        let ticket = ticket
+            .ok_or_else(|| Error::Internal("the dedup index returned without appending".into()))?;
+        let reserved: Vec<DedupKey> = keys
+            .iter()
+            .zip(&fresh)
+            .filter_map(|(k, f)| if *f { *k } else { None })
+            .collect();
+        let accepted = fresh.iter().filter(|f| **f).count();
+        let duplicates = fresh.len() - accepted;
+        let record = || {
+            let c = me.stats.get(&tenant.id);
+            c.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
+            c.deduplicated
+                .fetch_add(duplicates as u64, Ordering::Relaxed);
+            metrics::counter!("eddy_events_accepted_total", "tenant" => tenant.id.clone())
+                .increment(accepted as u64);
+            metrics::counter!("eddy_events_deduplicated_total", "tenant" => tenant.id.clone())
+                .increment(duplicates as u64);
+        };
+        let mut offsets = None;
+        if req.sync {
+            match ticket.durable().await {
+                Ok(range) => offsets = Some(range),
+                Err(e) => {
+                    me.dedup.release(&reserved);
+                    return Err(e.into());
+                }
+            }
+            record();
+        } else {
+            record();
+            let dedup = me.dedup.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ticket.durable().await {
+                    dedup.release(&reserved);
+                    tracing::error!(error = %e, "queued (sync=false) events could not be made durable");
+                }
+            });
+        }
+        Ok(Outcome {
+            accepted,
+            duplicates,
+            rejected,
+            event_ids: ids,
+            is_batch,
+            durable: req.sync,
+            offsets,
+        })
+    }
+}
+
+impl Inner {
+    fn prepare(
+        &self,
+        tenant: &str,
+        retention_ns: i64,
+        body: &[u8],
+        format: BodyFormat,
+        max_events: usize,
+    ) -> Result<Prepared> {
+        let split = split_body(body, format, max_events).map_err(|e| match e {
+            BodyError::TooMany { .. } => Error::TooLarge(e.to_string()),
+            other => Error::invalid("invalid_body", other.to_string()),
+        })?;
+        let now = self.clock.now_ns();
+        let policy = TenantPolicy {
+            tenant,
+            retention_ns,
+        };
+        let total = split.events.len();
+        let mut p = Prepared {
+            records: Vec::with_capacity(total),
+            keys: Vec::with_capacity(total),
+            ids: Vec::with_capacity(total),
+            rejected: Vec::new(),
+            total,
+            is_batch: split.is_batch,
+        };
+        let mut series = SeriesGate::new(self.series.as_ref(), tenant);
+        for (index, raw) in split.events.into_iter().enumerate() {
+            let normalized = raw
+                .and_then(|v| normalize_event(v, &policy, &self.config.limits, now))
+                .and_then(|ev| series.admit(ev));
+            match normalized {
+                Ok(ev) => {
+                    p.keys
+                        .push(ev.client_id.then(|| dedup_key(tenant, &ev.event_id)));
+                    p.ids.push(ev.event_id.clone());
+                    p.records.push(Bytes::from(codec::encode_event(ev)));
+                }
+                Err(mut e) => {
+                    e.index = index;
+                    p.rejected.push(e);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The per-tenant series limit, applied while a request is prepared: counts the series the
+/// index holds plus those earlier events of the request add. (Series still in flight in other
+/// requests are not counted, so a burst can pass the limit by that much.)
+struct SeriesGate<'a> {
+    index: &'a dyn SeriesIndex,
+    tenant: &'a str,
+    limit: usize,
+    held: usize,
+    added: HashSet<(String, String)>,
+}
+
+impl<'a> SeriesGate<'a> {
+    fn new(index: &'a dyn SeriesIndex, tenant: &'a str) -> Self {
+        let limit = index.limit();
+        let held = if limit == 0 {
+            0
+        } else {
+            index.series_count(tenant)
+        };
+        Self {
+            index,
+            tenant,
+            limit,
+            held,
+            added: HashSet::new(),
+        }
+    }
+
+    /// Passes `ev` through, or rejects it if it would add series beyond the limit.
+    fn admit(
+        &mut self,
+        ev: eddy_model::Event,
+    ) -> std::result::Result<eddy_model::Event, EventError> {
+        if self.limit == 0 || ev.metrics.is_empty() {
+            return Ok(ev);
+        }
+        let device = ev.device_id.as_deref().unwrap_or("");
+        let names: Vec<&str> = ev.metrics.keys().map(String::as_str).collect();
+        // One look at the index per event (ingest hot path), then this request's series.
+        let new: Vec<&str> = self
+            .index
+            .unknown_metrics(self.tenant, device, &names)
+            .into_iter()
+            .filter_map(|i| names.get(i).copied())
+            .filter(|m| !self.added.contains(&(device.to_string(), (*m).to_string())))
+            .collect();
+        if let Some(first) = new.first()
+            && self.held + self.added.len() + new.len() > self.limit
+        {
+            return Err(EventError {
+                index: 0,
+                field: format!("metrics.{first}"),
+                reason: format!(
+                    "would start a new series (device `{device}`, metric `{first}`), but the tenant already has its limit of {} series",
+                    self.limit
+                ),
+            });
+        }
+        for m in new {
+            self.added.insert((device.to_string(), m.to_string()));
+        }
+        Ok(ev)
+    }
+}

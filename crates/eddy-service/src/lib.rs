@@ -1,0 +1,101 @@
+//! Eddy's application layer: every operation a client can ask for, with typed requests and
+//! answers, one domain [`Error`] kind, and the scope check of the caller's [`auth::Principal`].
+//!
+//! Protocol front ends (`eddy-server`'s HTTP routes now, gRPC next) parse a request, call a
+//! service here and encode its answer; they hold no application logic. Services work through
+//! seams held as `Arc<dyn …>`: [`catalog::Catalog`] (tenants and keys), [`dedup::DedupIndex`],
+//! [`series::SeriesIndex`], `eddy_log::Log`. Only the binary picks their implementations
+//! ([`file_catalog::FileCatalog`], [`dedup::MemoryDedup`], the WAL, the processor as series
+//! index) and hands them to [`Services::new`].
+//!
+//! This crate must not know any protocol: no HTTP types, status codes, JSON built by hand or
+//! wire encodings. Serde derives on the typed answers are fine.
+//!
+//! Moved here so far: authentication and scopes, the tenant/key catalog, the whole ingest path
+//! (limits, normalisation, all-or-nothing/partial, series limit, quota, dedup, append, ack
+//! mode) and administration (tenants, keys, the tenant-deletion saga). Queries, analytics,
+//! rollups, rules and alerts, SQL, live feeds and ops follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
+
+pub mod admin;
+pub mod auth;
+pub mod catalog;
+pub mod dedup;
+mod error;
+pub mod file_catalog;
+pub mod ingest;
+pub mod keys;
+pub mod quota;
+pub mod series;
+pub mod stats;
+
+use std::sync::Arc;
+
+use eddy_log::Log;
+use eddy_model::Clock;
+
+pub use error::{Error, Result};
+
+/// The seams the services work through, chosen by the binary.
+#[derive(Debug, Clone)]
+pub struct Seams {
+    pub log: Arc<dyn Log>,
+    pub catalog: Arc<dyn catalog::Catalog>,
+    pub dedup: Arc<dyn dedup::DedupIndex>,
+    pub series: Arc<dyn series::SeriesIndex>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Every service, sharing one set of seams.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub ingest: ingest::IngestService,
+    pub admin: admin::AdminService,
+    pub auth: Arc<dyn auth::Authenticator>,
+    pub catalog: Arc<dyn catalog::Catalog>,
+    pub dedup: Arc<dyn dedup::DedupIndex>,
+    pub stats: Arc<stats::TenantStats>,
+    pub log: Arc<dyn Log>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Services {
+    pub fn new(config: ingest::IngestConfig, seams: Seams) -> Self {
+        let quotas = Arc::new(quota::Quotas::new(config.max_batch_events));
+        let stats = Arc::new(stats::TenantStats::default());
+        let ingest = ingest::IngestService::new(
+            config,
+            ingest::IngestDeps {
+                log: seams.log.clone(),
+                catalog: seams.catalog.clone(),
+                dedup: seams.dedup.clone(),
+                series: seams.series.clone(),
+                quotas: quotas.clone(),
+                stats: stats.clone(),
+                clock: seams.clock.clone(),
+            },
+        );
+        let admin = admin::AdminService::new(
+            seams.catalog.clone(),
+            seams.log.clone(),
+            seams.dedup.clone(),
+            quotas,
+            stats.clone(),
+            seams.clock.clone(),
+        );
+        // A catalog is its own authenticator (trait upcasting).
+        let auth: Arc<dyn auth::Authenticator> = seams.catalog.clone();
+        Self {
+            ingest,
+            admin,
+            auth,
+            catalog: seams.catalog,
+            dedup: seams.dedup,
+            stats,
+            log: seams.log,
+            clock: seams.clock,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

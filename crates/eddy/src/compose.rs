@@ -1,0 +1,220 @@
+//! The composition root: the only place that picks implementations. It opens the engines the
+//! configuration names (today: the embedded WAL, the embedded store, the in-process stream
+//! processor, the file catalog, the in-memory dedup index), adapts them to the service layer's
+//! seams, builds the services and hands everything to the HTTP front end.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use eddy_log::Log;
+use eddy_log::wal::{Wal, WalConfig};
+use eddy_model::Clock;
+use eddy_server::{Engines, Server, ServerConfig};
+use eddy_service::catalog::{Catalog, secs_to_ns};
+use eddy_service::dedup::MemoryDedup;
+use eddy_service::file_catalog::FileCatalog;
+use eddy_service::ingest::IngestConfig;
+use eddy_service::series::SeriesIndex;
+use eddy_service::{Seams, Services};
+
+/// A server composed and ready to serve.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) server: Server,
+    /// The admin key generated on first start (also written to `<data-dir>/admin.key`).
+    pub(crate) generated_admin_key: Option<String>,
+    /// The WAL, for fault injection in tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) wal: Arc<Wal>,
+}
+
+/// Opens the data dir and composes the platform. Must run inside the async runtime (the
+/// store, processor and notifier start their tasks).
+pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let mut wal_config = WalConfig::new(config.data_dir.join("wal"));
+    wal_config.segment_bytes = config.wal_segment_bytes;
+    wal_config.max_queue_bytes = config.wal_queue_bytes;
+    let wal = Arc::new(Wal::open(wal_config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let log: Arc<dyn Log> = wal.clone();
+    let (catalog, generated) = FileCatalog::open(&config.data_dir, config.admin_key.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let catalog: Arc<dyn Catalog> = Arc::new(catalog);
+
+    let window_ns = i64::try_from(config.dedup_window.as_nanos()).unwrap_or(i64::MAX);
+    let dedup = Arc::new(MemoryDedup::new(window_ns, config.dedup_max_entries));
+    let t = Instant::now();
+    let scanned = dedup
+        .rebuild_from_log(log.as_ref(), clock.now_ns())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        records = scanned,
+        ids = eddy_service::dedup::DedupIndex::len(dedup.as_ref()),
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "dedup index rebuilt from the log"
+    );
+
+    let default_retention_ns =
+        i64::try_from(config.default_retention.as_nanos()).unwrap_or(i64::MAX);
+    let mut store_config = config.store.clone();
+    store_config.dir = config.data_dir.join("store");
+    let store = eddy_store::EmbeddedStore::open(store_config, wal.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.set_retention(Arc::new(CatalogRetention {
+        catalog: catalog.clone(),
+        clock: clock.clone(),
+        default_ns: default_retention_ns,
+    }));
+    let mut stream_config = config.stream.clone();
+    stream_config.dir = config.data_dir.join("stream");
+    let stream = eddy_stream::Processor::open_with_clock(stream_config, wal.clone(), clock.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.start();
+    stream.start();
+
+    let services = Services::new(
+        IngestConfig {
+            limits: config.limits.clone(),
+            max_batch_events: config.max_batch_events,
+            default_retention: config.default_retention,
+            default_events_per_sec: config.default_events_per_sec,
+        },
+        Seams {
+            log: log.clone(),
+            catalog,
+            dedup,
+            series: Arc::new(ProcessorSeries(stream.clone())),
+            clock: clock.clone(),
+        },
+    );
+    let server = Server::new(config, services, Engines { log, store, stream }, clock);
+    Ok(Opened {
+        server,
+        generated_admin_key: generated,
+        wal,
+    })
+}
+
+/// Retention as the catalog says (a tenant's own, or the server default), on the server's
+/// clock, for the store's file expiry.
+#[derive(Debug)]
+struct CatalogRetention {
+    catalog: Arc<dyn Catalog>,
+    clock: Arc<dyn Clock>,
+    default_ns: i64,
+}
+
+impl eddy_store::RetentionPolicy for CatalogRetention {
+    fn retention_ns(&self, tenant: &str) -> i64 {
+        match self.catalog.tenant(tenant) {
+            Ok(t) => t.retention_secs.map_or(self.default_ns, secs_to_ns),
+            Err(_) => self.default_ns,
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.clock.now_ns()
+    }
+}
+
+/// The in-process stream processor as the ingest path's series index.
+#[derive(Debug)]
+struct ProcessorSeries(Arc<eddy_stream::Processor>);
+
+impl SeriesIndex for ProcessorSeries {
+    fn limit(&self) -> usize {
+        self.0.config().max_series_per_tenant
+    }
+
+    fn series_count(&self, tenant: &str) -> usize {
+        self.0.read(tenant, |r| r.series_count()).unwrap_or(0)
+    }
+
+    fn unknown_metrics(&self, tenant: &str, device: &str, metrics: &[&str]) -> Vec<usize> {
+        self.0
+            .read(tenant, |r| {
+                (0..metrics.len())
+                    .filter(|i| !r.has_series(device, metrics[*i]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use eddy_service::dedup::dedup_key;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn fsync_failure_answers_503_and_reports_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(
+            ServerConfig::new(dir.path()),
+            Arc::new(eddy_model::SystemClock),
+        )
+        .unwrap();
+        let key = opened.generated_admin_key.unwrap();
+        let wal = opened.wal;
+        let server = opened.server;
+        let app = server.router();
+        let post = |body: &'static str| {
+            Request::post("/api/v1/events")
+                .header("x-api-key", &key)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let get = |path: &'static str| Request::get(path).body(Body::empty()).unwrap();
+        assert_eq!(
+            app.clone()
+                .oneshot(post(r#"{"type":"a"}"#))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.clone().oneshot(get("/ready")).await.unwrap().status(),
+            StatusCode::OK
+        );
+
+        wal.inject_sync_failure();
+        let r = app
+            .clone()
+            .oneshot(post(r#"{"event_id":"b","type":"b"}"#))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("retry-after"));
+        assert_eq!(
+            app.clone().oneshot(get("/ready")).await.unwrap().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // No blind retry: later appends are refused too, and nothing unacknowledged is visible.
+        let r = app.clone().oneshot(post(r#"{"type":"c"}"#)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(wal.end_offset(), 1);
+        // The failed event's id was released: it is not remembered as stored.
+        let dedup = &server.state().services.dedup;
+        let fresh = dedup
+            .reserve_and_append(
+                "default",
+                &[Some(dedup_key("default", "b"))],
+                0,
+                &mut |_| Ok(()),
+            )
+            .unwrap();
+        assert_eq!(fresh, vec![true]);
+        // /health still answers (liveness is not readiness).
+        assert_eq!(
+            app.clone().oneshot(get("/health")).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+}
