@@ -7,8 +7,9 @@
 //! in-flight budget, body limit, gzip) → `eddy_service::ingest::IngestService::ingest`.
 //! Errors of every kind become HTTP answers in one place, `error`.
 //!
-//! It must not build implementations: [`Server::new`] takes the services and engines the
-//! binary composed. Routes not yet behind a service (queries, analytics, rollups, alerts,
+//! It must not build implementations or run their lifecycle: [`Server::new`] takes the
+//! services and engines the binary composed, and the binary shuts them down after
+//! [`Server::serve`] returns. Routes not yet behind a service (queries, analytics, rollups, alerts,
 //! SQL, live feeds, ops) still read the engines in [`state::AppInner`]; issue 17 moves them.
 
 pub mod auth;
@@ -24,9 +25,7 @@ pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
-use eddy_log::Log;
 use eddy_model::Clock;
 use eddy_service::{Error as Domain, Services};
 
@@ -34,10 +33,9 @@ pub use config::ServerConfig;
 pub use error::{Error, Result};
 use state::{AppInner, AppState};
 
-/// The engines the routes not yet behind a service read, and that shutdown drains.
+/// The engines the routes not yet behind a service still read.
 #[derive(Debug, Clone)]
 pub struct Engines {
-    pub log: Arc<dyn Log>,
     pub store: Arc<eddy_store::EmbeddedStore>,
     pub stream: Arc<eddy_stream::Processor>,
 }
@@ -46,7 +44,6 @@ pub struct Engines {
 #[derive(Debug)]
 pub struct Server {
     state: AppState,
-    engines: Engines,
 }
 
 impl Server {
@@ -60,7 +57,6 @@ impl Server {
     ) -> Self {
         let prometheus = metrics::prometheus_handle();
         let state: AppState = Arc::new(AppInner {
-            log: engines.log.clone(),
             store: engines.store.clone(),
             query: Arc::new(engines.store.clone()),
             stream: engines.stream.clone(),
@@ -68,7 +64,6 @@ impl Server {
             clock,
             prometheus,
             inflight: Arc::new(tokio::sync::Semaphore::new(config.max_inflight_bytes)),
-            started: Instant::now(),
             query_cache: cache::QueryCache::new(
                 config.query_cache_staleness,
                 config.query_cache_bytes,
@@ -78,7 +73,7 @@ impl Server {
         if let Some(notices) = engines.stream.take_notices() {
             notify::spawn(state.clone(), notices);
         }
-        Server { state, engines }
+        Server { state }
     }
 
     /// The shared state (for tests and embedding).
@@ -91,8 +86,9 @@ impl Server {
         routes::router(self.state.clone())
     }
 
-    /// Serves on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
-    /// requests finish (up to the configured grace), and flushes and fsyncs the log.
+    /// Serves on `listener` until `shutdown` resolves; then stops accepting and lets in-flight
+    /// requests finish (up to the configured grace). Flushing the log and persisting the
+    /// engines is the caller's (the composition root's) next step.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -125,21 +121,6 @@ impl Server {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed; dropping remaining connections"),
         }
-        let log = self.engines.log.clone();
-        tokio::task::spawn_blocking(move || log.shutdown())
-            .await
-            .map_err(|e| Domain::Internal(format!("log shutdown task failed: {e}")))?
-            .map_err(|e| Domain::Internal(format!("log shutdown failed: {e}")))?;
-        tracing::info!(end_offset = self.engines.log.end_offset(), "log flushed");
-        // The store applies what is left of the log and persists it, so a restart replays
-        // nothing.
-        self.engines.store.shutdown().await;
-        self.engines.stream.shutdown().await;
-        tracing::info!(
-            persisted_offset = self.engines.store.stats().persisted_offset,
-            stream_offset = self.engines.stream.applied_offset(),
-            "store persisted, rollups checkpointed; bye"
-        );
         Ok(())
     }
 }

@@ -6,8 +6,6 @@ use std::sync::OnceLock;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::state::AppState;
-
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The process-wide Prometheus recorder (installed on first call).
@@ -247,33 +245,6 @@ fn describe() {
         "eddy_stream_rollup_file_reads_total",
         "Rollup queries that read closed windows back from the rollup files (past the in-memory horizon)."
     );
-}
-
-/// Refreshes gauges that are read rather than pushed.
-pub(crate) fn update_gauges(state: &AppState) {
-    metrics::gauge!("eddy_log_queue_bytes").set(state.log.queued_bytes() as f64);
-    metrics::gauge!("eddy_log_end_offset").set(state.log.end_offset() as f64);
-    metrics::gauge!("eddy_log_healthy").set(if state.log.health() == eddy_log::LogHealth::Ok {
-        1.0
-    } else {
-        0.0
-    });
-    metrics::gauge!("eddy_stream_lag_records").set(
-        state
-            .log
-            .end_offset()
-            .saturating_sub(state.stream.applied_offset()) as f64,
-    );
-    metrics::gauge!("eddy_dedup_entries").set(state.services.dedup.len() as f64);
-    metrics::gauge!("eddy_tenants").set(
-        state
-            .services
-            .catalog
-            .tenants()
-            .map(|t| t.len())
-            .unwrap_or(0) as f64,
-    );
-    metrics::gauge!("eddy_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 #[cfg(test)]

@@ -1,9 +1,7 @@
 //! Shared state of the HTTP front end, held behind one `Arc` and handed to every handler.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use eddy_log::Log;
 use eddy_model::Clock;
 use eddy_service::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -17,19 +15,17 @@ pub struct AppInner {
     /// The application layer: what handlers call.
     pub services: Services,
     // The engines below are still read directly by the routes not yet behind a service
-    // (queries, analytics, rollups, alerts, SQL, live feeds, ops); issue 17 moves them.
-    pub log: Arc<dyn Log>,
+    // (queries, analytics, rollups, SQL, live feeds); issue 17 moves them.
     /// The embedded store, for its operational state (lag, stats, backpressure).
     pub store: Arc<eddy_store::EmbeddedStore>,
     /// The store seam queries go through.
     pub query: Arc<dyn eddy_store::Store>,
-    /// The stream processor: rollups, alerts and live feeds.
+    /// The stream processor: rollups and live feeds.
     pub stream: Arc<eddy_stream::Processor>,
     pub clock: Arc<dyn Clock>,
     pub prometheus: PrometheusHandle,
     /// Permits = bytes of request bodies that may be in memory at once.
     pub inflight: Arc<tokio::sync::Semaphore>,
-    pub started: Instant,
     /// Recent answers of the read routes dashboards repeat (`None`: caching off).
     pub query_cache: Option<crate::cache::QueryCache>,
 }

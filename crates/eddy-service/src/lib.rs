@@ -13,10 +13,12 @@
 //!
 //! Moved here so far: authentication and scopes, the tenant/key catalog, the whole ingest path
 //! (limits, normalisation, all-or-nothing/partial, series limit, quota, dedup, append, ack
-//! mode) and administration (tenants, keys, the tenant-deletion saga). Queries, analytics,
-//! rollups, rules and alerts, SQL, live feeds and ops follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
+//! mode), administration (tenants, keys, the tenant-deletion saga), rules and alerts
+//! (validation, ids, the rule limit without races, state transitions) and ops (health,
+//! readiness, stats, lag, gauges). Queries, analytics, rollups, SQL and live feeds follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod catalog;
 pub mod dedup;
@@ -24,6 +26,7 @@ mod error;
 pub mod file_catalog;
 pub mod ingest;
 pub mod keys;
+pub mod ops;
 pub mod quota;
 pub mod series;
 pub mod stats;
@@ -42,6 +45,8 @@ pub struct Seams {
     pub catalog: Arc<dyn catalog::Catalog>,
     pub dedup: Arc<dyn dedup::DedupIndex>,
     pub series: Arc<dyn series::SeriesIndex>,
+    pub alerts: Arc<dyn alerts::AlertsEngine>,
+    pub pipeline: Arc<dyn ops::PipelineStatus>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -50,6 +55,8 @@ pub struct Seams {
 pub struct Services {
     pub ingest: ingest::IngestService,
     pub admin: admin::AdminService,
+    pub alerts: Arc<alerts::AlertsService>,
+    pub ops: Arc<ops::OpsService>,
     pub auth: Arc<dyn auth::Authenticator>,
     pub catalog: Arc<dyn catalog::Catalog>,
     pub dedup: Arc<dyn dedup::DedupIndex>,
@@ -82,11 +89,25 @@ impl Services {
             stats.clone(),
             seams.clock.clone(),
         );
+        let alerts = Arc::new(alerts::AlertsService::new(
+            seams.log.clone(),
+            seams.alerts,
+            seams.clock.clone(),
+        ));
+        let ops = Arc::new(ops::OpsService::new(
+            seams.log.clone(),
+            seams.pipeline,
+            seams.catalog.clone(),
+            seams.dedup.clone(),
+            stats.clone(),
+        ));
         // A catalog is its own authenticator (trait upcasting).
         let auth: Arc<dyn auth::Authenticator> = seams.catalog.clone();
         Self {
             ingest,
             admin,
+            alerts,
+            ops,
             auth,
             catalog: seams.catalog,
             dedup: seams.dedup,

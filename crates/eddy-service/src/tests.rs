@@ -10,12 +10,21 @@ use eddy_log::wal::{Wal, WalConfig};
 use eddy_model::batch::BodyFormat;
 use eddy_model::{Entry, ManualClock, codec};
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+
 use crate::admin::{CreateKey, CreateTenant, UpdateTenant};
+use crate::alerts::{
+    Alert, AlertActionKind, AlertFilter, AlertPage, AlertQuery, AlertsEngine, MAX_RULES, Rule,
+    RuleSpec, Severity, Status,
+};
 use crate::auth::{Principal, Scope, authenticate};
 use crate::catalog::{Catalog, DEFAULT_TENANT};
 use crate::dedup::{DedupIndex, MemoryDedup};
 use crate::file_catalog::FileCatalog;
 use crate::ingest::{IngestConfig, IngestRequest};
+use crate::ops::{PipelineStatus, StoreStatus};
 use crate::series::SeriesIndex;
 use crate::{Error, Seams, Services};
 
@@ -42,11 +51,149 @@ impl SeriesIndex for FakeSeries {
     }
 }
 
+/// A stream processor stand-in: applies rule changes and alert actions from the log when
+/// waited on (unless stalled), like the real one does in log order.
+#[derive(Debug, Default)]
+struct FakeProcessor {
+    log: Mutex<Option<Arc<Wal>>>,
+    stalled: AtomicBool,
+    state: Mutex<FakeState>,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    applied: u64,
+    rules: BTreeMap<(String, String), Rule>,
+    alerts: BTreeMap<(String, String), Alert>,
+}
+
+impl FakeProcessor {
+    fn apply(&self) {
+        let log = self.log.lock().unwrap().clone().unwrap();
+        let mut st = self.state.lock().unwrap();
+        for rec in log.read(st.applied, 10_000).unwrap() {
+            st.applied = rec.offset + 1;
+            match codec::decode_entry(&rec.payload).unwrap().entry {
+                Some(Entry::RuleChange(c)) => {
+                    let key = (c.tenant, c.rule_id);
+                    match c.rule_json {
+                        Some(j) => {
+                            st.rules.insert(key, serde_json::from_str(&j).unwrap());
+                        }
+                        None => {
+                            st.rules.remove(&key);
+                        }
+                    }
+                }
+                Some(Entry::AlertAction(a)) => {
+                    if let Some(al) = st.alerts.get_mut(&(a.tenant, a.alert_id)) {
+                        if a.action == "acknowledge" {
+                            al.status = Status::Acknowledged;
+                            al.acknowledged_at = Some(a.at);
+                        } else {
+                            al.status = Status::Resolved;
+                            al.resolved_at = Some(a.at);
+                            al.resolution = Some("manual".into());
+                        }
+                        al.note = a.note;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn open_alert(&self, tenant: &str, id: &str) {
+        self.state.lock().unwrap().alerts.insert(
+            (tenant.into(), id.into()),
+            Alert {
+                id: id.into(),
+                rule_id: "default".into(),
+                rule_name: "default".into(),
+                rule_kind: "zscore".into(),
+                device_id: "d1".into(),
+                metric: "temp".into(),
+                severity: Severity::Warning,
+                status: Status::Open,
+                message: "temp on d1 is high".into(),
+                value: Some(99.0),
+                expected: Some(20.0),
+                score: Some(f64::INFINITY),
+                occurrences: 1,
+                opened_at: 0,
+                last_triggered_at: 0,
+                acknowledged_at: None,
+                resolved_at: None,
+                resolution: None,
+                note: None,
+            },
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertsEngine for FakeProcessor {
+    fn rules(&self, tenant: &str) -> crate::Result<Vec<Rule>> {
+        let st = self.state.lock().unwrap();
+        Ok(st
+            .rules
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+    fn rule(&self, tenant: &str, id: &str) -> crate::Result<Option<Rule>> {
+        let st = self.state.lock().unwrap();
+        Ok(st.rules.get(&(tenant.into(), id.into())).cloned())
+    }
+    fn alerts(&self, tenant: &str, f: &AlertFilter, limit: usize) -> crate::Result<AlertPage> {
+        let st = self.state.lock().unwrap();
+        let all: Vec<Alert> = st
+            .alerts
+            .iter()
+            .filter(|((t, _), a)| t == tenant && f.matches(a))
+            .map(|(_, a)| a.clone())
+            .collect();
+        Ok(AlertPage {
+            total: all.len(),
+            alerts: all.into_iter().take(limit).collect(),
+            suppressed: 0,
+        })
+    }
+    fn alert(&self, tenant: &str, id: &str) -> crate::Result<Option<Alert>> {
+        let st = self.state.lock().unwrap();
+        Ok(st.alerts.get(&(tenant.into(), id.into())).cloned())
+    }
+    async fn wait_applied(&self, offset: u64, _timeout: std::time::Duration) -> bool {
+        if self.stalled.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.apply();
+        self.state.lock().unwrap().applied >= offset
+    }
+}
+
+#[derive(Debug)]
+struct FakePipeline;
+
+impl PipelineStatus for FakePipeline {
+    fn store(&self) -> StoreStatus {
+        StoreStatus {
+            applied_offset: 1,
+            ..Default::default()
+        }
+    }
+    fn stream_applied_offset(&self) -> u64 {
+        0
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     services: Services,
     wal: Arc<Wal>,
     admin: Principal,
+    processor: Arc<FakeProcessor>,
 }
 
 fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
@@ -55,6 +202,8 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
     let (catalog, secret) = FileCatalog::open(dir.path(), None).unwrap();
     let catalog: Arc<dyn Catalog> = Arc::new(catalog);
     let admin = authenticate(catalog.as_ref(), secret.as_deref()).unwrap();
+    let processor = Arc::new(FakeProcessor::default());
+    *processor.log.lock().unwrap() = Some(wal.clone());
     let services = Services::new(
         IngestConfig {
             limits: eddy_model::Limits::default(),
@@ -67,6 +216,8 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
             catalog,
             dedup: Arc::new(MemoryDedup::new(i64::MAX, 1000)),
             series: Arc::new(series),
+            alerts: processor.clone(),
+            pipeline: Arc::new(FakePipeline),
             clock: Arc::new(ManualClock::new(1_700_000_000_000_000_000)),
         },
     );
@@ -75,6 +226,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
         services,
         wal,
         admin,
+        processor,
     }
 }
 
@@ -434,4 +586,258 @@ fn memory_dedup_rebuilds_from_the_log_and_drops_deleted_tenants() {
     let d = MemoryDedup::new(i64::MAX, 100);
     assert_eq!(d.rebuild_from_log(&wal, 0).unwrap(), 4);
     assert_eq!(d.len(), 2, "a/1 and a/2; b/1 dropped by the tombstone");
+}
+
+fn threshold(max: f64) -> RuleSpec {
+    serde_json::from_value(serde_json::json!({"kind": "threshold", "op": ">", "value": max}))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rule_limit_holds_under_concurrent_creates() {
+    let f = Arc::new(fixture(FakeSeries::default(), 0));
+    for i in 0..MAX_RULES - 1 {
+        f.services
+            .alerts
+            .create_rule(&f.admin, Some(format!("r{i}")), threshold(1.0))
+            .await
+            .unwrap();
+    }
+    // Eight at once for the last free place: exactly one gets it.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.services
+                    .alerts
+                    .create_rule(&f.admin, Some(format!("last{i}")), threshold(1.0))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::Conflict(m)) => assert!(m.contains("at most"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(
+        f.services.alerts.list_rules(&f.admin).unwrap().len(),
+        MAX_RULES
+    );
+    // Replacing an existing rule is no new rule; a new one by PUT is refused.
+    let (_, created) = f
+        .services
+        .alerts
+        .put_rule(&f.admin, "r0", threshold(2.0))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert!(matches!(
+        f.services
+            .alerts
+            .put_rule(&f.admin, "fresh", threshold(2.0))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn rules_are_validated_named_and_patched_through_the_log() {
+    let f = fixture(FakeSeries::default(), 0);
+    let a = &f.services.alerts;
+    let bad: RuleSpec =
+        serde_json::from_value(serde_json::json!({"kind": "threshold", "op": ">"})).unwrap();
+    match a.create_rule(&f.admin, None, bad).await {
+        Err(Error::InvalidArgument { code, errors, .. }) => {
+            assert_eq!(code, "validation_failed");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        a.create_rule(&f.admin, Some("no spaces".into()), threshold(1.0))
+            .await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert_eq!(f.wal.end_offset(), 0, "refused rules write nothing");
+    let r = a.create_rule(&f.admin, None, threshold(5.0)).await.unwrap();
+    assert!(r.id.starts_with("rule-"), "{}", r.id);
+    assert!(matches!(
+        a.create_rule(&f.admin, Some(r.id.clone()), threshold(5.0))
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["value"].as_f64()),
+        (Some("threshold"), Some(5.0))
+    );
+    assert!(v["created_at"].as_str().unwrap().ends_with('Z'), "{v}");
+    let mut patch = serde_json::Map::new();
+    patch.insert("value".into(), serde_json::json!(7.5));
+    patch.insert("name".into(), serde_json::json!("hot"));
+    let p = a.patch_rule(&f.admin, &r.id, patch).await.unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.created_at.as_str()),
+        ("hot", r.created_at.as_str())
+    );
+    assert_eq!(serde_json::to_value(&p).unwrap()["value"], 7.5);
+    a.delete_rule(&f.admin, &r.id).await.unwrap();
+    assert!(matches!(
+        a.get_rule(&f.admin, &r.id),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        a.delete_rule(&f.admin, &r.id).await,
+        Err(Error::NotFound(_))
+    ));
+    // Stored but not applied in time: the client hears so (503), and it takes effect later.
+    f.processor.stalled.store(true, Ordering::Relaxed);
+    match a
+        .create_rule(&f.admin, Some("later".into()), threshold(1.0))
+        .await
+    {
+        Err(e @ Error::Unavailable { .. }) => assert_eq!(e.retry_after_secs(), Some(1)),
+        other => panic!("{other:?}"),
+    }
+    f.processor.stalled.store(false, Ordering::Relaxed);
+    f.processor.apply();
+    assert!(a.get_rule(&f.admin, "later").is_ok());
+}
+
+#[tokio::test]
+async fn alert_transitions_are_idempotent_and_a_resolved_alert_stays_resolved() {
+    let f = fixture(FakeSeries::default(), 0);
+    let a = &f.services.alerts;
+    f.processor.open_alert(DEFAULT_TENANT, "alert-1");
+    let mut reader = f.admin.clone();
+    reader.scopes = [Scope::Read].into_iter().collect();
+    assert!(matches!(
+        a.act(&reader, "alert-1", AlertActionKind::Acknowledge, None)
+            .await,
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        a.act(
+            &f.admin,
+            "alert-1",
+            AlertActionKind::Acknowledge,
+            Some("x".repeat(1001))
+        )
+        .await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        a.act(&f.admin, "alert-9", AlertActionKind::Resolve, None)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(f.wal.end_offset(), 0);
+    let v = a
+        .act(
+            &f.admin,
+            "alert-1",
+            AlertActionKind::Acknowledge,
+            Some("on it".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.status, v.note.as_deref()),
+        (Status::Acknowledged, Some("on it"))
+    );
+    assert!(v.acknowledged_at.is_some() && v.score.is_none(), "{v:?}");
+    // Again: answered with the alert, nothing appended.
+    a.act(&f.admin, "alert-1", AlertActionKind::Acknowledge, None)
+        .await
+        .unwrap();
+    assert_eq!(f.wal.end_offset(), 1);
+    let v = a
+        .act(&f.admin, "alert-1", AlertActionKind::Resolve, None)
+        .await
+        .unwrap();
+    assert_eq!(v.status, Status::Resolved);
+    match a
+        .act(&f.admin, "alert-1", AlertActionKind::Acknowledge, None)
+        .await
+    {
+        Err(Error::Conflict(m)) => assert!(m.contains("resolved"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    a.act(&f.admin, "alert-1", AlertActionKind::Resolve, None)
+        .await
+        .unwrap();
+    assert_eq!(f.wal.end_offset(), 2);
+    // Listing: filters and limits are checked here, for every protocol.
+    let list = a
+        .list_alerts(
+            &reader,
+            AlertQuery {
+                status: Some("resolved".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((list.total, list.data.len()), (1, 1));
+    for bad in [
+        AlertQuery {
+            status: Some("closed".into()),
+            ..Default::default()
+        },
+        AlertQuery {
+            severity: Some("fatal".into()),
+            ..Default::default()
+        },
+        AlertQuery {
+            limit: Some("0".into()),
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(
+            a.list_alerts(&reader, bad),
+            Err(Error::InvalidArgument {
+                code: "invalid_parameter",
+                ..
+            })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn ops_answers_readiness_stats_and_lag_for_the_callers_tenant() {
+    let f = fixture(FakeSeries::default(), 0);
+    let ops = &f.services.ops;
+    assert!(ops.ready().ready);
+    f.services
+        .ingest
+        .ingest(&f.admin, events(r#"{"type":"x"}"#, false))
+        .await
+        .unwrap();
+    let st = ops.stats(&f.admin).unwrap();
+    assert_eq!(
+        (st.tenant_id.as_str(), st.since_start.events_accepted),
+        (DEFAULT_TENANT, 1)
+    );
+    assert_eq!(st.log.end_offset, 1);
+    let lag = ops.lag(&f.admin).unwrap();
+    assert_eq!((lag.store.lag, lag.stream.lag), (0, 1));
+    let mut writer = f.admin.clone();
+    writer.scopes = [Scope::Write].into_iter().collect();
+    assert!(matches!(
+        ops.stats(&writer),
+        Err(Error::PermissionDenied(_))
+    ));
+    f.wal.inject_sync_failure();
+    let _ = f
+        .services
+        .ingest
+        .ingest(&f.admin, events(r#"{"type":"x"}"#, false))
+        .await;
+    let r = ops.ready();
+    assert!(!r.ready);
+    assert_eq!((r.status, r.log), ("not_ready", "failed"));
 }

@@ -11,10 +11,12 @@ use eddy_log::Log;
 use eddy_log::wal::{Wal, WalConfig};
 use eddy_model::Clock;
 use eddy_server::{Engines, Server, ServerConfig};
+use eddy_service::alerts::{Alert, AlertFilter, AlertPage, AlertsEngine, Rule};
 use eddy_service::catalog::{Catalog, secs_to_ns};
 use eddy_service::dedup::MemoryDedup;
 use eddy_service::file_catalog::FileCatalog;
 use eddy_service::ingest::IngestConfig;
+use eddy_service::ops::{PipelineStatus, StoreStatus};
 use eddy_service::series::SeriesIndex;
 use eddy_service::{Seams, Services};
 
@@ -24,9 +26,38 @@ pub(crate) struct Opened {
     pub(crate) server: Server,
     /// The admin key generated on first start (also written to `<data-dir>/admin.key`).
     pub(crate) generated_admin_key: Option<String>,
-    /// The WAL, for fault injection in tests.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// The engines, for the ordered shutdown after the server stops.
+    pub(crate) engines: Running,
+}
+
+/// The engines that run beside the HTTP front end.
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
     pub(crate) wal: Arc<Wal>,
+    store: Arc<eddy_store::EmbeddedStore>,
+    stream: Arc<eddy_stream::Processor>,
+}
+
+impl Running {
+    /// The ordered end, after the HTTP front end stopped accepting and drained: write and fsync
+    /// everything queued in the log, let the store apply and persist the rest (so a restart
+    /// replays nothing), checkpoint the rollups.
+    pub(crate) async fn shutdown(self) -> Result<()> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.shutdown())
+            .await
+            .context("the log shutdown task failed")?
+            .map_err(|e| anyhow::anyhow!("the log could not be flushed on shutdown: {e}"))?;
+        tracing::info!(end_offset = self.wal.end_offset(), "log flushed");
+        self.store.shutdown().await;
+        self.stream.shutdown().await;
+        tracing::info!(
+            persisted_offset = self.store.stats().persisted_offset,
+            stream_offset = self.stream.applied_offset(),
+            "store persisted, rollups checkpointed; bye"
+        );
+        Ok(())
+    }
 }
 
 /// Opens the data dir and composes the platform. Must run inside the async runtime (the
@@ -86,14 +117,23 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
             catalog,
             dedup,
             series: Arc::new(ProcessorSeries(stream.clone())),
+            alerts: Arc::new(ProcessorAlerts(stream.clone())),
+            pipeline: Arc::new(Pipeline {
+                store: store.clone(),
+                stream: stream.clone(),
+            }),
             clock: clock.clone(),
         },
     );
-    let server = Server::new(config, services, Engines { log, store, stream }, clock);
+    let engines = Engines {
+        store: store.clone(),
+        stream: stream.clone(),
+    };
+    let server = Server::new(config, services, engines, clock);
     Ok(Opened {
         server,
         generated_admin_key: generated,
-        wal,
+        engines: Running { wal, store, stream },
     })
 }
 
@@ -143,6 +183,76 @@ impl SeriesIndex for ProcessorSeries {
     }
 }
 
+/// The in-process stream processor as the rules-and-alerts engine.
+#[derive(Debug)]
+struct ProcessorAlerts(Arc<eddy_stream::Processor>);
+
+#[async_trait::async_trait]
+impl AlertsEngine for ProcessorAlerts {
+    fn rules(&self, tenant: &str) -> eddy_service::Result<Vec<Rule>> {
+        Ok(self
+            .0
+            .read_alerts(tenant, |a| a.rules().cloned().collect())?)
+    }
+
+    fn rule(&self, tenant: &str, id: &str) -> eddy_service::Result<Option<Rule>> {
+        Ok(self.0.read_alerts(tenant, |a| a.rule(id).cloned())?)
+    }
+
+    fn alerts(
+        &self,
+        tenant: &str,
+        filter: &AlertFilter,
+        limit: usize,
+    ) -> eddy_service::Result<AlertPage> {
+        Ok(self.0.read_alerts(tenant, |a| {
+            let mut page = AlertPage {
+                suppressed: a.suppressed,
+                ..AlertPage::default()
+            };
+            for al in a.alerts().filter(|al| filter.matches(al)) {
+                page.total += 1;
+                if page.alerts.len() < limit {
+                    page.alerts.push(al.clone());
+                }
+            }
+            page
+        })?)
+    }
+
+    fn alert(&self, tenant: &str, id: &str) -> eddy_service::Result<Option<Alert>> {
+        Ok(self.0.read_alerts(tenant, |a| a.alert(id).cloned())?)
+    }
+
+    async fn wait_applied(&self, offset: u64, timeout: std::time::Duration) -> bool {
+        self.0.wait_applied(offset, timeout).await
+    }
+}
+
+/// The store's and the processor's progress, for `/stats`, `/lag` and the gauges.
+#[derive(Debug)]
+struct Pipeline {
+    store: Arc<eddy_store::EmbeddedStore>,
+    stream: Arc<eddy_stream::Processor>,
+}
+
+impl PipelineStatus for Pipeline {
+    fn store(&self) -> StoreStatus {
+        let s = self.store.stats();
+        StoreStatus {
+            applied_offset: s.applied_offset,
+            persisted_offset: s.persisted_offset,
+            buffered_bytes: s.buffered_bytes,
+            files: s.files,
+            file_bytes: s.file_bytes,
+        }
+    }
+
+    fn stream_applied_offset(&self) -> u64 {
+        self.stream.applied_offset()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +270,7 @@ mod tests {
         )
         .unwrap();
         let key = opened.generated_admin_key.unwrap();
-        let wal = opened.wal;
+        let wal = opened.engines.wal.clone();
         let server = opened.server;
         let app = server.router();
         let post = |body: &'static str| {

@@ -34,18 +34,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const PENDING: &[(&str, &str, &str)] = &[
     (
         "eddy-server",
-        "eddy-log",
-        "ops, alerts and rules routes append to / read the log directly",
-    ),
-    (
-        "eddy-server",
         "eddy-store",
         "query, analytics, SQL and export routes call the store",
     ),
     (
         "eddy-server",
         "eddy-stream",
-        "rollups, alerts, rules and live-feed routes call the processor",
+        "rollups and live-feed routes call the processor; the webhook notifier takes its alert transitions",
     ),
 ];
 

@@ -78,6 +78,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         std::fs::rename(addr_file.with_extension("addr.tmp"), &addr_file)?;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "eddy listening on http://{addr}");
         opened.server.serve(listener, shutdown_signal()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        opened.engines.shutdown().await?;
         let _ = std::fs::remove_file(&addr_file);
         Ok::<_, anyhow::Error>(())
     })?;
