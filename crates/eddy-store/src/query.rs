@@ -164,11 +164,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// What a failed SQL statement tells its caller: the statement's own errors (parsing, planning,
 /// casts, arithmetic) are the caller's to fix; memory is the limit; I/O is ours.
+/// The messages are Eddy's own; the engine's detail follows only where it names what to fix
+/// (a position, a column), without its type names.
 fn sql_error(e: datafusion::error::DataFusionError) -> Error {
     use datafusion::error::DataFusionError as D;
+    use datafusion::sql::sqlparser::parser::ParserError as P;
+    let refused = |what: &str| {
+        Error::InvalidQuery(format!(
+            "{what} statements are refused: only read-only queries run here (SELECT, WITH, EXPLAIN, SHOW)"
+        ))
+    };
     match e.find_root() {
         D::ResourcesExhausted(m) => Error::MemoryLimit(m.clone()),
         D::IoError(_) | D::ParquetError(_) | D::ObjectStore(_) | D::External(_) => Error::Query(e),
+        D::SQL(p, _) => Error::InvalidQuery(match p.as_ref() {
+            P::ParserError(m) | P::TokenizerError(m) => {
+                format!("the statement does not parse: {m}")
+            }
+            P::RecursionLimitExceeded => "the statement is nested too deeply to parse".to_string(),
+        }),
+        D::Plan(m) if m.starts_with("DDL not supported") => refused("DDL (CREATE, DROP, ALTER …)"),
+        D::Plan(m) if m.starts_with("DML not supported") => {
+            refused("DML (INSERT, UPDATE, DELETE, COPY …)")
+        }
+        D::Plan(m) if m.starts_with("Statement not supported") => refused("SET and other session"),
+        D::Plan(m) => Error::InvalidQuery(format!("the statement cannot be planned: {m}")),
+        D::SchemaError(..) => Error::InvalidQuery(format!(
+            "the statement names something the tenant's tables do not have: {}",
+            e.find_root()
+                .strip_backtrace()
+                .trim_start_matches("Schema error: ")
+        )),
         _ => Error::InvalidQuery(e.strip_backtrace()),
     }
 }

@@ -168,6 +168,10 @@ pub struct EmbeddedStore {
     caches: SharedCaches,
     /// Digests of the events files (see [`crate::digest`]).
     digests: Arc<Digests>,
+    /// Retention passes of the writer loop so far (tests synchronise on it).
+    retention_passes: std::sync::atomic::AtomicU64,
+    /// Set once the background build of missing digests after a start has ended.
+    digests_rebuilt: std::sync::atomic::AtomicBool,
 }
 
 /// See [`EmbeddedStore`]'s `caches`.
@@ -234,6 +238,8 @@ impl EmbeddedStore {
             retired: std::sync::Mutex::new(Vec::new()),
             caches: shared_caches()?,
             digests: Arc::new(Digests::new(config.digest_memory_bytes)),
+            retention_passes: std::sync::atomic::AtomicU64::new(0),
+            digests_rebuilt: std::sync::atomic::AtomicBool::new(false),
             config,
         }))
     }
@@ -373,7 +379,11 @@ impl EmbeddedStore {
             *w = Some(handle);
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.build_missing_digests());
+        tokio::task::spawn_blocking(move || {
+            me.build_missing_digests();
+            me.digests_rebuilt
+                .store(true, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// Builds the digests of listed files that have none (after a restart), newest first,
@@ -430,9 +440,19 @@ impl EmbeddedStore {
     /// Stops the writer after persisting what it holds.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(h) = handle {
-            let _ = h.await;
+        let handle = match self.writer.lock() {
+            Ok(mut w) => w.take(),
+            Err(_) => {
+                tracing::error!(
+                    "store writer state is poisoned: the final persist is skipped; the log keeps the unpersisted events and the next start replays them"
+                );
+                return;
+            }
+        };
+        if let Some(h) = handle
+            && let Err(e) = h.await
+        {
+            tracing::error!(error = %e, "store writer ended abnormally before its final persist; the next start replays the unpersisted events from the log");
         }
     }
 
@@ -509,6 +529,20 @@ impl EmbeddedStore {
     #[doc(hidden)]
     pub fn digested_files(&self) -> usize {
         self.digests.len()
+    }
+
+    /// Retention passes the writer has made since the store opened (tests).
+    #[doc(hidden)]
+    pub fn retention_passes(&self) -> u64 {
+        self.retention_passes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the background build of missing digests after the start has ended (tests).
+    #[doc(hidden)]
+    pub fn digest_rebuild_finished(&self) -> bool {
+        self.digests_rebuilt
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// True when a directory for `tenant` exists in the store (tests).
@@ -914,6 +948,8 @@ impl EmbeddedStore {
                 if let Err(e) = self.enforce_retention() {
                     tracing::error!(error = %e, "retention failed; will retry");
                 }
+                self.retention_passes
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
             }
             // Finish a completed persistence first: it frees memory and lets the log shrink.
             if persist.as_ref().is_some_and(|p| p.is_finished())

@@ -98,6 +98,17 @@ async fn append_recorded(f: &Fixture, evs: Vec<Event>, all: &mut Vec<(u64, Event
 }
 
 /// Waits until everything in the log is in Parquet files.
+/// Waits (at most 5 s) until `cond` holds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 async fn all_persisted(f: &Fixture) {
     for _ in 0..500 {
         if f.store.stats().persisted_offset == f.wal.end_offset() {
@@ -305,7 +316,7 @@ async fn deleted_tenant_is_dropped_from_buffers_and_files() {
     )
     .await;
     caught_up(&f).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    all_persisted(&f).await;
     assert!(f.store.dir_has("a"));
     append(
         &f.wal,
@@ -415,8 +426,13 @@ async fn retention_deletes_expired_hours_per_tenant_with_an_injected_clock() {
     append(&f.wal, evs.into_iter().map(ev_entry).collect()).await;
     caught_up(&f).await;
     all_persisted(&f).await;
-    // Nothing has expired at T0.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Nothing has expired at T0: two retention passes after everything was persisted (the
+    // first may have begun before).
+    let passes = f.store.retention_passes();
+    wait_for("two retention passes", || {
+        f.store.retention_passes() >= passes + 2
+    })
+    .await;
     assert_eq!(
         all_ids(&f.store, "a", EventFilter::default()).await.len(),
         300
@@ -1403,7 +1419,7 @@ async fn summaries_from_digests_equal_counting_through_persists_compaction_resta
 
     // A budget too small for any digest: every file is scanned, the answers are the same.
     let f = open(dir, |c| c.digest_memory_bytes = 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for("the digest rebuild", || f.store.digest_rebuild_finished()).await;
     assert_eq!(f.store.digested_files(), 0);
     assert_summaries(&f, &all, &["a", "b"], "without digests").await;
     assert_sql_answers(&f, &all, &["a", "b"], false, "without digests").await;

@@ -144,6 +144,8 @@ pub struct Processor {
     footers: Arc<persist::Footers>,
     /// Memory pressure: the horizons are divided by 2^pressure (see [`Processor::evict`]).
     pressure: std::sync::atomic::AtomicU32,
+    /// Checkpoints that failed since the processor opened.
+    checkpoint_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Most halvings of the horizons under memory pressure.
@@ -299,12 +301,19 @@ impl Processor {
             flusher: Arc::default(),
             footers: Arc::default(),
             pressure: std::sync::atomic::AtomicU32::new(0),
+            checkpoint_failures: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
     /// The settings it runs with.
     pub fn config(&self) -> &StreamConfig {
         &self.config
+    }
+
+    /// Checkpoints that failed since the processor opened (each is retried).
+    pub fn checkpoint_failures(&self) -> u64 {
+        self.checkpoint_failures
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Starts consuming the log on the current runtime.
@@ -323,9 +332,19 @@ impl Processor {
     /// Stops after a final checkpoint.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(h) = handle {
-            let _ = h.await;
+        let handle = match self.task.lock() {
+            Ok(mut t) => t.take(),
+            Err(_) => {
+                tracing::error!(
+                    "stream processor state is poisoned: the final checkpoint is skipped; the next start replays the log from the last one"
+                );
+                return;
+            }
+        };
+        if let Some(h) = handle
+            && let Err(e) = h.await
+        {
+            tracing::error!(error = %e, "stream processor ended abnormally before its final checkpoint; the next start replays the log from the last one");
         }
     }
 
@@ -851,6 +870,8 @@ impl Processor {
             Err(e) => {
                 tracing::error!(error = %e, "stream checkpoint failed; will retry");
                 metrics::counter!("eddy_stream_checkpoint_failures_total").increment(1);
+                self.checkpoint_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
                 Err(())
             }
         })

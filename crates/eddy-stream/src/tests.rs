@@ -446,7 +446,17 @@ async fn a_failed_checkpoint_is_retried_and_processing_goes_on() {
         .collect();
     append(&wal, &events).await;
     caught_up(&p, &wal).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Checkpoints fail (every 20 ms) while processing goes on.
+    for _ in 0..500 {
+        if p.checkpoint_failures() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        p.checkpoint_failures() >= 2,
+        "the checkpoints failed and were retried"
+    );
     append(&wal, &events[..10]).await;
     caught_up(&p, &wal).await;
     p.read("t", |r| {

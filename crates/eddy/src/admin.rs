@@ -38,9 +38,13 @@ enum TenantsCmd {
     /// List tenants.
     List,
     /// Show one tenant.
-    Get { id: String },
+    Get {
+        /// Tenant id (`tn_…`) or name.
+        tenant: String,
+    },
     /// Create a tenant.
     Create {
+        /// Its name: 1 to 128 characters, unique.
         name: String,
         /// Ingest quota in events/s (0 = unlimited).
         #[arg(long)]
@@ -50,7 +54,10 @@ enum TenantsCmd {
         retention: Option<String>,
     },
     /// Delete a tenant, its keys and its data.
-    Delete { id: String },
+    Delete {
+        /// Tenant id (`tn_…`) or name.
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -64,10 +71,15 @@ pub(crate) struct KeysArgs {
 #[derive(Debug, Subcommand)]
 enum KeysCmd {
     /// List a tenant's keys (never their secrets).
-    List { tenant: String },
+    List {
+        /// Tenant id (`tn_…`) or name.
+        tenant: String,
+    },
     /// Create a key; its secret is printed once.
     Create {
+        /// Tenant id (`tn_…`) or name.
         tenant: String,
+        /// A name to recognise the key by.
         #[arg(long, default_value = "")]
         name: String,
         /// Comma-separated: admin, read, write, read_write.
@@ -75,7 +87,12 @@ enum KeysCmd {
         scopes: Vec<String>,
     },
     /// Revoke a key.
-    Revoke { tenant: String, key_id: String },
+    Revoke {
+        /// Tenant id (`tn_…`) or name.
+        tenant: String,
+        /// Key id (`key_…`, from `eddy keys list`).
+        key_id: String,
+    },
 }
 
 impl Conn {
@@ -93,9 +110,11 @@ impl Conn {
         Ok(k.trim().to_string())
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<()> {
+    /// One request; the answer's JSON (`Null` for an empty body).
+    fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
         let key = self.key()?;
-        let url = format!("{}{}", self.url.trim_end_matches('/'), path);
+        let base = self.url.trim_end_matches('/');
+        let url = format!("{base}{path}");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -105,24 +124,61 @@ impl Conn {
             if let Some(b) = body {
                 req = req.json(&b);
             }
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
+            let resp = req.send().await.map_err(|e| {
+                let why = if e.is_connect() {
+                    "the connection was refused"
+                } else if e.is_timeout() {
+                    "it timed out"
+                } else {
+                    "the request failed"
+                };
+                anyhow::anyhow!(
+                    "cannot reach {base} ({why}): is `eddy serve` running there? Use --url / EDDY_URL for another address"
+                )
+            })?;
             let status = resp.status();
-            let text = resp.text().await?;
-            let pretty = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(text);
+            let text = resp
+                .text()
+                .await
+                .map_err(|_| anyhow::anyhow!("{base} sent an unreadable answer ({status})"))?;
+            let v = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
+            };
             if !status.is_success() {
-                bail!("{status}: {pretty}");
+                let msg = v["message"].as_str().map_or_else(|| v.to_string(), str::to_string);
+                bail!("{status}: {msg}");
             }
-            if !pretty.is_empty() {
-                println!("{pretty}");
-            }
-            Ok(())
+            Ok(v)
         })
+    }
+
+    /// One request, its answer printed as pretty JSON.
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<()> {
+        let v = self.request(method, path, body)?;
+        if !v.is_null() {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Ok(())
+    }
+
+    /// The id of the tenant named or identified by `tenant`.
+    fn tenant_id(&self, tenant: &str) -> Result<String> {
+        let list = self.request(reqwest::Method::GET, "/api/v1/tenants", None)?;
+        let empty = Vec::new();
+        let tenants = list["data"].as_array().unwrap_or(&empty);
+        tenants
+            .iter()
+            .find(|t| t["id"] == tenant)
+            .or_else(|| tenants.iter().find(|t| t["name"] == tenant))
+            .and_then(|t| t["id"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no tenant with the id or name `{tenant}` (`eddy tenants list` shows them)"
+                )
+            })
     }
 }
 
@@ -131,7 +187,10 @@ pub(crate) fn run_tenants(args: TenantsArgs) -> Result<()> {
     let c = &args.conn;
     match args.cmd {
         TenantsCmd::List => c.call(Method::GET, "/api/v1/tenants", None),
-        TenantsCmd::Get { id } => c.call(Method::GET, &format!("/api/v1/tenants/{id}"), None),
+        TenantsCmd::Get { tenant } => {
+            let id = c.tenant_id(&tenant)?;
+            c.call(Method::GET, &format!("/api/v1/tenants/{id}"), None)
+        }
         TenantsCmd::Create {
             name,
             events_per_sec,
@@ -146,7 +205,12 @@ pub(crate) fn run_tenants(args: TenantsArgs) -> Result<()> {
             }
             c.call(Method::POST, "/api/v1/tenants", Some(body))
         }
-        TenantsCmd::Delete { id } => c.call(Method::DELETE, &format!("/api/v1/tenants/{id}"), None),
+        TenantsCmd::Delete { tenant } => {
+            let id = c.tenant_id(&tenant)?;
+            c.call(Method::DELETE, &format!("/api/v1/tenants/{id}"), None)?;
+            eprintln!("tenant {id} deleted");
+            Ok(())
+        }
     }
 }
 
@@ -155,21 +219,30 @@ pub(crate) fn run_keys(args: KeysArgs) -> Result<()> {
     let c = &args.conn;
     match args.cmd {
         KeysCmd::List { tenant } => {
-            c.call(Method::GET, &format!("/api/v1/tenants/{tenant}/keys"), None)
+            let id = c.tenant_id(&tenant)?;
+            c.call(Method::GET, &format!("/api/v1/tenants/{id}/keys"), None)
         }
         KeysCmd::Create {
             tenant,
             name,
             scopes,
-        } => c.call(
-            Method::POST,
-            &format!("/api/v1/tenants/{tenant}/keys"),
-            Some(json!({"name": name, "scopes": scopes})),
-        ),
-        KeysCmd::Revoke { tenant, key_id } => c.call(
-            Method::DELETE,
-            &format!("/api/v1/tenants/{tenant}/keys/{key_id}"),
-            None,
-        ),
+        } => {
+            let id = c.tenant_id(&tenant)?;
+            c.call(
+                Method::POST,
+                &format!("/api/v1/tenants/{id}/keys"),
+                Some(json!({"name": name, "scopes": scopes})),
+            )
+        }
+        KeysCmd::Revoke { tenant, key_id } => {
+            let id = c.tenant_id(&tenant)?;
+            c.call(
+                Method::DELETE,
+                &format!("/api/v1/tenants/{id}/keys/{key_id}"),
+                None,
+            )?;
+            eprintln!("key {key_id} revoked");
+            Ok(())
+        }
     }
 }

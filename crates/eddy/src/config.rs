@@ -228,10 +228,11 @@ pub(crate) struct Settings {
 }
 
 fn size(name: &str, v: &str, zero_ok: bool) -> Result<usize> {
-    let b: ByteSize = v
-        .trim()
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid {name} `{v}`: {e} (e.g. 16MiB)"))?;
+    let b: ByteSize = v.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid {name} `{v}`: a size is a whole or decimal number with an optional unit, e.g. 16MiB, 512KiB, 2GB"
+        )
+    })?;
     let n =
         usize::try_from(b.as_u64()).with_context(|| format!("invalid {name} `{v}`: too large"))?;
     if n == 0 && !zero_ok {
@@ -247,8 +248,42 @@ fn duration(name: &str, v: &str, zero_ok: bool) -> Result<Duration> {
         }
         bail!("invalid {name} `{v}`: must be greater than 0");
     }
-    humantime::parse_duration(v.trim())
-        .map_err(|e| anyhow::anyhow!("invalid {name} `{v}`: {e} (e.g. 1h, 30d)"))
+    humantime::parse_duration(v.trim()).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid {name} `{v}`: a duration is a number with a unit, e.g. 500ms, 10s, 1h, 30d"
+        )
+    })
+}
+
+/// A listen address: `ip:port`, or `host:port` with a host that resolves (an IPv4 address is
+/// preferred, so `localhost:8080` is reachable as 127.0.0.1 too).
+fn listen_addr(s: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.trim().parse() {
+        return Ok(a);
+    }
+    let bad = |why: String| {
+        anyhow::anyhow!(
+            "invalid --http-addr / EDDY_HTTP_ADDR `{s}`: {why} (e.g. 127.0.0.1:8080 or localhost:8080)"
+        )
+    };
+    let (host, port) = s
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| bad("use host:port".into()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(format!("the port `{port}` is not a number from 0 to 65535")))?;
+    let addrs: Vec<SocketAddr> = (host.trim_matches(['[', ']']), port)
+        .to_socket_addrs()
+        .map_err(|_| bad(format!("the host `{host}` does not resolve")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| bad(format!("the host `{host}` has no address")))
 }
 
 fn positive(name: &str, v: usize) -> Result<usize> {
@@ -292,11 +327,7 @@ impl ServeArgs {
             .http_addr
             .or(file.http_addr)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let http_addr: SocketAddr = addr_s.parse().map_err(|e| {
-            anyhow::anyhow!(
-                "invalid --http-addr / EDDY_HTTP_ADDR `{addr_s}`: {e} (e.g. 127.0.0.1:8080)"
-            )
-        })?;
+        let http_addr = listen_addr(&addr_s)?;
         let mut c = eddy_server::ServerConfig::new(data_dir);
         c.admin_key = admin_key;
         if let Some(v) = self.max_body_size.or(file.max_body_size) {
@@ -523,6 +554,18 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_accepted_as_listen_addresses() {
+        let s = ServeArgs {
+            http_addr: Some("localhost:8081".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.http_addr.port(), 8081);
+        assert!(s.http_addr.ip().is_loopback(), "{}", s.http_addr);
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         refused(
             ServeArgs {
@@ -538,6 +581,34 @@ mod tests {
             },
             "EDDY_MAX_BODY_SIZE",
         );
+        // Eddy's words, not the parsing library's.
+        let e = ServeArgs {
+            max_body_size: Some("lots".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a size is a whole or decimal number") && !e.contains("ByteSize"),
+            "{e}"
+        );
+        for (addr, says) in [
+            ("localhost:eighty", "the port `eighty`"),
+            ("8080", "use host:port"),
+        ] {
+            let e = ServeArgs {
+                http_addr: Some(addr.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("EDDY_HTTP_ADDR") && e.contains(says),
+                "{addr}: {e}"
+            );
+        }
         refused(
             ServeArgs {
                 dedup_window: Some("forever".into()),

@@ -193,7 +193,12 @@ fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let mut out = Vec::with_capacity(data.len() + 256);
             out.extend_from_slice(b"{\"columns\":");
-            out.extend_from_slice(&serde_json::to_vec(&columns).unwrap_or_default());
+            let columns = serde_json::to_vec(&columns).map_err(|e| {
+                Domain::Internal(format!(
+                    "the SQL answer's column list is not encodable: {e}"
+                ))
+            })?;
+            out.extend_from_slice(&columns);
             out.extend_from_slice(format!(",\"rows\":{rows},\"data\":").as_bytes());
             out.extend_from_slice(&data);
             out.push(b'}');

@@ -189,10 +189,11 @@ async fn preset_admin_key_and_cli_admin_commands() {
     assert!(ok, "{err}");
     let t: serde_json::Value = serde_json::from_str(&out).unwrap();
     let id = t["id"].as_str().unwrap();
+    // Tenants are named by id or by name.
     let (ok, out, _) = cli(&[
         "keys",
         "create",
-        id,
+        "cli-co",
         "--name",
         "w",
         "--scopes",
@@ -201,7 +202,10 @@ async fn preset_admin_key_and_cli_admin_commands() {
     assert!(ok);
     let k: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(k["scopes"], json!(["read", "write"]));
+    assert_eq!(k["tenant_id"], id);
     let (ok, out, _) = cli(&["keys", "list", id]);
+    assert!(ok && out.contains(k["id"].as_str().unwrap()));
+    let (ok, out, _) = cli(&["keys", "list", "cli-co"]);
     assert!(ok && out.contains(k["id"].as_str().unwrap()));
     let (ok, out, _) = cli(&["tenants", "list"]);
     assert!(ok && out.contains("cli-co"));
@@ -210,5 +214,24 @@ async fn preset_admin_key_and_cli_admin_commands() {
     let (ok, _, _) = cli(&["tenants", "delete", id]);
     assert!(ok);
     let (ok, _, err) = cli(&["tenants", "get", id]);
-    assert!(!ok && err.contains("404"), "{err}");
+    assert!(
+        !ok && err.contains(&format!("no tenant with the id or name `{id}`")),
+        "{err}"
+    );
+    // A server that is not there: one sentence saying so, no library error chain.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["tenants", "list", "--url", &url])
+        .env("EDDY_API_KEY", preset)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("cannot reach {url}")) && err.contains("is `eddy serve` running"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -113,6 +113,14 @@ async fn sigkill_mid_ingest_loses_nothing_acknowledged_and_duplicates_nothing() 
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let pending: Arc<Mutex<Vec<Batch>>> = Arc::default();
     let mut next_batch = 0usize;
+    // The kill delays are random; the seed is printed so a failing run can be repeated with
+    // EDDY_CRASH_SEED=<seed>.
+    let seed: u64 = std::env::var("EDDY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("crash test seed: {seed} (repeat with EDDY_CRASH_SEED={seed})");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for round in 0..ROUNDS {
         let url = s.url.clone();
         let mut tasks = Vec::new();
@@ -156,7 +164,7 @@ async fn sigkill_mid_ingest_loses_nothing_acknowledged_and_duplicates_nothing() 
                 }
             }));
         }
-        let wait = rand::rng().random_range(30..300);
+        let wait = rng.random_range(30..300);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         s.kill9();
         for t in tasks {
