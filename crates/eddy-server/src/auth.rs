@@ -43,6 +43,12 @@ impl FromRequestParts<AppState> for Caller {
 impl Caller {
     /// The caller presenting `secret`.
     pub(crate) fn authenticate(state: &AppState, secret: Option<&str>) -> Result<Self> {
+        if secret.is_none_or(|s| s.trim().is_empty()) {
+            return Err(eddy_service::Error::Unauthenticated(
+                "missing API key: send `X-API-Key: <key>` or `Authorization: Bearer <key>`".into(),
+            )
+            .into());
+        }
         Ok(Caller(authenticate(state.services.auth.as_ref(), secret)?))
     }
 }

@@ -91,7 +91,30 @@ async fn attempt(client: &reqwest::Client, url: &str, n: &AlertNotice, body: &st
                 Outcome::Permanent(format!("HTTP {s}"))
             }
         }
-        Err(e) => Outcome::Retry(e.to_string()),
+        Err(e) => Outcome::Retry(failure(&e)),
+    }
+}
+
+/// Why a request failed, with its real cause: reqwest's own text names only the URL, the cause
+/// (DNS, refused connection, TLS) is at the end of its source chain.
+fn failure(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // The cause, never reqwest's own text: that names the URL, which may hold a token.
+    let mut cause = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(c) = cause {
+        root = Some(c);
+        cause = c.source();
+    }
+    match root {
+        Some(r) => format!("{kind}: {r}"),
+        None => kind.to_string(),
     }
 }
 

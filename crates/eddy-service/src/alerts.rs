@@ -6,11 +6,14 @@
 //! until the processor has applied it and shows the resulting state.
 //!
 //! The processor is reached through the data-returning [`AlertsEngine`] seam: no closure of
-//! this crate runs under its lock. Rule changes are serialised here, so the check of
-//! [`MAX_RULES`] and the append that adds a rule cannot interleave with another change (one
-//! process appends rule changes; a multi-node deployment needs the processor to enforce it).
+//! this crate runs under its lock. A tenant's rule changes are serialised here, and each one
+//! first waits until the processor has applied the previous one (or fails with 503), so the
+//! check of [`MAX_RULES`] and of an existing id always sees every earlier change, even one
+//! whose answer timed out or whose client went away. One process appends rule changes; a
+//! multi-node deployment needs the processor to enforce the limit itself.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_log::Log;
@@ -248,7 +251,17 @@ pub fn invalid_rule(field: &str, reason: impl Into<String>) -> Error {
     )
 }
 
-fn check_rule_id(id: &str) -> Result<()> {
+fn not_applied_yet() -> Error {
+    Error::Unavailable {
+        message: "the change is stored but the stream processor has not applied it yet; \
+                  it will take effect shortly"
+            .into(),
+        retry_after_secs: 1,
+    }
+}
+
+/// Checks a rule id: 1 to 64 letters, digits, `-` or `_`.
+pub fn check_rule_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -267,8 +280,14 @@ pub struct AlertsService {
     log: Arc<dyn Log>,
     engine: Arc<dyn AlertsEngine>,
     clock: Arc<dyn Clock>,
-    /// Held from a rule change's checks to its application (see the module docs).
-    rule_changes: tokio::sync::Mutex<()>,
+    /// Per tenant: held from a rule change's checks to its append, with the log offset the
+    /// processor must have applied before the next change reads the rules.
+    rule_changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>,
+}
+
+/// A tenant's rule-change turn: every earlier change is applied; the append offset is recorded.
+struct Turn {
+    guard: tokio::sync::OwnedMutexGuard<u64>,
 }
 
 impl AlertsService {
@@ -277,21 +296,35 @@ impl AlertsService {
             log,
             engine,
             clock,
-            rule_changes: tokio::sync::Mutex::new(()),
+            rule_changes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Appends `entry` durably and waits until the stream processor has applied it.
-    async fn append_and_apply(&self, entry: Entry) -> Result<()> {
+    /// Waits for the tenant's turn to change rules, and until the processor has applied the
+    /// tenant's previous change.
+    async fn turn(&self, tenant: &str) -> Result<Turn> {
+        let lock = {
+            // A panic elsewhere leaves only this map of locks behind; keep going.
+            let mut m = self.rule_changes.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(tenant.to_string()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        if !self.engine.wait_applied(*guard, APPLY_WAIT).await {
+            return Err(not_applied_yet());
+        }
+        Ok(Turn { guard })
+    }
+
+    /// Appends `entry` durably and waits until the stream processor has applied it. With a
+    /// rule-change turn, records the offset the next change must see applied.
+    async fn append_and_apply(&self, entry: Entry, turn: Option<&mut Turn>) -> Result<()> {
         let bytes = codec::encode_entry(&LogEntry { entry: Some(entry) });
         let range = self.log.append(vec![bytes.into()])?.durable().await?;
+        if let Some(t) = turn {
+            *t.guard = range.end;
+        }
         if !self.engine.wait_applied(range.end, APPLY_WAIT).await {
-            return Err(Error::Unavailable {
-                message: "the change is stored but the stream processor has not applied it yet; \
-                          it will take effect shortly"
-                    .into(),
-                retry_after_secs: 1,
-            });
+            return Err(not_applied_yet());
         }
         Ok(())
     }
@@ -306,6 +339,7 @@ impl AlertsService {
     /// Validates `spec` as rule `id` and stores it.
     async fn store_rule(
         &self,
+        turn: &mut Turn,
         tenant: &str,
         id: &str,
         spec: RuleSpec,
@@ -317,12 +351,15 @@ impl AlertsService {
             .map_err(|e| invalid_rule(e.field, e.reason))?;
         let json = serde_json::to_string(&rule)
             .map_err(|e| Error::Internal(format!("rule {id} not encodable: {e}")))?;
-        self.append_and_apply(Entry::RuleChange(RuleChange {
-            tenant: tenant.to_string(),
-            rule_id: id.to_string(),
-            rule_json: Some(json),
-            at: now,
-        }))
+        self.append_and_apply(
+            Entry::RuleChange(RuleChange {
+                tenant: tenant.to_string(),
+                rule_id: id.to_string(),
+                rule_json: Some(json),
+                at: now,
+            }),
+            Some(turn),
+        )
         .await?;
         self.rule_view(tenant, id)
     }
@@ -354,11 +391,11 @@ impl AlertsService {
             format!("rule-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
         });
         check_rule_id(&id)?;
-        let _serial = self.rule_changes.lock().await;
+        let mut turn = self.turn(&p.tenant_id).await?;
         let rules = self.engine.rules(&p.tenant_id)?;
         if rules.iter().any(|r| r.id == id) {
             return Err(Error::Conflict(format!(
-                "rule `{id}` exists; PUT or PATCH /api/v1/rules/{id} changes it"
+                "rule `{id}` exists; replace or patch it instead"
             )));
         }
         if rules.len() >= MAX_RULES {
@@ -366,7 +403,8 @@ impl AlertsService {
                 "a tenant may have at most {MAX_RULES} rules"
             )));
         }
-        self.store_rule(&p.tenant_id, &id, spec, None).await
+        self.store_rule(&mut turn, &p.tenant_id, &id, spec, None)
+            .await
     }
 
     /// Creates or replaces rule `id`; says which (`true` = created).
@@ -378,7 +416,7 @@ impl AlertsService {
     ) -> Result<(RuleView, bool)> {
         let p = caller.require(Scope::Write)?;
         check_rule_id(id)?;
-        let _serial = self.rule_changes.lock().await;
+        let mut turn = self.turn(&p.tenant_id).await?;
         let rules = self.engine.rules(&p.tenant_id)?;
         let existing = rules.iter().find(|r| r.id == id).map(|r| r.created_at);
         if existing.is_none() && rules.len() >= MAX_RULES {
@@ -386,7 +424,9 @@ impl AlertsService {
                 "a tenant may have at most {MAX_RULES} rules"
             )));
         }
-        let view = self.store_rule(&p.tenant_id, id, spec, existing).await?;
+        let view = self
+            .store_rule(&mut turn, &p.tenant_id, id, spec, existing)
+            .await?;
         Ok((view, existing.is_none()))
     }
 
@@ -398,7 +438,7 @@ impl AlertsService {
         patch: serde_json::Map<String, serde_json::Value>,
     ) -> Result<RuleView> {
         let p = caller.require(Scope::Write)?;
-        let _serial = self.rule_changes.lock().await;
+        let mut turn = self.turn(&p.tenant_id).await?;
         let current = self
             .engine
             .rule(&p.tenant_id, id)?
@@ -416,21 +456,24 @@ impl AlertsService {
         }
         let spec: RuleSpec = serde_json::from_value(merged)
             .map_err(|e| Error::invalid("invalid_body", format!("invalid rule: {e}")))?;
-        self.store_rule(&p.tenant_id, id, spec, Some(current.created_at))
+        self.store_rule(&mut turn, &p.tenant_id, id, spec, Some(current.created_at))
             .await
     }
 
     /// Deletes a rule; its active alerts resolve (`rule_deleted`).
     pub async fn delete_rule(&self, caller: &Principal, id: &str) -> Result<()> {
         let p = caller.require(Scope::Write)?;
-        let _serial = self.rule_changes.lock().await;
+        let mut turn = self.turn(&p.tenant_id).await?;
         self.rule_view(&p.tenant_id, id)?;
-        self.append_and_apply(Entry::RuleChange(RuleChange {
-            tenant: p.tenant_id.clone(),
-            rule_id: id.to_string(),
-            rule_json: None,
-            at: self.clock.now_ns(),
-        }))
+        self.append_and_apply(
+            Entry::RuleChange(RuleChange {
+                tenant: p.tenant_id.clone(),
+                rule_id: id.to_string(),
+                rule_json: None,
+                at: self.clock.now_ns(),
+            }),
+            Some(&mut turn),
+        )
         .await
     }
 
@@ -513,13 +556,16 @@ impl AlertsService {
             .map(|a| a.status)
             .ok_or_else(|| Error::NotFound(format!("no alert `{id}`")))?;
         if transition(id, status, action)? {
-            self.append_and_apply(Entry::AlertAction(AlertAction {
-                tenant: p.tenant_id.clone(),
-                alert_id: id.to_string(),
-                action: action.name().to_string(),
-                at: self.clock.now_ns(),
-                note,
-            }))
+            self.append_and_apply(
+                Entry::AlertAction(AlertAction {
+                    tenant: p.tenant_id.clone(),
+                    alert_id: id.to_string(),
+                    action: action.name().to_string(),
+                    at: self.clock.now_ns(),
+                    note,
+                }),
+                None,
+            )
             .await?;
         }
         self.alert_view(&p.tenant_id, id)

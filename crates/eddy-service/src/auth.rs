@@ -90,16 +90,13 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
 }
 
 /// The principal of a presented secret, or the error every protocol answers: a missing key
-/// and an unknown one are told apart, so a client knows which to fix.
+/// and an unknown one are told apart, so a client knows which to fix (front ends say how
+/// their protocol carries the key).
 pub fn authenticate(auth: &dyn Authenticator, secret: Option<&str>) -> Result<Principal> {
     let secret = secret
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            Error::Unauthenticated(
-                "missing API key: send `X-API-Key: <key>` or `Authorization: Bearer <key>`".into(),
-            )
-        })?;
+        .ok_or_else(|| Error::Unauthenticated("missing API key".into()))?;
     auth.authenticate(secret)
         .ok_or_else(|| Error::Unauthenticated("invalid or revoked API key".into()))
 }

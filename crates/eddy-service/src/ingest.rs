@@ -219,13 +219,22 @@ impl IngestService {
                 ticket = Some(me.log.append(selected)?);
                 Ok(())
             })?;
-        let ticket = ticket
-            .ok_or_else(|| Error::Internal("the dedup index returned without appending".into()))?;
         let reserved: Vec<DedupKey> = keys
             .iter()
             .zip(&fresh)
             .filter_map(|(k, f)| if *f { *k } else { None })
             .collect();
+        // Until the events are durable, their ids are released if anything goes wrong —
+        // including this future being dropped (client gone, shutdown) while it waits.
+        let mut release = Release {
+            dedup: me.dedup.clone(),
+            keys: reserved,
+        };
+        let Some(ticket) = ticket else {
+            return Err(Error::Internal(
+                "the dedup index returned without appending".into(),
+            ));
+        };
         let accepted = fresh.iter().filter(|f| **f).count();
         let duplicates = fresh.len() - accepted;
         let record = || {
@@ -240,22 +249,19 @@ impl IngestService {
         };
         let mut offsets = None;
         if req.sync {
-            match ticket.durable().await {
-                Ok(range) => offsets = Some(range),
-                Err(e) => {
-                    me.dedup.release(&reserved);
-                    return Err(e.into());
-                }
-            }
+            offsets = Some(ticket.durable().await?);
+            release.keys.clear();
             record();
         } else {
             record();
-            let dedup = me.dedup.clone();
             tokio::spawn(async move {
-                if let Err(e) = ticket.durable().await {
-                    dedup.release(&reserved);
-                    tracing::error!(error = %e, "queued (sync=false) events could not be made durable");
+                match ticket.durable().await {
+                    Ok(_) => release.keys.clear(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "queued (sync=false) events could not be made durable")
+                    }
                 }
+                drop(release);
             });
         }
         Ok(Outcome {
@@ -267,6 +273,20 @@ impl IngestService {
             durable: req.sync,
             offsets,
         })
+    }
+}
+
+/// Releases reserved event ids on drop unless they were cleared (made durable).
+struct Release {
+    dedup: Arc<dyn DedupIndex>,
+    keys: Vec<DedupKey>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if !self.keys.is_empty() {
+            self.dedup.release(&self.keys);
+        }
     }
 }
 

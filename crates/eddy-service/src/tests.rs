@@ -536,7 +536,9 @@ async fn quota_refusal_stores_nothing_and_says_when_to_retry() {
         .unwrap();
     match s.ingest.ingest(&f.admin, events(&hundred, false)).await {
         Err(e @ Error::ResourceExhausted { .. }) => {
-            assert!(e.retry_after_secs().unwrap() >= 1);
+            // 100 more events at 2 events/s: about 50 s.
+            let wait = e.retry_after_secs().unwrap();
+            assert!((45..=51).contains(&wait), "{wait}");
             assert!(e.to_string().contains("2 events/s"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -704,8 +706,21 @@ async fn rules_are_validated_named_and_patched_through_the_log() {
         Err(e @ Error::Unavailable { .. }) => assert_eq!(e.retry_after_secs(), Some(1)),
         other => panic!("{other:?}"),
     }
+    // While the processor has not applied it, the next change waits for it (and here, stalled,
+    // is refused): it cannot pass the id or limit checks on rules that are out of date.
+    let end = f.wal.end_offset();
+    assert!(matches!(
+        a.create_rule(&f.admin, Some("later".into()), threshold(1.0))
+            .await,
+        Err(Error::Unavailable { .. })
+    ));
+    assert_eq!(f.wal.end_offset(), end, "nothing appended meanwhile");
     f.processor.stalled.store(false, Ordering::Relaxed);
-    f.processor.apply();
+    assert!(matches!(
+        a.create_rule(&f.admin, Some("later".into()), threshold(1.0))
+            .await,
+        Err(Error::Conflict(_))
+    ));
     assert!(a.get_rule(&f.admin, "later").is_ok());
 }
 

@@ -97,7 +97,6 @@ async fn append_recorded(f: &Fixture, evs: Vec<Event>, all: &mut Vec<(u64, Event
     append(&f.wal, evs.into_iter().map(ev_entry).collect()).await;
 }
 
-/// Waits until everything in the log is in Parquet files.
 /// Waits (at most 5 s) until `cond` holds.
 async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -109,6 +108,7 @@ async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until everything in the log is in Parquet files.
 async fn all_persisted(f: &Fixture) {
     for _ in 0..500 {
         if f.store.stats().persisted_offset == f.wal.end_offset() {

@@ -44,11 +44,18 @@ impl Running {
     /// replays nothing), checkpoint the rollups.
     pub(crate) async fn shutdown(self) -> Result<()> {
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.shutdown())
-            .await
-            .context("the log shutdown task failed")?
-            .map_err(|e| anyhow::anyhow!("the log could not be flushed on shutdown: {e}"))?;
-        tracing::info!(end_offset = self.wal.end_offset(), "log flushed");
+        let flushed = match tokio::task::spawn_blocking(move || wal.shutdown()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "the log could not be flushed on shutdown: {e}"
+            )),
+            Err(e) => Err(anyhow::anyhow!("the log shutdown task failed: {e}")),
+        };
+        match &flushed {
+            Ok(()) => tracing::info!(end_offset = self.wal.end_offset(), "log flushed"),
+            // Acknowledged events were fsynced before their answer; only queued ones are lost.
+            Err(e) => tracing::error!(error = %e, "log flush failed; persisting what was applied"),
+        }
         self.store.shutdown().await;
         self.stream.shutdown().await;
         tracing::info!(
@@ -56,13 +63,15 @@ impl Running {
             stream_offset = self.stream.applied_offset(),
             "store persisted, rollups checkpointed; bye"
         );
-        Ok(())
+        flushed
     }
 }
 
 /// Opens the data dir and composes the platform. Must run inside the async runtime (the
 /// store, processor and notifier start their tasks).
 pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened> {
+    // The metrics recorder first: the engines record from their first replayed record.
+    let _ = eddy_server::metrics::prometheus_handle();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let mut wal_config = WalConfig::new(config.data_dir.join("wal"));

@@ -77,8 +77,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         std::fs::write(addr_file.with_extension("addr.tmp"), addr.to_string())?;
         std::fs::rename(addr_file.with_extension("addr.tmp"), &addr_file)?;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "eddy listening on http://{addr}");
-        opened.server.serve(listener, shutdown_signal()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let served = opened.server.serve(listener, shutdown_signal()).await;
+        // The engines are flushed and persisted whatever ended the serving.
         opened.engines.shutdown().await?;
+        served.map_err(|e| anyhow::anyhow!("{e}"))?;
         let _ = std::fs::remove_file(&addr_file);
         Ok::<_, anyhow::Error>(())
     })?;

@@ -9,6 +9,8 @@ use eddy_service::admin::{
     CreateKey, CreateTenant, CreatedKeyView, KeyView, TenantView, UpdateTenant, Whoami,
 };
 
+use eddy_service::auth::Scope;
+
 use crate::Result;
 use crate::auth::Caller;
 use crate::openapi::{ErrorBody, Errors};
@@ -21,6 +23,7 @@ pub(crate) async fn create_tenant(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response> {
+    caller.require(Scope::Admin)?;
     let req: CreateTenant = parse_json(&body)?;
     let t = state.services.admin.create_tenant(&caller.0, req)?;
     Ok((StatusCode::CREATED, Json(t)).into_response())
@@ -50,6 +53,7 @@ pub(crate) async fn update_tenant(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
+    caller.require(Scope::Admin)?;
     let req: UpdateTenant = parse_json(&body)?;
     Ok(Json(state.services.admin.update_tenant(&caller.0, &id, req)?).into_response())
 }
@@ -73,6 +77,7 @@ pub(crate) async fn create_key(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
+    caller.require(Scope::Admin)?;
     let req: CreateKey = parse_json(&body)?;
     let created = state.services.admin.create_key(&caller.0, &id, req)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())

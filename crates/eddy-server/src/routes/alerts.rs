@@ -17,8 +17,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eddy_service::Error as Domain;
 use eddy_service::alerts::{
-    AlertActionKind, AlertList, AlertQuery, AlertView, RuleSpec, RuleView, invalid_rule,
+    AlertActionKind, AlertList, AlertQuery, AlertView, RuleSpec, RuleView, check_rule_id,
+    invalid_rule,
 };
+use eddy_service::auth::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -65,12 +67,17 @@ pub(crate) async fn create_rule(
     caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response> {
+    // The scope and the id first, then the body, as before the service layer.
+    caller.require(Scope::Write)?;
     let mut v: Value = parse_json(&body)?;
     let id = match v.as_object_mut().and_then(|o| o.remove("id")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(invalid_rule("id", "must be a string").into()),
     };
+    if let Some(id) = &id {
+        check_rule_id(id)?;
+    }
     let spec: RuleSpec = serde_json::from_value(v)
         .map_err(|e| Domain::invalid("invalid_body", format!("invalid rule: {e}")))?;
     let rule = state
@@ -99,6 +106,8 @@ pub(crate) async fn put_rule(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response> {
+    caller.require(Scope::Write)?;
+    check_rule_id(&id)?;
     let spec: RuleSpec = parse_json(&body)?;
     let (rule, created) = state.services.alerts.put_rule(&caller.0, &id, spec).await?;
     let status = if created {
@@ -117,6 +126,7 @@ pub(crate) async fn patch_rule(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<RuleView>> {
+    caller.require(Scope::Write)?;
     let Value::Object(patch) = parse_json(&body)? else {
         return Err(Domain::invalid("invalid_body", "a merge patch is a JSON object").into());
     };
@@ -195,6 +205,7 @@ async fn act(
     body: &[u8],
     action: AlertActionKind,
 ) -> Result<Json<AlertView>> {
+    caller.require(Scope::Write)?;
     let req: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
     } else {

@@ -1,4 +1,5 @@
-//! The HTTP routes. Ingestion routes (native and compatibility) all call [`crate::ingest`].
+//! The HTTP routes. Ingestion routes (native and compatibility) all call
+//! `eddy_service::ingest::IngestService::ingest`.
 
 pub(crate) mod admin;
 pub(crate) mod alerts;

@@ -245,7 +245,22 @@ async fn subscriptions_filter_and_tenants_stay_isolated() {
     post_reading(&s, &key, "x1b", "d1", 2.5).await;
     next_is_event(&mut ws, "x1b", "no rollups, no other device").await;
     post_reading(&s, &b_key, "b1", "d1", 3.0).await;
-    next_is_event(&mut b, "b1", "tenant B sees nothing of tenant A").await;
+    // B gets its own event and rollups (value 3.0) — never one of A's (1.0, 2.0, 2.5), which
+    // would have come first.
+    loop {
+        let m = next(&mut b).await.unwrap();
+        match m["type"].as_str() {
+            Some("event") => {
+                assert_eq!(m["data"]["event_id"], "b1", "tenant B saw A's event: {m}");
+                break;
+            }
+            Some("rollup") => assert!(
+                m["data"]["min"] == 3.0 && m["data"]["max"] == 3.0,
+                "tenant B saw A's data in a rollup: {m}"
+            ),
+            _ => panic!("unexpected message for tenant B: {m}"),
+        }
+    }
 
     // Unsubscribing from everything stops the flow; the connection stays.
     send(&mut ws, json!({"type": "unsubscribe"})).await;
