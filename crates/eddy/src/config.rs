@@ -13,7 +13,13 @@ use serde::Deserialize;
 
 /// Eddy: a real-time analytics platform in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "eddy", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "eddy",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = ADMIN_KEY_HELP
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -22,9 +28,13 @@ pub(crate) struct Cli {
     pub(crate) serve: ServeArgs,
 }
 
+/// `EDDY_ADMIN_KEY` is read from the environment (or the file) only, never a flag.
+const ADMIN_KEY_HELP: &str = "Environment only: EDDY_ADMIN_KEY presets the admin key (at least 32 characters); without it the first start generates one, prints it once and saves it in <data-dir>/admin.key (mode 0600).";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the platform (the default).
+    #[command(after_help = ADMIN_KEY_HELP)]
     Serve(Box<ServeArgs>),
     /// Generate realistic load against a running server and report throughput and latency.
     Loadgen(crate::loadgen::LoadgenArgs),
@@ -47,13 +57,14 @@ pub(crate) enum LogFormat {
 /// Settings of `eddy serve`.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct ServeArgs {
-    /// TOML file with any of the settings below (keys in snake_case).
+    /// TOML file with any of the settings below (keys in snake_case) [default: none].
     #[arg(long, env = "EDDY_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Where the log, catalog and admin key live [default: ./data].
     #[arg(long, env = "EDDY_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// HTTP listen address; port 0 picks a free port [default: 127.0.0.1:8080].
+    /// HTTP listen address, ip:port or host:port; port 0 picks a free port
+    /// [default: 127.0.0.1:8080].
     #[arg(long, env = "EDDY_HTTP_ADDR")]
     pub(crate) http_addr: Option<String>,
     /// Log format [default: text].
@@ -62,10 +73,10 @@ pub(crate) struct ServeArgs {
     /// Log filter, e.g. `info` or `eddy_server=debug` [default: info].
     #[arg(long, env = "EDDY_LOG_LEVEL")]
     pub(crate) log_level: Option<String>,
-    /// Largest request body as sent, e.g. `16MiB`.
+    /// Largest request body as sent [default: 16MiB].
     #[arg(long, env = "EDDY_MAX_BODY_SIZE")]
     pub(crate) max_body_size: Option<String>,
-    /// Largest body after gzip decompression, e.g. `64MiB`.
+    /// Largest body after gzip decompression [default: 64MiB].
     #[arg(long, env = "EDDY_MAX_DECOMPRESSED_SIZE")]
     pub(crate) max_decompressed_size: Option<String>,
     /// Request body bytes processed at once; beyond it ingest answers 503 [default: 256MiB].
@@ -550,6 +561,37 @@ mod tests {
                 ..Default::default()
             },
             "EDDY_QUERY_MEMORY",
+        );
+    }
+
+    #[test]
+    fn every_serve_flag_shows_its_default_in_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let mut seen = 0;
+        for a in serve.get_arguments() {
+            if matches!(a.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            seen += 1;
+            let help = a
+                .get_long_help()
+                .or(a.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("[default:"),
+                "--{} shows no default: {help}",
+                a.get_id()
+            );
+        }
+        assert!(seen > 30, "{seen}");
+        assert!(
+            cli.get_after_help()
+                .unwrap()
+                .to_string()
+                .contains("EDDY_ADMIN_KEY")
         );
     }
 
