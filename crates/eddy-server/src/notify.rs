@@ -47,11 +47,9 @@ pub(crate) fn spawn(state: AppState, mut notices: mpsc::Receiver<AlertNotice>) {
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     tokio::spawn(async move {
         while let Some(n) = notices.recv().await {
-            let url = match state.services.catalog.tenant(&n.tenant) {
-                Ok(t) => t.webhook_url,
-                Err(_) => None,
+            let Some(url) = state.services.admin.webhook_url(&n.tenant) else {
+                continue;
             };
-            let Some(url) = url else { continue };
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };

@@ -330,6 +330,12 @@ impl AdminService {
         Ok(())
     }
 
+    /// Where `tenant`'s alert transitions go, if anywhere. For the server's own webhook
+    /// notifier (no caller: the processor's transitions name their tenant).
+    pub fn webhook_url(&self, tenant: &str) -> Option<String> {
+        self.catalog.tenant(tenant).ok().and_then(|t| t.webhook_url)
+    }
+
     /// Open to any valid key.
     pub fn whoami(&self, caller: &Principal) -> Whoami {
         Whoami {

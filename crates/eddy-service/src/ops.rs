@@ -185,6 +185,12 @@ impl OpsService {
         }
     }
 
+    /// The caller's tenant's ingest counters since the process started.
+    pub fn counters(&self, caller: &Principal) -> Result<CountersSnapshot> {
+        let p = caller.require(Scope::Read)?;
+        Ok(self.stats.get(&p.tenant_id).snapshot())
+    }
+
     pub fn stats(&self, caller: &Principal) -> Result<Stats> {
         let p = caller.require(Scope::Read)?;
         Ok(Stats {

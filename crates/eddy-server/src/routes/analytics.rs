@@ -209,7 +209,7 @@ pub(crate) async fn summary(
 ) -> Result<Response> {
     let p = caller.require(Scope::Read)?;
     let (from, to, cur, prev) = summaries(&state, &p.tenant_id, &pairs).await?;
-    let counters = state.services.stats.get(&p.tenant_id).snapshot();
+    let counters = state.services.ops.counters(p)?;
     Ok(Json(json!({
         "from": rfc(from),
         "to": rfc(to),
