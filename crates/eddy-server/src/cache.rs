@@ -12,52 +12,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use eddy_service::Error as Domain;
-
-use crate::Error;
-use crate::auth::{Caller, presented_secret};
-use crate::state::AppState;
-use eddy_service::auth::Scope;
-
-/// Routes whose answers are cached, with their method (any other method of the path is not
-/// theirs: it gets its 405 untouched).
-const CACHED_ROUTES: [(Method, &str); 14] = [
-    (Method::GET, "/api/v1/timeseries"),
-    (Method::GET, "/api/v1/rollups"),
-    (Method::GET, "/api/v1/analytics/aggregates"),
-    (Method::POST, "/api/v1/query"),
-    (Method::GET, "/api/v1/analytics/summary"),
-    (Method::GET, "/analytics/summary"),
-    (Method::GET, "/v1/analytics/summary"),
-    (Method::GET, "/api/v1/analytics/top"),
-    (Method::GET, "/analytics/events"),
-    (Method::GET, "/api/v1/analytics/timeseries"),
-    (Method::GET, "/api/v1/analytics/users/{user_id}"),
-    (Method::GET, "/api/v1/analytics/funnel"),
-    (Method::GET, "/api/v1/analytics/retention"),
-    (Method::GET, "/api/v1/metrics/export"),
-];
-
-/// Largest request body read for a cache key (SQL statements are at most 64 KiB).
-const MAX_KEY_BODY: usize = 128 * 1024;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, header};
 
 /// One cached answer.
 #[derive(Debug)]
-struct Cached {
-    content_type: Option<HeaderValue>,
-    source: Option<HeaderValue>,
-    body: Bytes,
+pub(crate) struct Cached {
+    pub(crate) content_type: Option<HeaderValue>,
+    pub(crate) source: Option<HeaderValue>,
+    pub(crate) body: Bytes,
 }
 
 /// Answers by key, each for at most the staleness.
 #[derive(Debug, Clone)]
 pub struct QueryCache {
-    entries: moka::sync::Cache<u128, Arc<Cached>>,
+    pub(crate) entries: moka::sync::Cache<u128, Arc<Cached>>,
 }
 
 impl QueryCache {
@@ -75,7 +44,7 @@ impl QueryCache {
     }
 }
 
-fn key(
+pub(crate) fn key(
     tenant: &str,
     route: &str,
     uri_query: Option<&str>,
@@ -104,94 +73,4 @@ fn key(
     h.update(&(body.len() as u64).to_le_bytes());
     h.update(body);
     h.digest128()
-}
-
-fn tagged(mut resp: Response, hit: bool) -> Response {
-    resp.headers_mut().insert(
-        "x-eddy-cache",
-        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
-    );
-    resp
-}
-
-/// The middleware: serves a fresh cached answer, or runs the handler and keeps its `200`.
-pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(cache) = state.query_cache.as_ref() else {
-        return next.run(req).await;
-    };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    if !CACHED_ROUTES
-        .iter()
-        .any(|(m, r)| *m == req.method() && *r == route)
-    {
-        return next.run(req).await;
-    }
-    let caller = presented_secret(req.headers())
-        .filter(|s| !s.is_empty())
-        .and_then(|s| Caller::authenticate(&state, Some(s)).ok());
-    let Some(tenant) = caller
-        .as_ref()
-        .and_then(|c| c.require(Scope::Read).ok())
-        .map(|p| p.tenant_id.clone())
-    else {
-        // Let the handler answer (401/403) what the cache must not.
-        return next.run(req).await;
-    };
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_KEY_BODY).await else {
-        return Error::from(Domain::TooLarge(format!(
-            "request body is larger than the limit of {MAX_KEY_BODY} bytes for this route"
-        )))
-        .into_response();
-    };
-    // The path, not the route: `/users/{user_id}` is one route of many answers.
-    let k = key(
-        &tenant,
-        parts.uri.path(),
-        parts.uri.query(),
-        &parts.headers,
-        &bytes,
-    );
-    if let Some(hit) = cache.entries.get(&k) {
-        metrics::counter!("eddy_query_cache_total", "result" => "hit").increment(1);
-        let mut resp = hit.body.clone().into_response();
-        if let Some(ct) = &hit.content_type {
-            resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
-        }
-        if let Some(src) = &hit.source {
-            resp.headers_mut().insert("x-eddy-source", src.clone());
-        }
-        return tagged(resp, true);
-    }
-    metrics::counter!("eddy_query_cache_total", "result" => "miss").increment(1);
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if resp.status() != StatusCode::OK {
-        return tagged(resp, false);
-    }
-    let (parts, body) = resp.into_parts();
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        // The answer's body failed while it was produced (a streamed answer's error).
-        Err(e) => {
-            return Error::from(Domain::Internal(format!(
-                "an answer of {route} failed while it was read for the cache: {e}"
-            )))
-            .into_response();
-        }
-    };
-    cache.entries.insert(
-        k,
-        Arc::new(Cached {
-            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-            source: parts.headers.get("x-eddy-source").cloned(),
-            body: body.clone(),
-        }),
-    );
-    tagged(Response::from_parts(parts, Body::from(body)), false)
 }

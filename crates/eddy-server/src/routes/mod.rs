@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod alerts;
 pub(crate) mod analytics;
+mod cached;
 pub(crate) mod ingest;
 pub(crate) mod live;
 pub(crate) mod ops;
@@ -126,10 +127,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let api: Router<AppState> = documented().into();
     let api = api
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::cache::layer,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), cached::layer))
         .fallback(ops::not_found)
         .with_state(state);
     api.layer(middleware::from_fn(track_metrics))
