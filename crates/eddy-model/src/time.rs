@@ -82,6 +82,12 @@ pub fn format_rfc3339(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// Serde helper: ns since the epoch written as [`format_rfc3339`] text
+/// (`#[serde(serialize_with = "eddy_model::time::rfc3339")]`).
+pub fn rfc3339<S: serde::Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_rfc3339(*ns))
+}
+
 /// A duration in ns as the largest whole unit: `30d`, `1h`, `90m`, `45s`.
 pub fn human_duration_ns(ns: i64) -> String {
     let secs = ns / 1_000_000_000;

@@ -15,7 +15,9 @@
 //! (limits, normalisation, all-or-nothing/partial, series limit, quota, dedup, append, ack
 //! mode), administration (tenants, keys, the tenant-deletion saga), rules and alerts
 //! (validation, ids, the rule limit without races, state transitions) and ops (health,
-//! readiness, stats, lag, gauges). Queries, analytics, rollups, SQL and live feeds follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
+//! readiness, stats, lag, gauges), queries (events, devices, time series with the rollup fast
+//! path, rollups with the read-time correction). Analytics, SQL, exports and live feeds follow
+//! (ARCHITECTURE.md, "Crates and the direction of dependencies").
 
 pub mod admin;
 pub mod alerts;
@@ -27,6 +29,7 @@ pub mod file_catalog;
 pub mod ingest;
 pub mod keys;
 pub mod ops;
+pub mod query;
 pub mod quota;
 pub mod series;
 pub mod stats;
@@ -47,7 +50,19 @@ pub struct Seams {
     pub series: Arc<dyn series::SeriesIndex>,
     pub alerts: Arc<dyn alerts::AlertsEngine>,
     pub pipeline: Arc<dyn ops::PipelineStatus>,
+    /// The store queries read.
+    pub store: Arc<dyn query::Store>,
+    /// The rollups queries read.
+    pub rollups: Arc<dyn query::RollupReader>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// What the services are configured with.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub ingest: ingest::IngestConfig,
+    /// The most rows (or buckets) one query answer may hold.
+    pub max_result_rows: usize,
 }
 
 /// Every service, sharing one set of seams.
@@ -57,6 +72,7 @@ pub struct Services {
     pub admin: admin::AdminService,
     pub alerts: Arc<alerts::AlertsService>,
     pub ops: Arc<ops::OpsService>,
+    pub query: Arc<query::QueryService>,
     /// Turns a presented secret into the caller's principal (every front end's first step).
     pub auth: Arc<dyn auth::Authenticator>,
     /// The dedup index, for the binary's fault tests; front ends go through the services
@@ -66,11 +82,11 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(config: ingest::IngestConfig, seams: Seams) -> Self {
-        let quotas = Arc::new(quota::Quotas::new(config.max_batch_events));
+    pub fn new(config: ServiceConfig, seams: Seams) -> Self {
+        let quotas = Arc::new(quota::Quotas::new(config.ingest.max_batch_events));
         let stats = Arc::new(stats::TenantStats::default());
         let ingest = ingest::IngestService::new(
-            config,
+            config.ingest,
             ingest::IngestDeps {
                 log: seams.log.clone(),
                 catalog: seams.catalog.clone(),
@@ -94,6 +110,12 @@ impl Services {
             seams.alerts,
             seams.clock.clone(),
         ));
+        let query = Arc::new(query::QueryService::new(
+            seams.store,
+            seams.rollups,
+            seams.pipeline.clone(),
+            config.max_result_rows,
+        ));
         let ops = Arc::new(ops::OpsService::new(
             seams.log.clone(),
             seams.pipeline,
@@ -108,11 +130,14 @@ impl Services {
             admin,
             alerts,
             ops,
+            query,
             auth,
             dedup: seams.dedup,
         }
     }
 }
 
+#[cfg(test)]
+mod query_tests;
 #[cfg(test)]
 mod tests;

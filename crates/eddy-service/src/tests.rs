@@ -26,7 +26,7 @@ use crate::file_catalog::FileCatalog;
 use crate::ingest::{IngestConfig, IngestRequest};
 use crate::ops::{PipelineStatus, StoreStatus};
 use crate::series::SeriesIndex;
-use crate::{Error, Seams, Services};
+use crate::{Error, Seams, ServiceConfig, Services};
 
 /// A series index holding `held` series of `known` metrics, counting its lookups.
 #[derive(Debug, Default)]
@@ -207,11 +207,14 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
     let processor = Arc::new(FakeProcessor::default());
     *processor.log.lock().unwrap() = Some(wal.clone());
     let services = Services::new(
-        IngestConfig {
-            limits: eddy_model::Limits::default(),
-            max_batch_events: 100,
-            default_retention: std::time::Duration::ZERO,
-            default_events_per_sec,
+        ServiceConfig {
+            ingest: IngestConfig {
+                limits: eddy_model::Limits::default(),
+                max_batch_events: 100,
+                default_retention: std::time::Duration::ZERO,
+                default_events_per_sec,
+            },
+            max_result_rows: 1000,
         },
         Seams {
             log: wal.clone(),
@@ -220,6 +223,8 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
             series: Arc::new(series),
             alerts: processor.clone(),
             pipeline: Arc::new(FakePipeline),
+            store: Arc::new(crate::query_tests::FakeStore::default()),
+            rollups: Arc::new(crate::query_tests::FakeRollups::default()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000_000_000)),
         },
     );

@@ -24,7 +24,8 @@ use serde_json::Value;
 use crate::digest::{self, Dictionary, Digest};
 use crate::funnel_pass;
 use crate::journeys::{self, Cohort, FunnelTally, Period, Session};
-use crate::query::{column, property_candidates, strings, ts};
+use crate::query::{property_candidates, ts};
+use crate::rows::{column, strings};
 use crate::schema::encode_property;
 use crate::{Error, Result};
 
@@ -283,7 +284,7 @@ pub struct UserProfile {
     pub sessions: Vec<Session>,
     pub session_count: u64,
     /// Newest first.
-    pub recent: Vec<Value>,
+    pub recent: Vec<crate::rows::StoredEvent>,
 }
 
 /// What [`crate::Store::user`] covers.
@@ -666,10 +667,7 @@ pub(crate) async fn user(ctx: SessionContext, q: UserQuery) -> Result<Option<Use
         devices: top_of(events, &Field::DeviceId, q.top).await?.rows,
         sessions,
         session_count,
-        recent: crate::query::events_to_json(&recent)?
-            .into_iter()
-            .map(|(v, _)| v)
-            .collect(),
+        recent: crate::rows::events_of(&recent)?,
     }))
 }
 

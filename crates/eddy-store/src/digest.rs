@@ -31,7 +31,7 @@ use roaring::{MultiOps, RoaringBitmap};
 
 use crate::analytics::{Count, Field, Group, Summary, Top};
 use crate::manifest::{FileMeta, Manifest, Table};
-use crate::query::strings;
+use crate::rows::strings;
 use crate::sample_digest::SampleDigest;
 use crate::{Error, Result};
 

@@ -21,7 +21,7 @@ use arrow::datatypes::UInt64Type;
 
 use crate::analytics::ints;
 use crate::journeys::{self, FunnelTally, StepEvent};
-use crate::query::{column, strings};
+use crate::rows::{column, strings};
 use crate::{Error, Result};
 
 /// Partitions of the users (a power of two: the top bits of the hash pick one).

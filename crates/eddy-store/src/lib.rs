@@ -18,6 +18,7 @@ mod funnel_pass;
 pub mod journeys;
 pub mod manifest;
 pub mod query;
+pub mod rows;
 mod sample_digest;
 pub mod schema;
 pub mod store;

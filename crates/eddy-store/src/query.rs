@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType, UInt64Type};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use async_trait::async_trait;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{Expr, ident, lit};
 use datafusion::scalar::ScalarValue;
-use serde_json::{Map, Value, json};
 
 use crate::analytics::{
     self, FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, Measure, RetentionQuery,
@@ -20,6 +19,9 @@ use crate::analytics::{
 };
 use crate::digest::{Digest, Part};
 use crate::journeys::Cohort;
+use crate::rows::{
+    DeviceMetrics, MetricPoint, MetricSamples, StoredEvent, Timeseries, column, events_of, strings,
+};
 use crate::schema::{TZ, encode_property};
 use crate::store::{EmbeddedStore, Scan};
 use crate::timeseries::TimeseriesQuery;
@@ -70,8 +72,7 @@ pub struct EventFilter {
 /// One page of events.
 #[derive(Debug, Clone)]
 pub struct EventPage {
-    /// Events as JSON objects with the data model's field names.
-    pub events: Vec<Value>,
+    pub events: Vec<StoredEvent>,
     pub next_cursor: Option<String>,
 }
 
@@ -114,10 +115,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         tenant: &str,
         device_id: &str,
         points: usize,
-    ) -> Result<Option<Value>>;
+    ) -> Result<Option<DeviceMetrics>>;
 
     /// Buckets of one metric, computed from raw samples.
-    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value>;
+    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Timeseries>;
 
     /// Per (bucket, value) of an event dimension: event count and exact distinct users, from
     /// raw events.
@@ -487,15 +488,15 @@ impl Store for Arc<EmbeddedStore> {
                 ])?
                 .limit(0, Some(limit + 1))?;
             let batches = df.collect().await?;
-            let mut rows = events_to_json(&batches)?;
-            let next_cursor = if rows.len() > limit {
-                rows.truncate(limit);
-                rows.last().map(|(_, c)| c.encode())
+            let mut events = events_of(&batches)?;
+            let next_cursor = if events.len() > limit {
+                events.truncate(limit);
+                events.last().map(|e| e.cursor().encode())
             } else {
                 None
             };
             Ok(EventPage {
-                events: rows.into_iter().map(|(v, _)| v).collect(),
+                events,
                 next_cursor,
             })
         })
@@ -561,13 +562,13 @@ impl Store for Arc<EmbeddedStore> {
         .await
     }
 
-    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Value> {
+    async fn timeseries(&self, tenant: &str, q: TimeseriesQuery) -> Result<Timeseries> {
         self.check_buckets(q.from, q.to, q.bucket_secs)?;
         let (from, to) = (q.from, q.to);
         self.query(tenant, from, to, move |ctx| async move {
             let (sql, params) = q.sql();
             let batches = sql_collect(ctx, sql, params).await?;
-            q.to_json(&batches)
+            q.rows(&batches)
         })
         .await
     }
@@ -634,7 +635,7 @@ impl Store for Arc<EmbeddedStore> {
         tenant: &str,
         device_id: &str,
         points: usize,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<DeviceMetrics>> {
         let points = points.clamp(1, self.config().max_result_rows);
         let device = device_id.to_string();
         self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
@@ -645,21 +646,24 @@ impl Store for Arc<EmbeddedStore> {
                  WHERE rn <= {points} ORDER BY metric, time"
             );
             let batches = sql_collect(ctx, sql, vec![utf8(&device)]).await?;
-            let mut metrics = Map::new();
+            let mut metrics = std::collections::BTreeMap::<String, MetricSamples>::new();
             for b in &batches {
                 let metric = strings(b, "metric")?;
                 let time = column(b, "time")?.as_primitive::<TimestampNanosecondType>();
                 let value = column(b, "value")?.as_primitive::<arrow::datatypes::Float64Type>();
                 for r in 0..b.num_rows() {
-                    let point = json!({"time": eddy_model::time::format_rfc3339(time.value(r)), "value": value.value(r)});
-                    let entry = metrics.entry(metric.value(r).to_string()).or_insert_with(|| json!({"points": []}));
-                    entry["latest"] = point.clone();
-                    if let Some(p) = entry["points"].as_array_mut() {
-                        p.push(point);
-                    }
+                    let point = MetricPoint { time: time.value(r), value: value.value(r) };
+                    // Rows come oldest first per metric: the last one is the latest.
+                    metrics
+                        .entry(metric.value(r).to_string())
+                        .and_modify(|m| {
+                            m.latest = point;
+                            m.points.push(point);
+                        })
+                        .or_insert_with(|| MetricSamples { latest: point, points: vec![point] });
                 }
             }
-            Ok((!metrics.is_empty()).then(|| json!({"device_id": device, "metrics": metrics})))
+            Ok((!metrics.is_empty()).then_some(DeviceMetrics { device_id: device, metrics }))
         })
         .await
     }
@@ -721,100 +725,4 @@ fn without_views(
 
 fn utf8(v: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(v.to_string()))
-}
-
-pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Task(format!("result has no column `{name}`")))
-}
-
-/// A string column as a `StringViewArray`, the type sessions read strings as (other string
-/// types are cast: views of the same bytes, nothing copied but the short values).
-pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringViewArray> {
-    let c = column(batch, name)?;
-    let c = if c.data_type() == &DataType::Utf8View {
-        c.clone()
-    } else {
-        arrow::compute::cast(c, &DataType::Utf8View).map_err(Error::Arrow)?
-    };
-    Ok(c.as_string_view().clone())
-}
-
-fn map_json(map: &MapArray, row: usize, decode_values: bool) -> Value {
-    if map.is_null(row) {
-        return Value::Object(Map::new());
-    }
-    let entries = map.value(row);
-    let keys = entries.column(0).as_string::<i32>();
-    let mut out = Map::new();
-    for i in 0..entries.len() {
-        let v = if decode_values {
-            let s = entries.column(1).as_string::<i32>().value(i);
-            serde_json::from_str(s).unwrap_or(Value::Null)
-        } else {
-            serde_json::Number::from_f64(
-                entries
-                    .column(1)
-                    .as_primitive::<arrow::datatypes::Float64Type>()
-                    .value(i),
-            )
-            .map_or(Value::Null, Value::Number)
-        };
-        out.insert(keys.value(i).to_string(), v);
-    }
-    Value::Object(out)
-}
-
-/// Converts `events` rows to JSON objects with the data model's names, with their cursors.
-pub fn events_to_json(batches: &[RecordBatch]) -> Result<Vec<(Value, Cursor)>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let time = column(b, "time")?.as_primitive::<TimestampNanosecondType>();
-        let received = column(b, "received_at")?.as_primitive::<TimestampNanosecondType>();
-        let offset = column(b, "offset")?.as_primitive::<UInt64Type>();
-        let (id, ty, source, device, user, page) = (
-            strings(b, "event_id")?,
-            strings(b, "type")?,
-            strings(b, "source")?,
-            strings(b, "device_id")?,
-            strings(b, "user_id")?,
-            strings(b, "page_url")?,
-        );
-        let metrics = column(b, "metrics")?.as_map();
-        let props = column(b, "properties")?.as_map();
-        for r in 0..b.num_rows() {
-            let mut o = Map::new();
-            o.insert("event_id".into(), id.value(r).into());
-            o.insert(
-                "time".into(),
-                eddy_model::time::format_rfc3339(time.value(r)).into(),
-            );
-            o.insert("type".into(), ty.value(r).into());
-            for (k, col) in [
-                ("source", &source),
-                ("device_id", &device),
-                ("user_id", &user),
-                ("page_url", &page),
-            ] {
-                if !col.is_null(r) {
-                    o.insert(k.into(), col.value(r).into());
-                }
-            }
-            o.insert("metrics".into(), map_json(metrics, r, false));
-            o.insert("properties".into(), map_json(props, r, true));
-            o.insert(
-                "received_at".into(),
-                eddy_model::time::format_rfc3339(received.value(r)).into(),
-            );
-            out.push((
-                Value::Object(o),
-                Cursor {
-                    time: time.value(r),
-                    offset: offset.value(r),
-                },
-            ));
-        }
-    }
-    Ok(out)
 }

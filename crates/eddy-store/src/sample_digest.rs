@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 
-use crate::query::strings;
+use crate::rows::strings;
 use crate::{Error, Result};
 
 /// The columns a samples digest is built from.

@@ -136,11 +136,7 @@ async fn all_ids(store: &Arc<EmbeddedStore>, tenant: &str, filter: EventFilter) 
     };
     loop {
         let page = store.events(tenant, f.clone()).await.unwrap();
-        out.extend(
-            page.events
-                .iter()
-                .map(|e| e["event_id"].as_str().unwrap().to_string()),
-        );
+        out.extend(page.events.iter().map(|e| e.event_id.clone()));
         match page.next_cursor {
             Some(c) => f.cursor = Some(Cursor::parse(&c).unwrap()),
             None => return out,
@@ -276,7 +272,8 @@ async fn events_match_naive_filters_through_buffers_files_and_restarts() {
         )
         .await
         .unwrap();
-    let e = &page.events[0];
+    // The wire form of a stored event: the data model's names, RFC 3339 times.
+    let e = serde_json::to_value(&page.events[0]).unwrap();
     assert_eq!(e["properties"]["n"], serde_json::json!(0));
     assert!(
         e["properties"]["page"].is_string()

@@ -8,10 +8,10 @@
 //! multiples of the bucket width since the Unix epoch (UTC).
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType};
+use arrow::datatypes::{DataType, Float64Type, TimestampNanosecondType};
 use datafusion::scalar::ScalarValue;
-use serde_json::{Map, Value, json};
 
+use crate::rows::{Bucket, Timeseries};
 use crate::schema::TZ;
 use crate::{Error, Result};
 
@@ -126,13 +126,16 @@ impl TimeseriesQuery {
         (sql, params)
     }
 
-    /// Turns result batches into `{"data": [...]}` or, grouped, `{"series": [...]}`.
-    pub(crate) fn to_json(&self, batches: &[RecordBatch]) -> Result<Value> {
-        let mut series: Vec<(Option<String>, Vec<Value>)> = Vec::new();
+    /// Turns result batches into buckets per series.
+    pub(crate) fn rows(&self, batches: &[RecordBatch]) -> Result<Timeseries> {
+        let mut out = Timeseries {
+            aggs: self.aggs.clone(),
+            grouped: self.group_by_device,
+            series: Vec::new(),
+        };
         for b in batches {
-            let bucket = b.column(0);
             let bucket = arrow::compute::cast(
-                bucket,
+                b.column(0),
                 &DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, Some(TZ.into())),
             )
             .map_err(Error::Arrow)?;
@@ -143,48 +146,30 @@ impl TimeseriesQuery {
                 None
             };
             let first_agg = if self.group_by_device { 2 } else { 1 };
+            let values = (0..self.aggs.len())
+                .map(|i| {
+                    arrow::compute::cast(b.column(first_agg + i), &DataType::Float64)
+                        .map_err(Error::Arrow)
+                })
+                .collect::<Result<Vec<_>>>()?;
             for r in 0..b.num_rows() {
-                let mut row = Map::new();
-                row.insert(
-                    "time".into(),
-                    eddy_model::time::format_rfc3339(bucket.value(r)).into(),
-                );
-                for (i, agg) in self.aggs.iter().enumerate() {
-                    let col = b.column(first_agg + i);
-                    let v = if col.is_null(r) {
-                        Value::Null
-                    } else if *agg == Agg::Count {
-                        json!(
-                            arrow::compute::cast(col, &DataType::Int64)
-                                .map_err(Error::Arrow)?
-                                .as_primitive::<Int64Type>()
-                                .value(r)
-                        )
-                    } else {
-                        let f = arrow::compute::cast(col, &DataType::Float64)
-                            .map_err(Error::Arrow)?
-                            .as_primitive::<Float64Type>()
-                            .value(r);
-                        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-                    };
-                    row.insert(agg.name(), v);
-                }
+                let values = values
+                    .iter()
+                    .map(|c| (!c.is_null(r)).then(|| c.as_primitive::<Float64Type>().value(r)))
+                    .collect();
                 let device = devices
                     .as_ref()
                     .map(|d| d.as_string::<i32>())
                     .and_then(|d| (!d.is_null(r)).then(|| d.value(r).to_string()));
-                match series.last_mut() {
-                    Some((dev, rows)) if *dev == device => rows.push(Value::Object(row)),
-                    _ => series.push((device, vec![Value::Object(row)])),
-                }
+                out.push(
+                    device,
+                    Bucket {
+                        time: bucket.value(r),
+                        values,
+                    },
+                );
             }
         }
-        if self.group_by_device {
-            Ok(
-                json!({"series": series.into_iter().map(|(d, data)| json!({"device_id": d, "data": data})).collect::<Vec<_>>()}),
-            )
-        } else {
-            Ok(json!({"data": series.into_iter().flat_map(|(_, rows)| rows).collect::<Vec<_>>()}))
-        }
+        Ok(out)
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`rollup`]: windows, aggregates, sketches, watermark and lateness (pure, no I/O);
 //! - [`processor`]: the log consumer, checkpoints, recovery;
+//! - [`reads`]: typed reads of the rollups (plain rows, nothing run under the processor's lock);
 //! - [`persist`]: closed windows as Parquet tables (written once, before the checkpoint);
 //! - [`detect`]: anomaly detectors per series (rolling z-score, EWMA);
 //! - [`alerts`]: rules (z-score, EWMA, threshold, dead-man) and alerts with their lifecycle;
@@ -14,6 +15,7 @@ pub mod detect;
 pub mod feed;
 pub mod persist;
 pub mod processor;
+pub mod reads;
 pub mod rollup;
 
 pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};

@@ -17,8 +17,12 @@ use eddy_service::dedup::MemoryDedup;
 use eddy_service::file_catalog::FileCatalog;
 use eddy_service::ingest::IngestConfig;
 use eddy_service::ops::{PipelineStatus, StoreStatus};
+use eddy_service::query::{
+    CountWindow, CountWindowsQuery, MetricWindow, MetricWindowsQuery, RollupReader,
+    SeriesWindowsQuery, Windows,
+};
 use eddy_service::series::SeriesIndex;
-use eddy_service::{Seams, Services};
+use eddy_service::{Seams, ServiceConfig, Services};
 
 /// A server composed and ready to serve.
 #[derive(Debug)]
@@ -115,11 +119,14 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
     stream.start();
 
     let services = Services::new(
-        IngestConfig {
-            limits: config.limits.clone(),
-            max_batch_events: config.max_batch_events,
-            default_retention: config.default_retention,
-            default_events_per_sec: config.default_events_per_sec,
+        ServiceConfig {
+            ingest: IngestConfig {
+                limits: config.limits.clone(),
+                max_batch_events: config.max_batch_events,
+                default_retention: config.default_retention,
+                default_events_per_sec: config.default_events_per_sec,
+            },
+            max_result_rows: config.store.max_result_rows,
         },
         Seams {
             log: log.clone(),
@@ -131,6 +138,8 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
                 store: store.clone(),
                 stream: stream.clone(),
             }),
+            store: Arc::new(store.clone()),
+            rollups: Arc::new(ProcessorRollups(stream.clone())),
             clock: clock.clone(),
         },
     );
@@ -189,6 +198,37 @@ impl SeriesIndex for ProcessorSeries {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// The in-process stream processor as the rollups queries read.
+#[derive(Debug)]
+struct ProcessorRollups(Arc<eddy_stream::Processor>);
+
+#[async_trait::async_trait]
+impl RollupReader for ProcessorRollups {
+    async fn metric_windows(
+        &self,
+        tenant: &str,
+        q: MetricWindowsQuery,
+    ) -> eddy_service::Result<Windows<MetricWindow>> {
+        Ok(self.0.metric_windows(tenant, q).await?)
+    }
+
+    async fn count_windows(
+        &self,
+        tenant: &str,
+        q: CountWindowsQuery,
+    ) -> eddy_service::Result<Windows<CountWindow>> {
+        Ok(self.0.count_windows(tenant, q).await?)
+    }
+
+    async fn series_windows(
+        &self,
+        tenant: &str,
+        q: SeriesWindowsQuery,
+    ) -> eddy_service::Result<Option<Vec<MetricWindow>>> {
+        Ok(self.0.series_windows(tenant, q).await?)
     }
 }
 

@@ -35,12 +35,12 @@ const PENDING: &[(&str, &str, &str)] = &[
     (
         "eddy-server",
         "eddy-store",
-        "query, analytics, SQL and export routes call the store",
+        "analytics, SQL and export routes call the store",
     ),
     (
         "eddy-server",
         "eddy-stream",
-        "rollups and live-feed routes call the processor; the webhook notifier takes its alert transitions",
+        "SQL (rollup tables) and live-feed routes call the processor; the webhook notifier takes its alert transitions",
     ),
 ];
 

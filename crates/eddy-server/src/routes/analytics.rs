@@ -934,17 +934,15 @@ impl Encoder {
         match self.format {
             ExportFormat::Ndjson => {
                 let mut out = Vec::new();
-                for (v, _) in eddy_store::query::events_to_json(std::slice::from_ref(b))? {
-                    out.extend_from_slice(v.to_string().as_bytes());
+                for e in eddy_store::rows::events_of(std::slice::from_ref(b))? {
+                    serde_json::to_writer(&mut out, &e)
+                        .map_err(|e| Domain::Internal(format!("ndjson: {e}")))?;
                     out.push(b'\n');
                 }
                 Ok(out.into())
             }
             ExportFormat::Csv => {
-                let rows: Vec<Value> = eddy_store::query::events_to_json(std::slice::from_ref(b))?
-                    .into_iter()
-                    .map(|(v, _)| v)
-                    .collect();
+                let rows = eddy_store::rows::events_of(std::slice::from_ref(b))?;
                 let header = std::mem::take(&mut self.header);
                 Ok(events_csv(&rows, header)?.into())
             }

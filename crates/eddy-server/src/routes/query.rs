@@ -7,15 +7,14 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use eddy_store::query::{Cursor, EventFilter};
-use serde_json::{Value, json};
+use eddy_service::query::{Cursor, EventFilter, SourceChoice, StoredEvent, TimeseriesQuery};
+use serde_json::json;
 
 use crate::auth::Caller;
 use crate::openapi::{ErrorBody, Errors, RangeParams};
 use crate::state::AppState;
 use crate::{Error, Result};
 use eddy_service::Error as Domain;
-use eddy_service::auth::Scope;
 
 const DEFAULT_LIMIT: usize = 100;
 
@@ -86,33 +85,49 @@ const CSV_COLUMNS: [&str; 10] = [
     "received_at",
 ];
 
-/// Events (as JSON objects) as CSV rows of [`CSV_COLUMNS`]; maps are JSON text.
-pub(crate) fn events_csv(rows: &[Value], header: bool) -> Result<Vec<u8>> {
+/// Events as CSV rows of [`CSV_COLUMNS`]; maps are JSON text.
+pub(crate) fn events_csv(rows: &[StoredEvent], header: bool) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let cell = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
     let fail = |e: csv::Error| Domain::Internal(format!("csv: {e}"));
     if header {
         w.write_record(CSV_COLUMNS).map_err(fail)?;
     }
-    for r in rows {
-        w.write_record(CSV_COLUMNS.iter().map(|c| cell(r.get(*c))))
-            .map_err(fail)?;
+    let rfc = eddy_model::time::format_rfc3339;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    for e in rows {
+        w.write_record([
+            rfc(e.time),
+            e.event_id.clone(),
+            e.r#type.clone(),
+            opt(&e.source),
+            opt(&e.device_id),
+            opt(&e.user_id),
+            opt(&e.page_url),
+            json_text(&e.metrics)?,
+            json_text(&e.properties)?,
+            rfc(e.received_at),
+        ])
+        .map_err(fail)?;
     }
     w.into_inner()
         .map_err(|e| Domain::Internal(format!("csv: {e}")).into())
 }
 
-fn render(rows: Vec<Value>, next_cursor: Option<String>, format: Format) -> Result<Response> {
+/// JSON text of a map cell.
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Domain::Internal(format!("csv: {e}")).into())
+}
+
+fn render(rows: Vec<StoredEvent>, next_cursor: Option<String>, format: Format) -> Result<Response> {
     let mut resp = match format {
         Format::Json => Json(json!({"data": rows, "next_cursor": next_cursor})).into_response(),
         Format::Ndjson => {
             let mut out = String::new();
             for r in &rows {
-                out.push_str(&r.to_string());
+                out.push_str(
+                    &serde_json::to_string(r)
+                        .map_err(|e| Domain::Internal(format!("ndjson: {e}")))?,
+                );
                 out.push('\n');
             }
             ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
@@ -143,7 +158,7 @@ fn event_filter(
         ..Default::default()
     };
     let mut format = None;
-    let max = state.store.config().max_result_rows;
+    let max = state.services.query.max_rows();
     for (k, v) in pairs {
         match k.as_str() {
             "from" => f.from = Some(parse_time_param("from", v, now)?),
@@ -184,11 +199,6 @@ fn event_filter(
             },
         }
     }
-    if let (Some(a), Some(b)) = (f.from, f.to)
-        && a > b
-    {
-        return Err(Domain::invalid("invalid_parameter", "`from` is after `to`").into());
-    }
     Ok((f, format))
 }
 
@@ -199,10 +209,9 @@ async fn list(
     headers: &HeaderMap,
     newest_first: bool,
 ) -> Result<Response> {
-    let p = caller.require(Scope::Read)?;
     let (filter, format) = event_filter(state, pairs, newest_first)?;
     let format = format_of(format.as_deref(), headers)?;
-    let page = state.query.events(&p.tenant_id, filter).await?;
+    let page = state.services.query.events(&caller.0, filter).await?;
     render(page.events, page.next_cursor, format)
 }
 
@@ -236,33 +245,12 @@ pub(crate) async fn recent_sensor_data(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let p = caller.require(Scope::Read)?;
-    let (mut filter, _) = event_filter(&state, &pairs, true)?;
-    filter.r#type.get_or_insert_with(|| "reading".to_string());
-    let page = state.query.events(&p.tenant_id, filter).await?;
-    let rows: Vec<Value> = page
-        .events
-        .into_iter()
-        .map(|e| {
-            let metrics = e.get("metrics").cloned().unwrap_or(json!({}));
-            // `value` is the metric of that name, or the only metric; with several it would be a
-            // guess, so it is null and `metrics` carries them all.
-            let value = metrics.get("value").cloned().or_else(|| {
-                metrics
-                    .as_object()
-                    .filter(|m| m.len() == 1)
-                    .and_then(|m| m.values().next().cloned())
-            });
-            json!({
-                "id": e["event_id"],
-                "sensorId": e.get("device_id"),
-                "sensor_id": e.get("device_id"),
-                "value": value,
-                "timestamp": e["time"],
-                "metrics": metrics,
-            })
-        })
-        .collect();
+    let (filter, _) = event_filter(&state, &pairs, true)?;
+    let rows = state
+        .services
+        .query
+        .recent_readings(&caller.0, filter)
+        .await?;
     Ok(Json(rows).into_response())
 }
 
@@ -296,8 +284,7 @@ pub(crate) async fn list_devices(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let p = caller.require(Scope::Read)?;
-    let max = state.store.config().max_result_rows;
+    let max = state.services.query.max_rows();
     let (mut limit, mut cursor) = (1000.min(max), None);
     for (k, v) in &pairs {
         match k.as_str() {
@@ -306,7 +293,11 @@ pub(crate) async fn list_devices(
             other => return Err(unknown(other, "limit, cursor")),
         }
     }
-    let page = state.query.devices(&p.tenant_id, cursor, limit).await?;
+    let page = state
+        .services
+        .query
+        .devices(&caller.0, cursor, limit)
+        .await?;
     Ok(Json(json!({"data": page.devices, "next_cursor": page.next_cursor})).into_response())
 }
 
@@ -319,7 +310,6 @@ pub(crate) async fn device_metrics(
     axum::extract::Path(device): axum::extract::Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let p = caller.require(Scope::Read)?;
     let mut points = 20;
     for (k, v) in &pairs {
         match k.as_str() {
@@ -327,14 +317,12 @@ pub(crate) async fn device_metrics(
             other => return Err(unknown(other, "points")),
         }
     }
-    match state
+    let metrics = state
+        .services
         .query
-        .device_metrics(&p.tenant_id, &device, points)
-        .await?
-    {
-        Some(v) => Ok(Json(v).into_response()),
-        None => Err(Domain::NotFound(format!("no metrics for device `{device}`")).into()),
-    }
+        .device_metrics(&caller.0, &device, points)
+        .await?;
+    Ok(Json(metrics).into_response())
 }
 
 /// `GET /api/v1/timeseries?metric=&device_id=&from=&to=&bucket=&agg=&group_by=&source=`: one row per
@@ -349,8 +337,7 @@ pub(crate) async fn timeseries(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    use eddy_store::timeseries::{Agg, TimeseriesQuery};
-    let p = caller.require(Scope::Read)?;
+    use eddy_service::query::Agg;
     let now = state.clock.now_ns();
     let mut q = TimeseriesQuery {
         metric: String::new(),
@@ -361,7 +348,7 @@ pub(crate) async fn timeseries(
         aggs: vec![Agg::Avg],
         group_by_device: false,
     };
-    let mut force_raw = false;
+    let mut source = SourceChoice::Auto;
     for (k, v) in &pairs {
         match k.as_str() {
             "metric" => q.metric = v.clone(),
@@ -385,7 +372,8 @@ pub(crate) async fn timeseries(
                 q.aggs = v
                     .split(',')
                     .map(|a| Agg::parse(a.trim()))
-                    .collect::<eddy_store::Result<Vec<_>>>()?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(Domain::from)?
             }
             "group_by" => match v.as_str() {
                 "device_id" => q.group_by_device = true,
@@ -396,8 +384,8 @@ pub(crate) async fn timeseries(
                 }
             },
             "source" => match v.as_str() {
-                "raw" => force_raw = true,
-                "auto" => force_raw = false,
+                "raw" => source = SourceChoice::Raw,
+                "auto" => source = SourceChoice::Auto,
                 _ => {
                     return Err(Domain::invalid(
                         "invalid_parameter",
@@ -414,35 +402,15 @@ pub(crate) async fn timeseries(
             }
         }
     }
-    if q.metric.is_empty() {
-        return Err(Domain::invalid("invalid_parameter", "`metric` is required").into());
-    }
-    if q.from >= q.to {
-        return Err(Domain::invalid("invalid_parameter", "`from` must be before `to`").into());
-    }
-    // The same limit on both paths: the number of buckets the range can hold.
-    let max_rows = state.store.config().max_result_rows;
-    if (q.to.saturating_sub(q.from) as u128) / (u128::from(q.bucket_secs) * 1_000_000_000)
-        > max_rows as u128
-    {
-        return Err(Domain::invalid(
-            "result_too_large",
-            format!("the range holds more than {max_rows} buckets; narrow it or widen the bucket"),
-        )
-        .into());
-    }
-    let fast = if force_raw {
-        None
-    } else {
-        crate::routes::rollups::timeseries_from_rollups(&state, &p.tenant_id, &q).await?
-    };
-    let (body, source) = match fast {
-        Some(v) => (v, "rollups"),
-        None => (state.query.timeseries(&p.tenant_id, q).await?, "raw"),
-    };
-    metrics::counter!("eddy_timeseries_queries_total", "source" => source).increment(1);
-    let mut resp = Json(body).into_response();
-    resp.headers_mut()
-        .insert("x-eddy-source", HeaderValue::from_static(source));
+    let answer = state
+        .services
+        .query
+        .timeseries(&caller.0, q, source)
+        .await?;
+    let mut resp = Json(answer.series).into_response();
+    resp.headers_mut().insert(
+        "x-eddy-source",
+        HeaderValue::from_static(answer.source.name()),
+    );
     Ok(resp)
 }
