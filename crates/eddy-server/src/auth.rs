@@ -19,6 +19,22 @@ impl Caller {
     }
 }
 
+/// An authenticated caller whose key has the `read` scope: the read routes take it, so a
+/// caller without the scope gets 403 before any parameter is looked at (401 → 403 → 400, the
+/// same precedence on every route). The services check the scope again.
+#[derive(Debug, Clone)]
+pub struct Reader(pub Principal);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = Caller::authenticate(state, presented_secret(&parts.headers))?;
+        caller.require(Scope::Read)?;
+        Ok(Reader(caller.0))
+    }
+}
+
 /// The secret in `X-API-Key` or `Authorization: Bearer`, if any.
 pub(crate) fn presented_secret(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {

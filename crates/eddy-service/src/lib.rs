@@ -16,21 +16,24 @@
 //! mode), administration (tenants, keys, the tenant-deletion saga), rules and alerts
 //! (validation, ids, the rule limit without races, state transitions) and ops (health,
 //! readiness, stats, lag, gauges), queries (events, devices, time series with the rollup fast
-//! path, rollups with the read-time correction). Analytics, SQL, exports and live feeds follow
-//! (ARCHITECTURE.md, "Crates and the direction of dependencies").
+//! path, rollups with the read-time correction), analytics and exports. SQL and live feeds
+//! follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
 
 pub mod admin;
 pub mod alerts;
+pub mod analytics;
 pub mod auth;
 pub mod catalog;
 pub mod dedup;
 mod error;
+pub mod export;
 pub mod file_catalog;
 pub mod ingest;
 pub mod keys;
 pub mod ops;
 pub mod query;
 pub mod quota;
+pub mod range;
 pub mod series;
 pub mod stats;
 
@@ -63,6 +66,9 @@ pub struct ServiceConfig {
     pub ingest: ingest::IngestConfig,
     /// The most rows (or buckets) one query answer may hold.
     pub max_result_rows: usize,
+    /// An event received more than this after its time counts as late (the processor's
+    /// allowed lateness).
+    pub late_after_ns: i64,
 }
 
 /// Every service, sharing one set of seams.
@@ -73,6 +79,7 @@ pub struct Services {
     pub alerts: Arc<alerts::AlertsService>,
     pub ops: Arc<ops::OpsService>,
     pub query: Arc<query::QueryService>,
+    pub analytics: Arc<analytics::AnalyticsService>,
     /// Turns a presented secret into the caller's principal (every front end's first step).
     pub auth: Arc<dyn auth::Authenticator>,
     /// The dedup index, for the binary's fault tests; front ends go through the services
@@ -110,6 +117,12 @@ impl Services {
             seams.alerts,
             seams.clock.clone(),
         ));
+        let analytics = Arc::new(analytics::AnalyticsService::new(
+            seams.store.clone(),
+            stats.clone(),
+            seams.clock.clone(),
+            config.late_after_ns,
+        ));
         let query = Arc::new(query::QueryService::new(
             seams.store,
             seams.rollups,
@@ -131,12 +144,15 @@ impl Services {
             alerts,
             ops,
             query,
+            analytics,
             auth,
             dedup: seams.dedup,
         }
     }
 }
 
+#[cfg(test)]
+mod analytics_tests;
 #[cfg(test)]
 mod query_tests;
 #[cfg(test)]

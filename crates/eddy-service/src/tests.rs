@@ -215,6 +215,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
                 default_events_per_sec,
             },
             max_result_rows: 1000,
+            late_after_ns: 0,
         },
         Seams {
             log: wal.clone(),

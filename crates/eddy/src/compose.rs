@@ -127,6 +127,7 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
                 default_events_per_sec: config.default_events_per_sec,
             },
             max_result_rows: config.store.max_result_rows,
+            late_after_ns: config.stream.lateness_ns(),
         },
         Seams {
             log: log.clone(),

@@ -35,7 +35,7 @@ const PENDING: &[(&str, &str, &str)] = &[
     (
         "eddy-server",
         "eddy-store",
-        "analytics, SQL and export routes call the store",
+        "the SQL route builds its session's extra tables",
     ),
     (
         "eddy-server",

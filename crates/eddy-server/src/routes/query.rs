@@ -7,10 +7,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use eddy_service::export;
 use eddy_service::query::{Cursor, EventFilter, SourceChoice, StoredEvent, TimeseriesQuery};
 use serde_json::json;
 
-use crate::auth::Caller;
+use crate::auth::Reader;
 use crate::openapi::{ErrorBody, Errors, RangeParams};
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -72,69 +73,17 @@ fn format_of(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> {
     })
 }
 
-const CSV_COLUMNS: [&str; 10] = [
-    "time",
-    "event_id",
-    "type",
-    "source",
-    "device_id",
-    "user_id",
-    "page_url",
-    "metrics",
-    "properties",
-    "received_at",
-];
-
-/// Events as CSV rows of [`CSV_COLUMNS`]; maps are JSON text.
-pub(crate) fn events_csv(rows: &[StoredEvent], header: bool) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let fail = |e: csv::Error| Domain::Internal(format!("csv: {e}"));
-    if header {
-        w.write_record(CSV_COLUMNS).map_err(fail)?;
-    }
-    let rfc = eddy_model::time::format_rfc3339;
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    for e in rows {
-        w.write_record([
-            rfc(e.time),
-            e.event_id.clone(),
-            e.r#type.clone(),
-            opt(&e.source),
-            opt(&e.device_id),
-            opt(&e.user_id),
-            opt(&e.page_url),
-            json_text(&e.metrics)?,
-            json_text(&e.properties)?,
-            rfc(e.received_at),
-        ])
-        .map_err(fail)?;
-    }
-    w.into_inner()
-        .map_err(|e| Domain::Internal(format!("csv: {e}")).into())
-}
-
-/// JSON text of a map cell.
-fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Domain::Internal(format!("csv: {e}")).into())
-}
-
 fn render(rows: Vec<StoredEvent>, next_cursor: Option<String>, format: Format) -> Result<Response> {
     let mut resp = match format {
         Format::Json => Json(json!({"data": rows, "next_cursor": next_cursor})).into_response(),
-        Format::Ndjson => {
-            let mut out = String::new();
-            for r in &rows {
-                out.push_str(
-                    &serde_json::to_string(r)
-                        .map_err(|e| Domain::Internal(format!("ndjson: {e}")))?,
-                );
-                out.push('\n');
-            }
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
-        }
+        Format::Ndjson => (
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            export::events_ndjson(&rows)?,
+        )
+            .into_response(),
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            events_csv(&rows, true)?,
+            export::events_csv(&rows, true)?,
         )
             .into_response(),
     };
@@ -204,14 +153,14 @@ fn event_filter(
 
 async fn list(
     state: &AppState,
-    caller: &Caller,
+    caller: &eddy_service::auth::Principal,
     pairs: &[(String, String)],
     headers: &HeaderMap,
     newest_first: bool,
 ) -> Result<Response> {
     let (filter, format) = event_filter(state, pairs, newest_first)?;
     let format = format_of(format.as_deref(), headers)?;
-    let page = state.services.query.events(&caller.0, filter).await?;
+    let page = state.services.query.events(caller, filter).await?;
     render(page.events, page.next_cursor, format)
 }
 
@@ -219,7 +168,7 @@ async fn list(
 #[utoipa::path(get, path = "/api/v1/events", tag = "query", operation_id = "list_events", summary = "Raw events, oldest first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "`{\"data\": [event], \"next_cursor\"}`; NDJSON or CSV when asked", body = Object), Errors))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -230,7 +179,7 @@ pub(crate) async fn list_events(
 #[utoipa::path(get, path = "/api/v1/events/recent", tag = "query", operation_id = "recent_events", summary = "The newest events first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "Events, newest first", body = Object), Errors))]
 pub(crate) async fn recent_events(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -242,14 +191,14 @@ pub(crate) async fn recent_events(
 #[utoipa::path(get, path = "/api/data/recent", tag = "query", operation_id = "recent_sensor_data", summary = "Newest sensor readings in the shape sensor clients post", params(("limit" = Option<usize>, Query, description = "At most this many (default 100)"), ("sensor_id" = Option<String>, Query, description = "One sensor")), responses((status = 200, description = "A JSON array of readings", body = Object), Errors))]
 pub(crate) async fn recent_sensor_data(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     let (filter, _) = event_filter(&state, &pairs, true)?;
     let rows = state
         .services
         .query
-        .recent_readings(&caller.0, filter)
+        .recent_readings(&caller, filter)
         .await?;
     Ok(Json(rows).into_response())
 }
@@ -281,7 +230,7 @@ pub(crate) fn unknown(name: &str, known: &str) -> Error {
 #[utoipa::path(get, path = "/api/v1/devices", tag = "query", operation_id = "list_devices", summary = "Devices with first/last seen, event count and metric names", params(("limit" = Option<usize>, Query, description = "Page size (default 1000)"), ("cursor" = Option<String>, Query, description = "Last id of the previous page")), responses((status = 200, description = "`{\"data\": [device], \"next_cursor\"}`", body = Object), Errors))]
 pub(crate) async fn list_devices(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     let max = state.services.query.max_rows();
@@ -293,11 +242,7 @@ pub(crate) async fn list_devices(
             other => return Err(unknown(other, "limit, cursor")),
         }
     }
-    let page = state
-        .services
-        .query
-        .devices(&caller.0, cursor, limit)
-        .await?;
+    let page = state.services.query.devices(&caller, cursor, limit).await?;
     Ok(Json(json!({"data": page.devices, "next_cursor": page.next_cursor})).into_response())
 }
 
@@ -306,7 +251,7 @@ pub(crate) async fn list_devices(
 #[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "query", operation_id = "device_metrics", summary = "Latest value and newest samples of each metric of a device", params(("id" = String, Path, description = "Device id"), ("points" = Option<usize>, Query, description = "Samples per metric (default 20)")), responses((status = 200, description = "Per metric: latest and points", body = Object), (status = 404, description = "No samples of this device", body = ErrorBody), Errors))]
 pub(crate) async fn device_metrics(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     axum::extract::Path(device): axum::extract::Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
@@ -320,7 +265,7 @@ pub(crate) async fn device_metrics(
     let metrics = state
         .services
         .query
-        .device_metrics(&caller.0, &device, points)
+        .device_metrics(&caller, &device, points)
         .await?;
     Ok(Json(metrics).into_response())
 }
@@ -334,7 +279,7 @@ pub(crate) async fn device_metrics(
 #[utoipa::path(get, path = "/api/v1/timeseries", tag = "query", operation_id = "timeseries", summary = "Buckets of one metric (from rollups when they give the raw answer)", params(("metric" = String, Query, description = "Metric name"), RangeParams, ("device_id" = Option<String>, Query, description = "One device"), ("bucket" = Option<String>, Query, description = "Bucket width, e.g. 1m (default), 1h, 1d"), ("agg" = Option<String>, Query, description = "Comma list: avg, sum, min, max, count, first, last, p50, p90, p95, p99"), ("group_by" = Option<String>, Query, description = "`device_id`: one series per device"), ("source" = Option<String>, Query, description = "`raw` forces raw data")), responses((status = 200, description = "`{\"data\": [{time, agg...}]}` or `{\"series\": [...]}`; `x-eddy-source` says rollups or raw", body = Object), Errors))]
 pub(crate) async fn timeseries(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     use eddy_service::query::Agg;
@@ -402,11 +347,7 @@ pub(crate) async fn timeseries(
             }
         }
     }
-    let answer = state
-        .services
-        .query
-        .timeseries(&caller.0, q, source)
-        .await?;
+    let answer = state.services.query.timeseries(&caller, q, source).await?;
     let mut resp = Json(answer.series).into_response();
     resp.headers_mut().insert(
         "x-eddy-source",

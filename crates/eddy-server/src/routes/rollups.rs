@@ -17,7 +17,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use eddy_service::query::{Dimension, Resolution, RollupTarget, RollupsQuery};
 
-use crate::auth::Caller;
+use crate::auth::Reader;
 use crate::openapi::{Errors, RangeParams};
 use crate::routes::query::{parse_time_param, unknown};
 use crate::state::AppState;
@@ -32,7 +32,7 @@ fn bad(message: impl Into<String>) -> Error {
 #[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "`{\"resolution\", \"watermark\", \"data\": [window]}`", body = Object), Errors))]
 pub(crate) async fn rollups(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     answer(&state, &caller, &pairs, Resolution::Minute).await
@@ -44,7 +44,7 @@ pub(crate) async fn rollups(
 #[utoipa::path(get, path = "/api/v1/analytics/aggregates", tag = "rollups", operation_id = "aggregates", summary = "Rollup rows, hourly by default (device-telemetry clients)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "As /api/v1/rollups", body = Object), Errors))]
 pub(crate) async fn aggregates(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
     answer(&state, &caller, &pairs, Resolution::Hour).await
@@ -52,7 +52,7 @@ pub(crate) async fn aggregates(
 
 async fn answer(
     state: &AppState,
-    caller: &Caller,
+    caller: &eddy_service::auth::Principal,
     pairs: &[(String, String)],
     default_resolution: Resolution,
 ) -> Result<Response> {
@@ -108,5 +108,5 @@ async fn answer(
         to,
         target,
     };
-    Ok(Json(state.services.query.rollups(&caller.0, q).await?).into_response())
+    Ok(Json(state.services.query.rollups(caller, q).await?).into_response())
 }
