@@ -9,8 +9,7 @@
 //!
 //! It must not build implementations or run their lifecycle: [`Server::new`] takes the
 //! services and engines the binary composed, and the binary shuts them down after
-//! [`Server::serve`] returns. Routes not yet behind a service (SQL, live
-//! feeds) still read the engines in [`state::AppInner`]; issue 17 moves them.
+//! [`Server::serve`] returns. Routes not yet behind a service (live feeds) still read the engines in [`state::AppInner`]; issue 17 moves them.
 
 pub mod auth;
 pub mod body;

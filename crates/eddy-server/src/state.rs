@@ -15,7 +15,7 @@ pub struct AppInner {
     /// The application layer: what handlers call.
     pub services: Services,
     // The engines below are still read directly by the routes not yet behind a service
-    // (SQL, live feeds); issue 17 moves them.
+    // (live feeds); issue 17 moves them.
     /// The embedded store, for its operational state (lag, stats, backpressure).
     pub store: Arc<eddy_store::EmbeddedStore>,
     /// The store seam queries go through.

@@ -80,6 +80,9 @@ impl Store for Fixed {
     async fn sql(&self, _: &str, _: SqlQuery) -> eddy_store::Result<SqlAnswer> {
         not_faked()
     }
+    fn sql_tables(&self, _: &str) -> eddy_store::Result<BTreeSet<String>> {
+        not_faked()
+    }
     async fn summary(&self, _: &str, q: SummaryQuery) -> eddy_store::Result<Summary> {
         self.asked.lock().unwrap().push((q.from, q.to));
         let events = self

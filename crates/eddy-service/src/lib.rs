@@ -16,8 +16,8 @@
 //! mode), administration (tenants, keys, the tenant-deletion saga), rules and alerts
 //! (validation, ids, the rule limit without races, state transitions) and ops (health,
 //! readiness, stats, lag, gauges), queries (events, devices, time series with the rollup fast
-//! path, rollups with the read-time correction), analytics and exports. SQL and live feeds
-//! follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
+//! path, rollups with the read-time correction), analytics, exports and SQL (tables from the
+//! parsed statement). Live feeds follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
 
 pub mod admin;
 pub mod alerts;
@@ -35,6 +35,7 @@ pub mod query;
 pub mod quota;
 pub mod range;
 pub mod series;
+pub mod sql;
 pub mod stats;
 
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub struct Services {
     pub ops: Arc<ops::OpsService>,
     pub query: Arc<query::QueryService>,
     pub analytics: Arc<analytics::AnalyticsService>,
+    pub sql: Arc<sql::SqlService>,
     /// Turns a presented secret into the caller's principal (every front end's first step).
     pub auth: Arc<dyn auth::Authenticator>,
     /// The dedup index, for the binary's fault tests; front ends go through the services
@@ -112,6 +114,12 @@ impl Services {
             stats.clone(),
             seams.clock.clone(),
         );
+        let sql = Arc::new(sql::SqlService::new(
+            seams.store.clone(),
+            seams.rollups.clone(),
+            seams.alerts.clone(),
+            config.max_result_rows,
+        ));
         let alerts = Arc::new(alerts::AlertsService::new(
             seams.log.clone(),
             seams.alerts,
@@ -145,6 +153,7 @@ impl Services {
             ops,
             query,
             analytics,
+            sql,
             auth,
             dedup: seams.dedup,
         }

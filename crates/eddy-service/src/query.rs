@@ -52,6 +52,8 @@ pub trait RollupReader: Send + Sync + std::fmt::Debug {
         tenant: &str,
         q: SeriesWindowsQuery,
     ) -> Result<Option<Vec<MetricWindow>>>;
+    /// The tenant's windows as the SQL tables `rollups` (metric windows) and `rollup_counts`.
+    fn sql_tables(&self, tenant: &str) -> Result<Vec<eddy_store::ExtraTable>>;
 }
 
 /// Where a time series may come from.

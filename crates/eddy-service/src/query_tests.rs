@@ -152,6 +152,9 @@ impl Store for FakeStore {
     async fn sql(&self, _: &str, _: SqlQuery) -> eddy_store::Result<SqlAnswer> {
         not_faked()
     }
+    fn sql_tables(&self, _: &str) -> eddy_store::Result<BTreeSet<String>> {
+        not_faked()
+    }
     async fn summary(&self, _: &str, _: SummaryQuery) -> eddy_store::Result<Summary> {
         not_faked()
     }
@@ -257,6 +260,9 @@ impl RollupReader for FakeRollups {
             .incomplete
             .is_empty()
             .then(|| self.together.iter().take(q.limit).cloned().collect()))
+    }
+    fn sql_tables(&self, _: &str) -> Result<Vec<eddy_store::ExtraTable>> {
+        Ok(vec![])
     }
 }
 

@@ -132,6 +132,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (`events`, `metric_samples`, and `q.extra`), within the query timeout and memory limit.
     async fn sql(&self, tenant: &str, q: SqlQuery) -> Result<SqlAnswer>;
 
+    /// The names of the tables a SQL statement reads, from its parse tree (CTE names left out;
+    /// unquoted names lowercased, as the session resolves them). A statement that does not
+    /// parse is refused with the error [`Store::sql`] would give.
+    fn sql_tables(&self, sql: &str) -> Result<std::collections::BTreeSet<String>>;
+
     /// Totals and top lists of `[q.from, q.to)`.
     async fn summary(&self, tenant: &str, q: SummaryQuery) -> Result<Summary>;
 
@@ -161,6 +166,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: i64,
         to: i64,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<RecordBatch>>>;
+}
+
+/// The tables `sql` reads, from its parse tree: CTE names left out, unquoted names lowercased.
+pub fn statement_tables(sql: &str) -> Result<std::collections::BTreeSet<String>> {
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(sql_error)?;
+    let mut names = std::collections::BTreeSet::new();
+    for s in &statements {
+        let (tables, _ctes) =
+            datafusion::sql::resolve::resolve_table_references(s, true).map_err(sql_error)?;
+        names.extend(tables.iter().map(|t| t.table().to_string()));
+    }
+    Ok(names)
 }
 
 /// What a failed SQL statement tells its caller: the statement's own errors (parsing, planning,
@@ -272,6 +289,10 @@ pub(crate) fn property_candidates(v: &str) -> Vec<Expr> {
 
 #[async_trait]
 impl Store for Arc<EmbeddedStore> {
+    fn sql_tables(&self, sql: &str) -> Result<std::collections::BTreeSet<String>> {
+        statement_tables(sql)
+    }
+
     async fn sql(&self, tenant: &str, q: SqlQuery) -> Result<SqlAnswer> {
         if q.sql.trim().is_empty() {
             return Err(Error::InvalidQuery("`sql` is empty".into()));

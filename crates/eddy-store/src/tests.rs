@@ -1587,3 +1587,27 @@ async fn scans_answer_the_same_from_buffers_and_from_parquet_files() {
     let from_files = [scanned(&f.store, "a").await, scanned(&f.store, "b").await];
     assert_eq!(from_files, from_buffers);
 }
+
+#[test]
+fn the_tables_a_statement_reads_come_from_its_parse_tree() {
+    let tables = |sql: &str| crate::query::statement_tables(sql).unwrap();
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // A word in a string literal or a column alias names no table; a CTE is not a table.
+    assert_eq!(
+        tables("SELECT 'alerts' AS rollups FROM events"),
+        names(&["events"])
+    );
+    assert_eq!(
+        tables("WITH alerts AS (SELECT 1) SELECT * FROM alerts JOIN Rollup_Counts ON true"),
+        names(&["rollup_counts"])
+    );
+    assert_eq!(
+        tables("SELECT * FROM (SELECT * FROM \"alerts\") a WHERE id IN (SELECT id FROM rollups)"),
+        names(&["alerts", "rollups"])
+    );
+    assert!(crate::query::statement_tables("SELEC 1").is_err());
+}

@@ -231,6 +231,20 @@ impl RollupReader for ProcessorRollups {
     ) -> eddy_service::Result<Option<Vec<MetricWindow>>> {
         Ok(self.0.series_windows(tenant, q).await?)
     }
+
+    fn sql_tables(&self, tenant: &str) -> eddy_service::Result<Vec<eddy_store::ExtraTable>> {
+        Ok(self
+            .0
+            .rollup_tables(tenant)?
+            .into_iter()
+            .map(|t| eddy_store::ExtraTable {
+                name: t.name.to_string(),
+                schema: t.schema,
+                files: t.files,
+                batches: vec![t.batch],
+            })
+            .collect())
+    }
 }
 
 /// The in-process stream processor as the rules-and-alerts engine.

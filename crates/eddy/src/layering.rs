@@ -35,12 +35,12 @@ const PENDING: &[(&str, &str, &str)] = &[
     (
         "eddy-server",
         "eddy-store",
-        "the SQL route builds its session's extra tables",
+        "ServerConfig carries StoreConfig (the binary should hold it)",
     ),
     (
         "eddy-server",
         "eddy-stream",
-        "SQL (rollup tables) and live-feed routes call the processor; the webhook notifier takes its alert transitions",
+        "live-feed routes subscribe to the processor; the webhook notifier takes its alert transitions; ServerConfig carries StreamConfig",
     ),
 ];
 
