@@ -38,10 +38,6 @@ pub struct ServerConfig {
     pub wal_queue_bytes: usize,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// Settings of the embedded store (its `dir` is derived from `data_dir`).
-    pub store: eddy_store::StoreConfig,
-    /// Settings of the stream processor (its `dir` is derived from `data_dir`).
-    pub stream: eddy_stream::StreamConfig,
     /// Browser origins (`https://dash.example.com`) allowed to open WebSockets besides the
     /// server's own; `*` allows any.
     pub ws_allowed_origins: Vec<String>,
@@ -73,8 +69,6 @@ impl ServerConfig {
             wal_segment_bytes: 64 << 20,
             wal_queue_bytes: 256 << 20,
             shutdown_grace: Duration::from_secs(30),
-            store: eddy_store::StoreConfig::new(PathBuf::new()),
-            stream: eddy_stream::StreamConfig::new(PathBuf::new()),
             ws_allowed_origins: Vec::new(),
             webhook_timeout: Duration::from_secs(5),
             webhook_attempts: 6,

@@ -26,18 +26,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use eddy_model::Clock;
+use eddy_service::live::AlertNotice;
 use eddy_service::{Error as Domain, Services};
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};
 use state::{AppInner, AppState};
-
-/// The engines the routes not yet behind a service still read.
-#[derive(Debug, Clone)]
-pub struct Engines {
-    pub store: Arc<eddy_store::EmbeddedStore>,
-    pub stream: Arc<eddy_stream::Processor>,
-}
 
 /// A server ready to serve.
 #[derive(Debug)]
@@ -46,19 +40,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// The HTTP front end over composed services and engines. Needs the runtime (it starts the
-    /// webhook notifier).
+    /// The HTTP front end over composed services. `notices` are the alert transitions the
+    /// webhook notifier delivers (`None`: no webhooks). Needs the runtime (it starts the
+    /// notifier).
     pub fn new(
         config: ServerConfig,
         services: Services,
-        engines: Engines,
+        notices: Option<tokio::sync::mpsc::Receiver<AlertNotice>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let prometheus = metrics::prometheus_handle();
         let state: AppState = Arc::new(AppInner {
-            store: engines.store.clone(),
-            query: Arc::new(engines.store.clone()),
-            stream: engines.stream.clone(),
             services,
             clock,
             prometheus,
@@ -69,7 +61,7 @@ impl Server {
             ),
             config,
         });
-        if let Some(notices) = engines.stream.take_notices() {
+        if let Some(notices) = notices {
             notify::spawn(state.clone(), notices);
         }
         Server { state }

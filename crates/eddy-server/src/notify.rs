@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_stream::{AlertNotice, Live};
+use eddy_service::live::{AlertNotice, LiveMessage};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::state::AppState;
@@ -116,10 +116,25 @@ fn failure(e: &reqwest::Error) -> String {
     }
 }
 
+/// The live feed's alert message plus the tenant.
+#[derive(serde::Serialize)]
+struct WebhookBody<'a> {
+    #[serde(flatten)]
+    message: LiveMessage,
+    tenant_id: &'a str,
+}
+
 async fn deliver(client: &reqwest::Client, url: &str, n: &AlertNotice, attempts: u32) {
-    let mut msg = Live::Alert(n.clone()).to_json();
-    msg["tenant_id"] = serde_json::Value::String(n.tenant.clone());
-    let body = msg.to_string();
+    let body = match serde_json::to_string(&WebhookBody {
+        message: LiveMessage::from(n),
+        tenant_id: &n.tenant,
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, alert = %n.alert.id, "webhook body not encodable; dropped");
+            return;
+        }
+    };
     let mut backoff = FIRST_BACKOFF;
     for i in 1..=attempts {
         match attempt(client, url, n, &body).await {

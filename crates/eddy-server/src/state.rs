@@ -14,14 +14,6 @@ pub struct AppInner {
     pub config: ServerConfig,
     /// The application layer: what handlers call.
     pub services: Services,
-    // The engines below are still read directly by the routes not yet behind a service
-    // (live feeds); issue 17 moves them.
-    /// The embedded store, for its operational state (lag, stats, backpressure).
-    pub store: Arc<eddy_store::EmbeddedStore>,
-    /// The store seam queries go through.
-    pub query: Arc<dyn eddy_store::Store>,
-    /// The stream processor: rollups and live feeds.
-    pub stream: Arc<eddy_stream::Processor>,
     pub clock: Arc<dyn Clock>,
     pub prometheus: PrometheusHandle,
     /// Permits = bytes of request bodies that may be in memory at once.

@@ -16,8 +16,9 @@
 //! mode), administration (tenants, keys, the tenant-deletion saga), rules and alerts
 //! (validation, ids, the rule limit without races, state transitions) and ops (health,
 //! readiness, stats, lag, gauges), queries (events, devices, time series with the rollup fast
-//! path, rollups with the read-time correction), analytics, exports and SQL (tables from the
-//! parsed statement). Live feeds follow (ARCHITECTURE.md, "Crates and the direction of dependencies").
+//! path, rollups with the read-time correction), analytics, exports, SQL (tables from the
+//! parsed statement) and live subscriptions (ARCHITECTURE.md, "Crates and the direction of
+//! dependencies").
 
 pub mod admin;
 pub mod alerts;
@@ -30,6 +31,7 @@ pub mod export;
 pub mod file_catalog;
 pub mod ingest;
 pub mod keys;
+pub mod live;
 pub mod ops;
 pub mod query;
 pub mod quota;
@@ -58,6 +60,8 @@ pub struct Seams {
     pub store: Arc<dyn query::Store>,
     /// The rollups queries read.
     pub rollups: Arc<dyn query::RollupReader>,
+    /// Where live messages come from.
+    pub live: Arc<dyn live::LiveFeed>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -82,6 +86,7 @@ pub struct Services {
     pub query: Arc<query::QueryService>,
     pub analytics: Arc<analytics::AnalyticsService>,
     pub sql: Arc<sql::SqlService>,
+    pub live: Arc<live::LiveService>,
     /// Turns a presented secret into the caller's principal (every front end's first step).
     pub auth: Arc<dyn auth::Authenticator>,
     /// The dedup index, for the binary's fault tests; front ends go through the services
@@ -154,6 +159,7 @@ impl Services {
             query,
             analytics,
             sql,
+            live: Arc::new(live::LiveService::new(seams.live)),
             auth,
             dedup: seams.dedup,
         }

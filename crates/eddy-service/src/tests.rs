@@ -226,6 +226,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
             pipeline: Arc::new(FakePipeline),
             store: Arc::new(crate::query_tests::FakeStore::default()),
             rollups: Arc::new(crate::query_tests::FakeRollups::default()),
+            live: Arc::new(crate::live::tests::FakeFeed::default()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000_000_000)),
         },
     );

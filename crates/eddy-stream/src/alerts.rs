@@ -28,7 +28,6 @@ use std::collections::{BTreeMap, HashMap};
 use eddy_model::Event;
 use eddy_model::time::format_rfc3339;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::detect::{DetectorConfig, EWMA_ALPHA, Ewma, ZScore};
 
@@ -439,14 +438,6 @@ impl Rule {
         s
     }
 
-    /// The rule as API JSON (times as RFC 3339).
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        v["created_at"] = json!(format_rfc3339(self.created_at));
-        v["updated_at"] = json!(format_rfc3339(self.updated_at));
-        v
-    }
-
     fn watches(&self, device: &str, metric: &str) -> bool {
         self.enabled
             && (self.devices.is_empty()
@@ -550,32 +541,6 @@ pub struct Alert {
 impl Alert {
     pub fn is_active(&self) -> bool {
         self.status != Status::Resolved
-    }
-
-    /// The alert as API JSON (times as RFC 3339).
-    pub fn to_json(&self) -> Value {
-        let t = |v: Option<i64>| v.map(format_rfc3339);
-        json!({
-            "id": self.id,
-            "rule_id": self.rule_id,
-            "rule_name": self.rule_name,
-            "rule_kind": self.rule_kind,
-            "device_id": self.device_id,
-            "metric": self.metric,
-            "severity": self.severity,
-            "status": self.status,
-            "message": self.message,
-            "value": self.value,
-            "expected": self.expected,
-            "score": self.score.filter(|s| s.is_finite()),
-            "occurrences": self.occurrences,
-            "opened_at": format_rfc3339(self.opened_at),
-            "last_triggered_at": format_rfc3339(self.last_triggered_at),
-            "acknowledged_at": t(self.acknowledged_at),
-            "resolved_at": t(self.resolved_at),
-            "resolution": self.resolution,
-            "note": self.note,
-        })
     }
 }
 

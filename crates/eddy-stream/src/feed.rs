@@ -1,5 +1,5 @@
-//! Live fan-out: what the processor applies is offered to its tenant's subscribers (SSE and
-//! WebSocket) on three channels:
+//! Live fan-out: what the processor applies is offered to its tenant's subscribers on three
+//! channels (the wire form is the service layer's, not this crate's):
 //! - `events`: every acknowledged event, in log order;
 //! - `rollups`: after each event, the current 1-minute window of each of its metrics (for the
 //!   event's device);
@@ -14,8 +14,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use eddy_model::Event;
-use eddy_model::time::format_rfc3339;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::alerts::AlertNotice;
@@ -95,56 +93,12 @@ pub enum Live {
     Alert(AlertNotice),
 }
 
-fn num(v: f64) -> Value {
-    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
-}
-
 impl Live {
     pub fn channel(&self) -> Channel {
         match self {
             Live::Event(_) => Channel::Events,
             Live::Rollup(_) => Channel::Rollups,
             Live::Alert(_) => Channel::Alerts,
-        }
-    }
-
-    /// The wire form: `{"type": "event"|"rollup"|"alert", "timestamp": RFC 3339, "data": {…}}`.
-    /// Alerts carry at least `device_id`, `severity` and `message` in `data` (the shape
-    /// device-telemetry dashboards expect), plus `event` (`opened`, `acknowledged`,
-    /// `resolved`) and the whole alert.
-    pub fn to_json(&self) -> Value {
-        match self {
-            Live::Event(e) => json!({
-                "type": "event",
-                "timestamp": format_rfc3339(e.time),
-                "data": e.to_json(),
-            }),
-            Live::Rollup(r) => json!({
-                "type": "rollup",
-                "timestamp": format_rfc3339(r.window_start),
-                "data": {
-                    "device_id": r.device_id,
-                    "metric": r.metric,
-                    "resolution": r.resolution.name(),
-                    "window_start": format_rfc3339(r.window_start),
-                    "count": r.count,
-                    "sum": num(r.sum),
-                    "min": num(r.min),
-                    "max": num(r.max),
-                    "avg": num(r.sum / r.count.max(1) as f64),
-                    "first": num(r.first),
-                    "last": num(r.last),
-                },
-            }),
-            Live::Alert(n) => {
-                let mut data = n.alert.to_json();
-                data["event"] = json!(n.transition.name());
-                json!({
-                    "type": "alert",
-                    "timestamp": format_rfc3339(n.at),
-                    "data": data,
-                })
-            }
         }
     }
 }

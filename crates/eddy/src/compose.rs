@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+
+use crate::config::EngineConfig;
 use eddy_log::Log;
 use eddy_log::wal::{Wal, WalConfig};
 use eddy_model::Clock;
-use eddy_server::{Engines, Server, ServerConfig};
+use eddy_server::{Server, ServerConfig};
 use eddy_service::alerts::{Alert, AlertFilter, AlertPage, AlertsEngine, Rule};
 use eddy_service::catalog::{Catalog, secs_to_ns};
 use eddy_service::dedup::MemoryDedup;
 use eddy_service::file_catalog::FileCatalog;
 use eddy_service::ingest::IngestConfig;
+use eddy_service::live::{LiveFeed, LiveSource, Received};
 use eddy_service::ops::{PipelineStatus, StoreStatus};
 use eddy_service::query::{
     CountWindow, CountWindowsQuery, MetricWindow, MetricWindowsQuery, RollupReader,
@@ -73,7 +76,11 @@ impl Running {
 
 /// Opens the data dir and composes the platform. Must run inside the async runtime (the
 /// store, processor and notifier start their tasks).
-pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened> {
+pub(crate) fn open(
+    config: ServerConfig,
+    engine_config: EngineConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Opened> {
     // The metrics recorder first: the engines record from their first replayed record.
     let _ = eddy_server::metrics::prometheus_handle();
     std::fs::create_dir_all(&config.data_dir)
@@ -102,7 +109,7 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
 
     let default_retention_ns =
         i64::try_from(config.default_retention.as_nanos()).unwrap_or(i64::MAX);
-    let mut store_config = config.store.clone();
+    let mut store_config = engine_config.store.clone();
     store_config.dir = config.data_dir.join("store");
     let store = eddy_store::EmbeddedStore::open(store_config, wal.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -111,7 +118,7 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
         clock: clock.clone(),
         default_ns: default_retention_ns,
     }));
-    let mut stream_config = config.stream.clone();
+    let mut stream_config = engine_config.stream.clone();
     stream_config.dir = config.data_dir.join("stream");
     let stream = eddy_stream::Processor::open_with_clock(stream_config, wal.clone(), clock.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -126,8 +133,8 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
                 default_retention: config.default_retention,
                 default_events_per_sec: config.default_events_per_sec,
             },
-            max_result_rows: config.store.max_result_rows,
-            late_after_ns: config.stream.lateness_ns(),
+            max_result_rows: engine_config.store.max_result_rows,
+            late_after_ns: engine_config.stream.lateness_ns(),
         },
         Seams {
             log: log.clone(),
@@ -141,14 +148,11 @@ pub(crate) fn open(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Opened
             }),
             store: Arc::new(store.clone()),
             rollups: Arc::new(ProcessorRollups(stream.clone())),
+            live: Arc::new(ProcessorFeed(stream.clone())),
             clock: clock.clone(),
         },
     );
-    let engines = Engines {
-        store: store.clone(),
-        stream: stream.clone(),
-    };
-    let server = Server::new(config, services, engines, clock);
+    let server = Server::new(config, services, stream.take_notices(), clock);
     Ok(Opened {
         server,
         generated_admin_key: generated,
@@ -247,6 +251,34 @@ impl RollupReader for ProcessorRollups {
     }
 }
 
+/// The in-process stream processor's live fan-out.
+#[derive(Debug)]
+struct ProcessorFeed(Arc<eddy_stream::Processor>);
+
+impl LiveFeed for ProcessorFeed {
+    fn subscribe(
+        &self,
+        tenant: &str,
+        channels: &std::collections::BTreeSet<eddy_stream::Channel>,
+    ) -> Box<dyn LiveSource> {
+        Box::new(FeedSubscription(self.0.subscribe(tenant, channels)))
+    }
+}
+
+struct FeedSubscription(eddy_stream::Subscription);
+
+#[async_trait::async_trait]
+impl LiveSource for FeedSubscription {
+    async fn recv(&mut self) -> Received {
+        use tokio::sync::broadcast::error::RecvError;
+        match self.0.recv().await {
+            Ok(m) => Received::Message(m),
+            Err(RecvError::Lagged(n)) => Received::Lagged(n),
+            Err(RecvError::Closed) => Received::Closed,
+        }
+    }
+}
+
 /// The in-process stream processor as the rules-and-alerts engine.
 #[derive(Debug)]
 struct ProcessorAlerts(Arc<eddy_stream::Processor>);
@@ -330,6 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(
             ServerConfig::new(dir.path()),
+            EngineConfig::default(),
             Arc::new(eddy_model::SystemClock),
         )
         .unwrap();

@@ -236,6 +236,23 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
     pub(crate) server: eddy_server::ServerConfig,
+    pub(crate) engines: EngineConfig,
+}
+
+/// Settings of the engines the binary composes (their `dir`s are derived from the data dir).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub(crate) store: eddy_store::StoreConfig,
+    pub(crate) stream: eddy_stream::StreamConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            store: eddy_store::StoreConfig::new(PathBuf::new()),
+            stream: eddy_stream::StreamConfig::new(PathBuf::new()),
+        }
+    }
 }
 
 fn size(name: &str, v: &str, zero_ok: bool) -> Result<usize> {
@@ -340,6 +357,8 @@ impl ServeArgs {
             .unwrap_or_else(|| "127.0.0.1:8080".into());
         let http_addr = listen_addr(&addr_s)?;
         let mut c = eddy_server::ServerConfig::new(data_dir);
+        let mut store = eddy_store::StoreConfig::new(PathBuf::new());
+        let mut stream = eddy_stream::StreamConfig::new(PathBuf::new());
         c.admin_key = admin_key;
         if let Some(v) = self.max_body_size.or(file.max_body_size) {
             c.max_body_bytes = size("--max-body-size / EDDY_MAX_BODY_SIZE", &v, false)?;
@@ -397,22 +416,22 @@ impl ServeArgs {
             c.shutdown_grace = duration("--shutdown-grace / EDDY_SHUTDOWN_GRACE", &v, true)?;
         }
         if let Some(v) = self.store_persist_size.or(file.store_persist_size) {
-            c.store.persist_bytes =
+            store.persist_bytes =
                 size("--store-persist-size / EDDY_STORE_PERSIST_SIZE", &v, false)?;
         }
         if let Some(v) = self.store_persist_age.or(file.store_persist_age) {
-            c.store.persist_age =
+            store.persist_age =
                 duration("--store-persist-age / EDDY_STORE_PERSIST_AGE", &v, false)?;
         }
         if let Some(v) = self.store_max_buffer_size.or(file.store_max_buffer_size) {
-            c.store.max_buffer_bytes = size(
+            store.max_buffer_bytes = size(
                 "--store-max-buffer-size / EDDY_STORE_MAX_BUFFER_SIZE",
                 &v,
                 false,
             )?;
         }
         if let Some(v) = self.store_max_lag.or(file.store_max_lag) {
-            c.store.max_lag_records = positive(
+            store.max_lag_records = positive(
                 "--store-max-lag / EDDY_STORE_MAX_LAG",
                 usize::try_from(v).unwrap_or(usize::MAX),
             )? as u64;
@@ -426,14 +445,14 @@ impl ServeArgs {
                     "invalid --store-compact-min-files / EDDY_STORE_COMPACT_MIN_FILES: must be at least 2, got {v}"
                 );
             }
-            c.store.compact_min_files = v;
+            store.compact_min_files = v;
         }
         if let Some(v) = self.allowed_lateness.or(file.allowed_lateness) {
-            c.stream.allowed_lateness =
+            stream.allowed_lateness =
                 duration("--allowed-lateness / EDDY_ALLOWED_LATENESS", &v, true)?;
         }
         // Digests count late events the way summaries ask: with the allowed lateness.
-        c.store.late_after_ns = c.stream.lateness_ns();
+        store.late_after_ns = stream.lateness_ns();
         if let Some(v) = self.rollup_horizons.or(file.rollup_horizons) {
             const NAME: &str = "--rollup-horizons / EDDY_ROLLUP_HORIZONS";
             if v.len() != 3 {
@@ -442,21 +461,21 @@ impl ServeArgs {
                     v.len()
                 );
             }
-            for (slot, d) in c.stream.horizon.iter_mut().zip(&v) {
+            for (slot, d) in stream.horizon.iter_mut().zip(&v) {
                 *slot = duration(NAME, d, true)?;
             }
         }
         if let Some(v) = self.rollup_memory_windows.or(file.rollup_memory_windows) {
-            c.stream.max_windows = v;
+            stream.max_windows = v;
         }
         if let Some(v) = self.max_series_per_tenant.or(file.max_series_per_tenant) {
-            c.stream.max_series_per_tenant = v;
+            stream.max_series_per_tenant = v;
         }
         if let Some(v) = self
             .stream_checkpoint_interval
             .or(file.stream_checkpoint_interval)
         {
-            c.stream.checkpoint_interval = duration(
+            stream.checkpoint_interval = duration(
                 "--stream-checkpoint-interval / EDDY_STREAM_CHECKPOINT_INTERVAL",
                 &v,
                 false,
@@ -480,13 +499,13 @@ impl ServeArgs {
             .unwrap_or(u32::MAX);
         }
         if let Some(v) = self.query_timeout.or(file.query_timeout) {
-            c.store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;
+            store.query_timeout = duration("--query-timeout / EDDY_QUERY_TIMEOUT", &v, false)?;
         }
         if let Some(v) = self.query_memory.or(file.query_memory) {
-            c.store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v, false)?;
+            store.query_memory_bytes = size("--query-memory / EDDY_QUERY_MEMORY", &v, false)?;
         }
         if let Some(v) = self.digest_memory.or(file.digest_memory) {
-            c.store.digest_memory_bytes = size("--digest-memory / EDDY_DIGEST_MEMORY", &v, true)?;
+            store.digest_memory_bytes = size("--digest-memory / EDDY_DIGEST_MEMORY", &v, true)?;
         }
         if let Some(v) = self.query_cache_staleness.or(file.query_cache_staleness) {
             c.query_cache_staleness = duration(
@@ -496,7 +515,7 @@ impl ServeArgs {
             )?;
         }
         if let Some(v) = self.max_result_rows.or(file.max_result_rows) {
-            c.store.max_result_rows = positive("--max-result-rows / EDDY_MAX_RESULT_ROWS", v)?;
+            store.max_result_rows = positive("--max-result-rows / EDDY_MAX_RESULT_ROWS", v)?;
         }
         if c.max_decompressed_bytes < c.max_body_bytes {
             bail!("invalid --max-decompressed-size: must be at least --max-body-size");
@@ -509,6 +528,7 @@ impl ServeArgs {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
             server: c,
+            engines: EngineConfig { store, stream },
         })
     }
 }
@@ -541,7 +561,7 @@ mod tests {
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(s.server.dedup_window, Duration::from_secs(86_400));
-        assert_eq!(s.server.store.digest_memory_bytes, 256 << 20);
+        assert_eq!(s.engines.store.digest_memory_bytes, 256 << 20);
     }
 
     #[test]
@@ -552,9 +572,9 @@ mod tests {
             ..Default::default()
         };
         let s = off.resolve().unwrap();
-        assert_eq!(s.server.store.digest_memory_bytes, 0);
+        assert_eq!(s.engines.store.digest_memory_bytes, 0);
         // Digests count late events with the stream processor's allowed lateness.
-        assert_eq!(s.server.store.late_after_ns, 120_000_000_000);
+        assert_eq!(s.engines.store.late_after_ns, 120_000_000_000);
         refused(
             ServeArgs {
                 query_memory: Some("0".into()),

@@ -62,7 +62,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .context("cannot use the listening socket")?;
-        let opened = crate::compose::open(settings.server, Arc::new(SystemClock))?;
+        let opened = crate::compose::open(settings.server, settings.engines, Arc::new(SystemClock))?;
         if let Some(key) = &opened.generated_admin_key {
             let path = data_dir.join("admin.key");
             let mut out = std::io::stdout().lock();

@@ -1,7 +1,7 @@
 //! Alert rules and alerts of the caller's tenant (reads: `read` scope; changes: `write`).
 //!
 //! - `GET /api/v1/rules`, `POST /api/v1/rules`, `GET|PUT|PATCH|DELETE /api/v1/rules/{id}`:
-//!   rules as [`eddy_stream::alerts`] describes them. `PATCH` is a JSON merge patch over the
+//!   rules as `eddy_service::alerts` validates them. `PATCH` is a JSON merge patch over the
 //!   rule's fields (`null` removes a field, e.g. when switching `kind`).
 //! - `GET /api/v1/alerts?status=&device_id=&metric=&rule_id=&severity=&limit=`: newest first;
 //!   `GET /api/v1/alerts/{id}`; `POST /api/v1/alerts/{id}/acknowledge|resolve` with an optional

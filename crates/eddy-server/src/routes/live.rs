@@ -22,11 +22,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use eddy_stream::{Channel, Filter};
+use eddy_service::live::{Channel, Filter, LiveMessage, Next};
 use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, presented_secret};
 use crate::openapi::Errors;
@@ -64,6 +63,14 @@ fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTr
     Ok(out)
 }
 
+/// A live message as JSON text.
+fn text(m: &LiveMessage) -> String {
+    serde_json::to_string(m).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "live message not encodable");
+        String::from("{}")
+    })
+}
+
 /// The error message a live subscriber gets before a slow-consumer disconnect.
 fn slow_consumer(n: u64) -> String {
     metrics::counter!("eddy_live_slow_consumers_total").increment(1);
@@ -93,24 +100,19 @@ pub(crate) async fn sse(
             other => return Err(unknown(other, "channels, device_id, type, metric")),
         }
     }
-    let rx = state.stream.subscribe(&p.tenant_id, &filter.channels);
-    let messages = stream::unfold(Some((rx, filter)), |st| async move {
-        let (mut rx, filter) = st?;
-        loop {
-            match rx.recv().await {
-                Ok(m) if filter.passes(&m) => {
-                    let v = m.to_json();
-                    let name = v["type"].as_str().unwrap_or("message").to_string();
-                    let msg = SseEvent::default().event(name).data(v.to_string());
-                    return Some((Ok::<_, Infallible>(msg), Some((rx, filter))));
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let msg = SseEvent::default().event("error").data(slow_consumer(n));
-                    return Some((Ok(msg), None));
-                }
-                Err(RecvError::Closed) => return None,
+    let sub = state.services.live.subscribe(p, filter)?;
+    let messages = stream::unfold(Some(sub), |sub| async move {
+        let mut sub = sub?;
+        match sub.next().await {
+            Next::Message(m) => {
+                let msg = SseEvent::default().event(m.kind()).data(text(&m));
+                Some((Ok::<_, Infallible>(msg), Some(sub)))
             }
+            Next::Lagged(n) => {
+                let msg = SseEvent::default().event("error").data(slow_consumer(n));
+                Some((Ok(msg), None))
+            }
+            Next::Closed => None,
         }
     });
     Ok(Sse::new(messages)
@@ -380,9 +382,10 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
         },
     };
     let mut filter = Filter::default();
-    let mut rx = state
-        .stream
-        .subscribe(&principal.tenant_id, &filter.channels);
+    let Ok(mut sub) = state.services.live.subscribe(&principal, filter.clone()) else {
+        close(&mut socket, 1008, "permission_denied").await;
+        return;
+    };
     if !send(
         &mut socket,
         json!({"type": "ready", "tenant_id": principal.tenant_id, "subscription": describe(&filter)}),
@@ -396,19 +399,20 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
     let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            m = rx.recv() => match m {
-                Ok(m) => {
-                    if filter.passes(&m) && !send(&mut socket, m.to_json()).await {
+            m = sub.next() => match m {
+                Next::Message(m) => {
+                    let msg = Message::Text(Utf8Bytes::from(text(&m)));
+                    if !matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(()))) {
                         return;
                     }
                 }
-                Err(RecvError::Lagged(n)) => {
+                Next::Lagged(n) => {
                     let msg = slow_consumer(n);
                     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(msg.into()))).await;
                     close(&mut socket, 1013, "slow_consumer").await;
                     return;
                 }
-                Err(RecvError::Closed) => {
+                Next::Closed => {
                     close(&mut socket, 1001, "tenant feed ended").await;
                     return;
                 }
@@ -417,10 +421,11 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
                 last_heard = tokio::time::Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(t))) => {
-                        let channels = filter.channels.clone();
                         let reply = handle(&t, &mut filter);
-                        if filter.channels != channels {
-                            rx = state.stream.subscribe(&principal.tenant_id, &filter.channels);
+                        if *sub.filter() != filter
+                            && state.services.live.refilter(&principal, &mut sub, filter.clone()).is_err()
+                        {
+                            return;
                         }
                         if !send(&mut socket, reply).await {
                             return;
