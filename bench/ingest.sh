@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-15s}
-EDDY=target/release/eddy
+EDDY=${EDDY:-target/release/eddy}
 work=$(mktemp -d /tmp/eddy-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

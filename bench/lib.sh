@@ -1,9 +1,9 @@
 # Shared by the bench scripts; source it from the repository root.
 
-# bench_init NAME: sets EDDY (the release binary), work (a temp dir, removed on exit together
+# bench_init NAME: sets EDDY (the release binary, unless EDDY names another one for an A/B run), work (a temp dir, removed on exit together
 # with the server) and pid, and prints the machine.
 bench_init() {
-  EDDY=$PWD/target/release/eddy
+  EDDY=${EDDY:-$PWD/target/release/eddy}
   work=$(mktemp -d "/tmp/eddy-$1-bench.XXXXXX")
   pid=
   trap bench_cleanup EXIT

@@ -8,8 +8,10 @@
 //! Errors of every kind become HTTP answers in one place, `error`.
 //!
 //! It must not build implementations or run their lifecycle: [`Server::new`] takes the
-//! services and engines the binary composed, and the binary shuts them down after
-//! [`Server::serve`] returns. Routes not yet behind a service (live feeds) still read the engines in [`state::AppInner`]; issue 17 moves them.
+//! services the binary composed (and the alert transitions for webhooks), and the binary shuts
+//! the engines down after [`Server::serve`] returns. It depends on `eddy-service` and
+//! `eddy-model` only (the dependency rule, `eddy/src/layering.rs`): every route calls a
+//! service.
 
 pub mod auth;
 pub mod body;

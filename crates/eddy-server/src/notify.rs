@@ -131,7 +131,8 @@ async fn deliver(client: &reqwest::Client, url: &str, n: &AlertNotice, attempts:
     }) {
         Ok(b) => b,
         Err(e) => {
-            tracing::error!(error = %e, alert = %n.alert.id, "webhook body not encodable; dropped");
+            metrics::counter!("eddy_webhook_dead_letters_total").increment(1);
+            tracing::error!(error = %e, tenant = %n.tenant, alert = %n.alert.id, "webhook body not encodable; dead-lettered");
             return;
         }
     };

@@ -191,8 +191,9 @@ pub struct ClickQuery {
     pub range: TimeRange,
     /// Counted event type (`click` unless given).
     pub event_type: Option<String>,
-    pub user_id: Option<String>,
-    pub page_url: Option<String>,
+    /// Only these users / pages (every condition must hold, as with any filter).
+    pub user_id: Vec<String>,
+    pub page_url: Vec<String>,
     /// Users listed, and pages per user.
     pub limit: usize,
 }
@@ -601,13 +602,11 @@ impl AnalyticsService {
             field: Field::Type,
             value: Value::String(event_type.clone()),
         }];
-        for (field, v) in [(Field::UserId, q.user_id), (Field::PageUrl, q.page_url)] {
-            if let Some(v) = v {
-                filter.push(Condition {
-                    field,
-                    value: Value::String(v),
-                });
-            }
+        for (field, values) in [(Field::UserId, q.user_id), (Field::PageUrl, q.page_url)] {
+            filter.extend(values.into_iter().map(|v| Condition {
+                field: field.clone(),
+                value: Value::String(v),
+            }));
         }
         let top = |field: Field, filter: Vec<Condition>| TopQuery {
             from,

@@ -2,149 +2,20 @@
 //! period, shares and "other", funnel conversion, retention averages, defaults of ranges.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use async_trait::async_trait;
 use eddy_model::ManualClock;
-use eddy_store::analytics::{
-    FunnelAnswer as StoreFunnel, FunnelQuery, Group, RetentionQuery, Summary, SummaryQuery,
-    UserProfile, UserQuery,
-};
 use eddy_store::journeys::Cohort;
-use eddy_store::{SqlAnswer, SqlQuery};
 use serde_json::json;
 
 use crate::Error;
 use crate::analytics::*;
 use crate::auth::{Principal, Scope};
-use crate::query::*;
 use crate::range::{DAY_NS, TimeRange};
 use crate::stats::TenantStats;
+use crate::test_store::FakeStore;
 
 const NOW: i64 = 100 * DAY_NS;
-
-fn not_faked<T>() -> eddy_store::Result<T> {
-    Err(eddy_store::Error::Task("not part of this fake".into()))
-}
-
-fn count(value: &str, n: u64) -> Count {
-    Count {
-        value: json!(value),
-        count: n,
-        users: n / 2,
-    }
-}
-
-/// Answers summaries with `events` = how many of `times` fall in the range, top lists and
-/// funnels with fixed figures; records the ranges it was asked.
-#[derive(Debug, Default)]
-struct Fixed {
-    times: Vec<i64>,
-    asked: Mutex<Vec<(i64, i64)>>,
-    funnel_users: Vec<u64>,
-    cohorts: Vec<Cohort>,
-}
-
-#[async_trait]
-impl Store for Fixed {
-    async fn events(&self, _: &str, _: EventFilter) -> eddy_store::Result<EventPage> {
-        not_faked()
-    }
-    async fn devices(
-        &self,
-        _: &str,
-        _: Option<String>,
-        _: usize,
-    ) -> eddy_store::Result<DevicePage> {
-        not_faked()
-    }
-    async fn device_metrics(
-        &self,
-        _: &str,
-        _: &str,
-        _: usize,
-    ) -> eddy_store::Result<Option<DeviceMetrics>> {
-        not_faked()
-    }
-    async fn timeseries(&self, _: &str, _: TimeseriesQuery) -> eddy_store::Result<Timeseries> {
-        not_faked()
-    }
-    async fn dimension_counts(
-        &self,
-        _: &str,
-        _: DimensionQuery,
-    ) -> eddy_store::Result<Vec<DimensionCount>> {
-        not_faked()
-    }
-    async fn sql(&self, _: &str, _: SqlQuery) -> eddy_store::Result<SqlAnswer> {
-        not_faked()
-    }
-    fn sql_tables(&self, _: &str) -> eddy_store::Result<BTreeSet<String>> {
-        not_faked()
-    }
-    async fn summary(&self, _: &str, q: SummaryQuery) -> eddy_store::Result<Summary> {
-        self.asked.lock().unwrap().push((q.from, q.to));
-        let events = self
-            .times
-            .iter()
-            .filter(|t| (q.from..q.to).contains(t))
-            .count() as u64;
-        Ok(Summary {
-            events,
-            users: events / 2,
-            devices: 0,
-            errors: events / 4,
-            late: 0,
-            by_type: vec![count("click", events)],
-            top_pages: vec![],
-            top_sources: vec![],
-        })
-    }
-    async fn top(&self, _: &str, q: TopQuery) -> eddy_store::Result<Top> {
-        self.asked.lock().unwrap().push((q.from, q.to));
-        Ok(Top {
-            rows: vec![count("/home", 6), count("/pricing", 2)],
-            with_value: 10,
-            without_value: 3,
-            distinct: 4,
-        })
-    }
-    async fn grouped(&self, _: &str, _: GroupedQuery) -> eddy_store::Result<Vec<Group>> {
-        not_faked()
-    }
-    async fn user(&self, _: &str, q: UserQuery) -> eddy_store::Result<Option<UserProfile>> {
-        self.asked.lock().unwrap().push((q.from, q.to));
-        Ok(None)
-    }
-    async fn funnel(&self, _: &str, q: FunnelQuery) -> eddy_store::Result<StoreFunnel> {
-        assert_eq!(q.max_events, FUNNEL_MAX_EVENTS);
-        let n = self.funnel_users.len();
-        Ok(StoreFunnel {
-            overall: FunnelSteps {
-                users: self.funnel_users.clone(),
-                median_ns: (0..n).map(|k| Some(k as f64 * 30e9)).collect(),
-            },
-            groups: vec![],
-            groups_omitted: 0,
-        })
-    }
-    async fn retention(&self, _: &str, q: RetentionQuery) -> eddy_store::Result<Vec<Cohort>> {
-        self.asked.lock().unwrap().push((q.from, q.to));
-        Ok(self.cohorts.clone())
-    }
-    async fn latest_metrics(&self, _: &str) -> eddy_store::Result<Vec<LatestMetric>> {
-        not_faked()
-    }
-    async fn export(
-        &self,
-        _: &str,
-        _: i64,
-        _: i64,
-    ) -> eddy_store::Result<tokio::sync::mpsc::Receiver<eddy_store::Result<RecordBatch>>> {
-        not_faked()
-    }
-}
 
 fn reader() -> Principal {
     Principal {
@@ -154,7 +25,7 @@ fn reader() -> Principal {
     }
 }
 
-fn service(store: Arc<Fixed>) -> AnalyticsService {
+fn service(store: Arc<FakeStore>) -> AnalyticsService {
     AnalyticsService::new(
         store,
         Arc::new(TenantStats::default()),
@@ -167,6 +38,7 @@ fn range(from: i64, to: i64) -> TimeRange {
     TimeRange {
         from: Some(from),
         to: Some(to),
+        now: None,
     }
 }
 
@@ -174,7 +46,7 @@ fn range(from: i64, to: i64) -> TimeRange {
 async fn the_summary_compares_with_the_period_of_equal_length_before_it() {
     // 3 events in the hour asked for, 2 in the hour before, 1 earlier.
     let h = DAY_NS / 24;
-    let store = Arc::new(Fixed {
+    let store = Arc::new(FakeStore {
         times: vec![
             NOW - 3 * h,
             NOW - 2 * h + 1,
@@ -200,7 +72,7 @@ async fn the_summary_compares_with_the_period_of_equal_length_before_it() {
     assert_eq!(a.current.error_rate, 0.0);
 
     // Nothing before: no change to speak of. Default range: the last 24 hours.
-    let store = Arc::new(Fixed {
+    let store = Arc::new(FakeStore {
         times: vec![NOW - 1],
         ..Default::default()
     });
@@ -232,7 +104,7 @@ async fn top_shares_are_of_the_events_with_a_value_and_the_rest_is_other() {
 
 #[tokio::test]
 async fn funnel_steps_carry_conversions_drops_and_medians() {
-    let store = Arc::new(Fixed {
+    let store = Arc::new(FakeStore {
         funnel_users: vec![10, 4, 0],
         ..Default::default()
     });
@@ -287,19 +159,35 @@ async fn funnel_steps_carry_conversions_drops_and_medians() {
         matches!(&e, Error::InvalidArgument { message, .. } if message.contains("step 2")),
         "{e:?}"
     );
+    let message = |e: Error| match e {
+        Error::InvalidArgument { message, .. } => message,
+        other => panic!("{other:?}"),
+    };
     let mut typed = q.clone();
     typed.steps[0].conditions.insert("type".into(), json!("x"));
-    assert!(svc.funnel(&reader(), typed).await.is_err());
-    let mut many = q;
+    let e = svc.funnel(&reader(), typed).await.unwrap_err();
+    assert!(message(e).contains("not in `where`"));
+    let mut nested = q.clone();
+    nested.steps[0]
+        .conditions
+        .insert("plan".into(), json!(["a"]));
+    let e = svc.funnel(&reader(), nested).await.unwrap_err();
+    assert!(message(e).contains("`where.plan`"));
+    let mut many = q.clone();
     many.steps = vec![step("a"); MAX_STEPS + 1];
-    assert!(svc.funnel(&reader(), many).await.is_err());
+    let e = svc.funnel(&reader(), many).await.unwrap_err();
+    assert!(message(e).contains("`steps`"));
+    let mut instant = q;
+    instant.window_ns = Some(0);
+    let e = svc.funnel(&reader(), instant).await.unwrap_err();
+    assert!(message(e).contains("`window`"));
 }
 
 #[tokio::test]
 async fn retention_averages_over_the_cohorts_that_reached_a_period() {
     // Two daily cohorts: yesterday's (4 users, 2 back on day 1) and today's (2 users, whose
     // day 1 has not started, so it is left out).
-    let store = Arc::new(Fixed {
+    let store = Arc::new(FakeStore {
         cohorts: vec![
             Cohort {
                 start: NOW - DAY_NS,
@@ -324,8 +212,8 @@ async fn retention_averages_over_the_cohorts_that_reached_a_period() {
         period: Period::Day,
         periods: Some(2),
         range: TimeRange {
-            from: None,
             to: Some(NOW + 1),
+            ..TimeRange::default()
         },
     };
     let a = service(store.clone())
@@ -348,7 +236,7 @@ async fn retention_averages_over_the_cohorts_that_reached_a_period() {
 
 #[tokio::test]
 async fn a_user_without_events_is_not_found_and_the_range_defaults_to_30_days() {
-    let store = Arc::new(Fixed::default());
+    let store = Arc::new(FakeStore::default());
     let q = UserRequest {
         user_id: "u9".into(),
         range: TimeRange::default(),
@@ -376,11 +264,11 @@ async fn click_counts_list_pages_per_user() {
     let q = ClickQuery {
         range: TimeRange::default(),
         event_type: None,
-        user_id: None,
-        page_url: None,
+        user_id: Vec::new(),
+        page_url: Vec::new(),
         limit: 10,
     };
-    let store = Arc::new(Fixed::default());
+    let store = Arc::new(FakeStore::default());
     let a = service(store.clone())
         .click_counts(&reader(), q)
         .await
@@ -390,4 +278,21 @@ async fn click_counts_list_pages_per_user() {
     // The fixed top list has 2 values: 2 users × 2 pages.
     assert_eq!(a.data.len(), 4);
     assert_eq!(store.asked.lock().unwrap().len(), 3);
+    // Users among clicks; then each user's pages among that user's clicks.
+    let filters = store.top_filters.lock().unwrap();
+    let click = Condition {
+        field: Field::Type,
+        value: json!("click"),
+    };
+    assert_eq!(filters[0], vec![click.clone()]);
+    assert_eq!(
+        filters[1],
+        vec![
+            click,
+            Condition {
+                field: Field::UserId,
+                value: json!("/home"),
+            }
+        ]
+    );
 }

@@ -9,9 +9,9 @@ use arrow::array::RecordBatch;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::analytics::LatestMetric;
 use crate::query::StoredEvent;
 use crate::{Error, Result};
+use eddy_store::analytics::LatestMetric;
 
 /// How an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -171,4 +171,6 @@ mod analytics_tests;
 #[cfg(test)]
 mod query_tests;
 #[cfg(test)]
+mod test_store;
+#[cfg(test)]
 mod tests;

@@ -20,6 +20,11 @@ pub trait PipelineStatus: Send + Sync + std::fmt::Debug {
     fn store(&self) -> StoreStatus;
     /// The offset below which the stream processor has applied everything.
     fn stream_applied_offset(&self) -> u64;
+    /// The offset below which queries see every record (cheaper than [`Self::store`]: read
+    /// on every time-series request).
+    fn store_applied_offset(&self) -> u64 {
+        self.store().applied_offset
+    }
 }
 
 /// The store's progress and size.

@@ -20,10 +20,8 @@ pub use eddy_store::Store;
 pub use eddy_store::query::{
     Cursor, DevicePage, DeviceSummary, DimensionCount, DimensionQuery, EventFilter, EventPage,
 };
-pub use eddy_store::rows::{
-    Bucket, DeviceMetrics, MetricPoint, MetricSamples, SeriesBuckets, StoredEvent, Timeseries,
-};
-pub use eddy_store::timeseries::{Agg, TimeseriesQuery};
+pub use eddy_store::rows::{DeviceMetrics, MetricPoint, MetricSamples, StoredEvent};
+pub use eddy_store::timeseries::{Agg, Bucket, SeriesBuckets, Timeseries, TimeseriesQuery};
 pub use eddy_stream::reads::{
     CountWindow, CountWindowsQuery, MetricWindow, MetricWindowsQuery, SeriesWindowsQuery,
     WindowRange, WindowStats, Windows,
@@ -83,11 +81,74 @@ impl Source {
     }
 }
 
-/// A time series and where it came from.
+/// A time series and where it came from. Serialises as `{"data": [{"time", "<agg>": …}]}`,
+/// or, grouped by device, `{"series": [{"device_id", "data": […]}]}`; `count` is written as an
+/// integer, a value without a number (NaN) as `null`. `source` is not part of it (front ends
+/// say it beside the answer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeseriesAnswer {
     pub series: Timeseries,
     pub source: Source,
+}
+
+/// A bucket with the aggregates' names, for serialising.
+struct NamedBucket<'a>(&'a [Agg], &'a Bucket);
+
+impl Serialize for NamedBucket<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len() + 1))?;
+        m.serialize_entry("time", &eddy_model::time::format_rfc3339(self.1.time))?;
+        for (agg, v) in self.0.iter().zip(&self.1.values) {
+            match (agg, v) {
+                // Counts are whole numbers (f64 holds them exactly up to 2^53).
+                (Agg::Count, Some(n)) => m.serialize_entry(&agg.name(), &(*n as u64))?,
+                (_, Some(x)) if x.is_finite() => m.serialize_entry(&agg.name(), x)?,
+                _ => m.serialize_entry(&agg.name(), &None::<f64>)?,
+            }
+        }
+        m.end()
+    }
+}
+
+struct BucketList<'a>(&'a [Agg], &'a [Bucket]);
+
+impl Serialize for BucketList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.1.iter().map(|b| NamedBucket(self.0, b)))
+    }
+}
+
+impl Serialize for TimeseriesAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct One<'a> {
+            device_id: &'a Option<String>,
+            data: BucketList<'a>,
+        }
+        let t = &self.series;
+        let mut m = s.serialize_map(Some(1))?;
+        if t.grouped {
+            let series: Vec<One<'_>> = t
+                .series
+                .iter()
+                .map(|x| One {
+                    device_id: &x.device_id,
+                    data: BucketList(&t.aggs, &x.buckets),
+                })
+                .collect();
+            m.serialize_entry("series", &series)?;
+        } else {
+            let all: Vec<NamedBucket<'_>> = t
+                .series
+                .iter()
+                .flat_map(|x| x.buckets.iter().map(|b| NamedBucket(&t.aggs, b)))
+                .collect();
+            m.serialize_entry("data", &all)?;
+        }
+        m.end()
+    }
 }
 
 /// A sensor reading in the shape sensor clients post it (`GET /api/data/recent`).
@@ -258,14 +319,16 @@ impl QueryService {
         )
     }
 
-    /// Events matching `f`, ordered by (time, offset); an empty range answers no events.
+    /// Events matching `f`, ordered by (time, offset); without `from` / `to` all time. A
+    /// range must not be empty (`from` before `to`), as on every other route.
     pub async fn events(&self, p: &Principal, f: EventFilter) -> Result<EventPage> {
         let p = p.require(Scope::Read)?;
-        if let (Some(a), Some(b)) = (f.from, f.to)
-            && a > b
-        {
-            return Err(Error::invalid("invalid_parameter", "`from` is after `to`"));
+        crate::range::TimeRange {
+            from: f.from,
+            to: f.to,
+            now: None,
         }
+        .resolve_all_time()?;
         Ok(self.store.events(&p.tenant_id, f).await?)
     }
 
@@ -307,10 +370,17 @@ impl QueryService {
     pub async fn timeseries(
         &self,
         p: &Principal,
-        q: TimeseriesQuery,
+        mut q: TimeseriesQuery,
         source: SourceChoice,
     ) -> Result<TimeseriesAnswer> {
         let p = p.require(Scope::Read)?;
+        // An aggregate asked twice (`avg,mean`) is answered once, under its name.
+        let mut seen = Vec::with_capacity(q.aggs.len());
+        q.aggs.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
         if q.metric.is_empty() {
             return Err(Error::invalid("invalid_parameter", "`metric` is required"));
         }
@@ -370,7 +440,7 @@ impl QueryService {
         else {
             return Ok(None);
         };
-        if self.pipeline.stream_applied_offset() < self.pipeline.store().applied_offset {
+        if self.pipeline.stream_applied_offset() < self.pipeline.store_applied_offset() {
             return Ok(None);
         }
         let devices = match (&q.device_id, q.group_by_device) {
@@ -394,8 +464,10 @@ impl QueryService {
                 return Ok(None);
             }
         }
+        // More windows than an answer may hold (per-device series): the raw path decides,
+        // with its own row limit, as it does for every range the rollups cannot answer whole.
         if windows.len() > self.max_rows {
-            return Err(self.too_large("rows; narrow the range or widen the bucket"));
+            return Ok(None);
         }
         let mut out = Timeseries {
             aggs: q.aggs.clone(),
@@ -445,113 +517,27 @@ impl QueryService {
         let range = WindowRange::new(q.resolution, q.from, q.to);
         let (watermark, data) = match q.target {
             RollupTarget::Metric { metric, device_id } => {
-                let w = self
-                    .rollups
-                    .metric_windows(
-                        &p.tenant_id,
-                        MetricWindowsQuery {
-                            range,
-                            metric,
-                            device_id: device_id.clone(),
-                            limit: self.max_rows + 1,
-                        },
-                    )
+                let (watermark, rows) = self
+                    .metric_rollups(&p.tenant_id, range, metric, device_id)
                     .await?;
-                let mut rows: Vec<MetricRollup> = w.windows.into_iter().map(metric_row).collect();
-                if !w.incomplete.is_empty() {
-                    let c = Correction {
-                        tenant: &p.tenant_id,
-                        resolution: q.resolution,
-                        device: device_id.as_deref(),
-                        windows: &w.incomplete,
-                    };
-                    for m in &w.metrics {
-                        self.correct_metric(&c, m, &mut rows).await?;
-                    }
-                    rows.sort_by(|a, b| {
-                        (&a.metric, &a.device_id, a.time).cmp(&(&b.metric, &b.device_id, b.time))
-                    });
-                }
-                if rows.len() > self.max_rows {
-                    return Err(self
-                        .too_large("rollup rows; narrow the range, the resolution or the series"));
-                }
-                (w.watermark, RollupRows::Metrics(rows))
+                (watermark, RollupRows::Metrics(rows))
             }
             RollupTarget::Dimension { dimension, value } => {
-                let w = self
-                    .rollups
-                    .count_windows(
-                        &p.tenant_id,
-                        CountWindowsQuery {
-                            range,
-                            dimension,
-                            value: value.clone(),
-                            limit: self.max_rows + 1,
-                        },
-                    )
+                let (watermark, rows) = self
+                    .count_rollups(&p.tenant_id, range, dimension, value)
                     .await?;
-                let mut rows: Vec<CountRollup> = w
-                    .windows
-                    .into_iter()
-                    .map(|c| CountRollup {
-                        time: c.start,
-                        dimension: dimension.name(),
-                        value: c.value,
-                        count: c.count,
-                        distinct_users: c.distinct_users,
-                        closed: c.closed,
-                        complete: c.complete,
-                        corrected: false,
-                    })
-                    .collect();
-                if let (Some(first), Some(last)) = (w.incomplete.first(), w.incomplete.last()) {
-                    let raw = self
-                        .store
-                        .dimension_counts(
-                            &p.tenant_id,
-                            DimensionQuery {
-                                dimension: dimension.name().to_string(),
-                                value,
-                                from: *first,
-                                to: last.saturating_add(q.resolution.nanos()),
-                                bucket_secs: resolution_secs(q.resolution),
-                            },
-                        )
-                        .await?;
-                    let mut index: HashMap<(String, i64), usize> = rows
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| ((r.value.clone(), r.time), i))
-                        .collect();
-                    for c in raw.into_iter().filter(|c| w.incomplete.contains(&c.bucket)) {
-                        let row = CountRollup {
-                            time: c.bucket,
-                            dimension: dimension.name(),
-                            value: c.value,
-                            count: c.count,
-                            distinct_users: c.distinct_users,
-                            closed: true,
-                            complete: true,
-                            corrected: true,
-                        };
-                        match index.get(&(row.value.clone(), row.time)) {
-                            Some(&i) => rows[i] = row,
-                            None => {
-                                index.insert((row.value.clone(), row.time), rows.len());
-                                rows.push(row);
-                            }
-                        }
-                    }
-                    rows.sort_by(|a, b| (&a.value, a.time).cmp(&(&b.value, b.time)));
-                }
-                if rows.len() > self.max_rows {
-                    return Err(self
-                        .too_large("rollup rows; narrow the range, the resolution or the series"));
-                }
-                (w.watermark, RollupRows::Counts(rows))
+                (watermark, RollupRows::Counts(rows))
             }
         };
+        let rows = match &data {
+            RollupRows::Metrics(r) => r.len(),
+            RollupRows::Counts(r) => r.len(),
+        };
+        if rows > self.max_rows {
+            return Err(
+                self.too_large("rollup rows; narrow the range, the resolution or the series")
+            );
+        }
         Ok(RollupsAnswer {
             resolution: q.resolution.name(),
             watermark,
@@ -559,69 +545,168 @@ impl QueryService {
         })
     }
 
-    /// Re-aggregates `metric`'s rows of `c.windows` from raw data: replaces their aggregates
-    /// and adds rows for series the rollups lack there (all their events were late).
-    async fn correct_metric(
+    /// Metric windows, those that missed late events re-aggregated from raw samples.
+    async fn metric_rollups(
         &self,
-        c: &Correction<'_>,
-        metric: &str,
-        rows: &mut Vec<MetricRollup>,
-    ) -> Result<()> {
-        let (Some(first), Some(last)) = (c.windows.first(), c.windows.last()) else {
-            return Ok(());
+        tenant: &str,
+        range: WindowRange,
+        metric: Option<String>,
+        device_id: Option<String>,
+    ) -> Result<(Option<i64>, Vec<MetricRollup>)> {
+        let query = MetricWindowsQuery {
+            range,
+            metric,
+            device_id: device_id.clone(),
+            limit: self.max_rows + 1,
         };
-        let q = TimeseriesQuery {
-            metric: metric.to_string(),
-            device_id: c.device.map(str::to_string),
-            from: *first,
-            to: last.saturating_add(c.resolution.nanos()),
-            bucket_secs: resolution_secs(c.resolution),
-            aggs: CORRECTION_AGGS.to_vec(),
-            group_by_device: true,
-        };
-        let raw = self.store.timeseries(c.tenant, q).await?;
-        let mut index: HashMap<(Option<String>, i64), usize> = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.metric == metric)
-            .map(|(i, r)| ((r.device_id.clone(), r.time), i))
-            .collect();
-        for series in raw.series {
-            for b in series.buckets {
-                if !c.windows.contains(&b.time) {
-                    continue;
-                }
-                let v = |i: usize| b.values.get(i).copied().flatten();
-                let f = |i: usize| v(i).unwrap_or(f64::NAN);
-                let row = MetricRollup {
-                    time: b.time,
-                    device_id: series.device_id.clone(),
-                    metric: metric.to_string(),
-                    count: v(0).map_or(0, |n| n as u64),
-                    sum: f(1),
-                    min: f(2),
-                    max: f(3),
-                    avg: f(4),
-                    first: f(5),
-                    last: f(6),
-                    p50: v(7),
-                    p90: v(8),
-                    p95: v(9),
-                    p99: v(10),
-                    closed: true,
-                    complete: true,
-                    corrected: true,
+        let w = self.rollups.metric_windows(tenant, query).await?;
+        let mut rows: Vec<MetricRollup> = w.windows.into_iter().map(metric_row).collect();
+        if let Some((from, to)) = span(&w.incomplete, range.resolution) {
+            for m in &w.metrics {
+                let q = TimeseriesQuery {
+                    metric: m.clone(),
+                    device_id: device_id.clone(),
+                    from,
+                    to,
+                    bucket_secs: resolution_secs(range.resolution),
+                    aggs: CORRECTION_AGGS.to_vec(),
+                    group_by_device: true,
                 };
-                match index.get(&(series.device_id.clone(), b.time)) {
-                    Some(&i) => rows[i] = row,
-                    None => {
-                        index.insert((series.device_id.clone(), b.time), rows.len());
-                        rows.push(row);
-                    }
-                }
+                let raw = self.store.timeseries(tenant, q).await?;
+                let fresh = raw.series.into_iter().flat_map(|s| {
+                    let device = s.device_id;
+                    s.buckets
+                        .into_iter()
+                        .filter(|b| w.incomplete.contains(&b.time))
+                        .map(move |b| corrected_metric_row(m, device.clone(), &b))
+                });
+                merge_by_key(&mut rows, fresh, |r| {
+                    (r.metric.clone(), r.device_id.clone(), r.time)
+                });
+            }
+            rows.sort_by(|a, b| {
+                (&a.metric, &a.device_id, a.time).cmp(&(&b.metric, &b.device_id, b.time))
+            });
+        }
+        Ok((w.watermark, rows))
+    }
+
+    /// Count windows, those that missed late events recounted from raw events.
+    async fn count_rollups(
+        &self,
+        tenant: &str,
+        range: WindowRange,
+        dimension: Dimension,
+        value: Option<String>,
+    ) -> Result<(Option<i64>, Vec<CountRollup>)> {
+        let query = CountWindowsQuery {
+            range,
+            dimension,
+            value: value.clone(),
+            limit: self.max_rows + 1,
+        };
+        let w = self.rollups.count_windows(tenant, query).await?;
+        let row = |value, time, count, distinct_users, closed, complete, corrected| CountRollup {
+            time,
+            dimension: dimension.name(),
+            value,
+            count,
+            distinct_users,
+            closed,
+            complete,
+            corrected,
+        };
+        let mut rows: Vec<CountRollup> = w
+            .windows
+            .into_iter()
+            .map(|c| {
+                let (closed, complete) = (c.closed, c.complete);
+                row(
+                    c.value,
+                    c.start,
+                    c.count,
+                    c.distinct_users,
+                    closed,
+                    complete,
+                    false,
+                )
+            })
+            .collect();
+        if let Some((from, to)) = span(&w.incomplete, range.resolution) {
+            let q = DimensionQuery {
+                dimension: dimension.name().to_string(),
+                value,
+                from,
+                to,
+                bucket_secs: resolution_secs(range.resolution),
+            };
+            let raw = self.store.dimension_counts(tenant, q).await?;
+            let fresh = raw
+                .into_iter()
+                .filter(|c| w.incomplete.contains(&c.bucket))
+                .map(|c| {
+                    row(
+                        c.value,
+                        c.bucket,
+                        c.count,
+                        c.distinct_users,
+                        true,
+                        true,
+                        true,
+                    )
+                });
+            merge_by_key(&mut rows, fresh, |r| (r.value.clone(), r.time));
+            rows.sort_by(|a, b| (&a.value, a.time).cmp(&(&b.value, b.time)));
+        }
+        Ok((w.watermark, rows))
+    }
+}
+
+/// The range covering the windows `starts` of `r`, `None` when there are none.
+fn span(starts: &BTreeSet<i64>, r: Resolution) -> Option<(i64, i64)> {
+    Some((*starts.first()?, starts.last()?.saturating_add(r.nanos())))
+}
+
+/// Replaces the rows of `rows` that have the key of a `fresh` row with it, and adds the others.
+fn merge_by_key<T, K: Eq + std::hash::Hash>(
+    rows: &mut Vec<T>,
+    fresh: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) {
+    let mut index: HashMap<K, usize> = rows.iter().enumerate().map(|(i, r)| (key(r), i)).collect();
+    for row in fresh {
+        match index.get(&key(&row)) {
+            Some(&i) => rows[i] = row,
+            None => {
+                index.insert(key(&row), rows.len());
+                rows.push(row);
             }
         }
-        Ok(())
+    }
+}
+
+/// A metric window re-aggregated from a raw bucket of [`CORRECTION_AGGS`].
+fn corrected_metric_row(metric: &str, device_id: Option<String>, b: &Bucket) -> MetricRollup {
+    let v = |i: usize| b.values.get(i).copied().flatten();
+    let f = |i: usize| v(i).unwrap_or(f64::NAN);
+    MetricRollup {
+        time: b.time,
+        device_id,
+        metric: metric.to_string(),
+        count: v(0).map_or(0, |n| n as u64),
+        sum: f(1),
+        min: f(2),
+        max: f(3),
+        avg: f(4),
+        first: f(5),
+        last: f(6),
+        p50: v(7),
+        p90: v(8),
+        p95: v(9),
+        p99: v(10),
+        closed: true,
+        complete: true,
+        corrected: true,
     }
 }
 
@@ -640,14 +725,6 @@ const CORRECTION_AGGS: [Agg; 11] = [
     Agg::P(99),
 ];
 
-/// Which windows of a rollups answer are re-aggregated from raw data.
-struct Correction<'a> {
-    tenant: &'a str,
-    resolution: Resolution,
-    device: Option<&'a str>,
-    windows: &'a BTreeSet<i64>,
-}
-
 fn resolution_secs(r: Resolution) -> u64 {
     u64::try_from(r.nanos() / 1_000_000_000).unwrap_or(60)
 }
@@ -662,7 +739,7 @@ fn quantile(s: &WindowStats, p: u8) -> Option<f64> {
     }
 }
 
-fn metric_row(w: MetricWindow) -> MetricRollup {
+pub(crate) fn metric_row(w: MetricWindow) -> MetricRollup {
     let s = w.stats;
     MetricRollup {
         time: w.start,

@@ -6,185 +6,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::RecordBatch;
 use async_trait::async_trait;
-use eddy_store::analytics::{
-    FunnelAnswer, FunnelQuery, Group, GroupedQuery, LatestMetric, RetentionQuery, Summary,
-    SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
-};
-use eddy_store::journeys::Cohort;
-use eddy_store::{SqlAnswer, SqlQuery};
 
 use crate::auth::{Principal, Scope};
 use crate::ops::{PipelineStatus, StoreStatus};
 use crate::query::*;
+use crate::test_store::FakeStore;
 use crate::{Error, Result};
 
 const MIN: i64 = 60_000_000_000;
-
-fn not_faked<T>() -> eddy_store::Result<T> {
-    Err(eddy_store::Error::Task("not part of this fake".into()))
-}
-
-/// A store holding metric samples (device, metric, time, value) and event dimension rows
-/// (type, time, user), answering time series and dimension counts from them.
-#[derive(Debug, Default)]
-pub(crate) struct FakeStore {
-    samples: Vec<(Option<&'static str>, &'static str, i64, f64)>,
-    types: Vec<(&'static str, i64, &'static str)>,
-}
-
-#[async_trait]
-impl Store for FakeStore {
-    async fn events(&self, _: &str, _: EventFilter) -> eddy_store::Result<EventPage> {
-        Ok(EventPage {
-            events: vec![],
-            next_cursor: None,
-        })
-    }
-    async fn devices(
-        &self,
-        _: &str,
-        _: Option<String>,
-        _: usize,
-    ) -> eddy_store::Result<DevicePage> {
-        not_faked()
-    }
-    async fn device_metrics(
-        &self,
-        _: &str,
-        _: &str,
-        _: usize,
-    ) -> eddy_store::Result<Option<DeviceMetrics>> {
-        Ok(None)
-    }
-    async fn timeseries(&self, _: &str, q: TimeseriesQuery) -> eddy_store::Result<Timeseries> {
-        let width = i64::try_from(q.bucket_secs).unwrap() * 1_000_000_000;
-        let mut rows: Vec<_> = self
-            .samples
-            .iter()
-            .filter(|(d, m, t, _)| {
-                *m == q.metric
-                    && (q.from..q.to).contains(t)
-                    && q.device_id.as_deref().is_none_or(|x| Some(x) == *d)
-            })
-            .map(|(d, _, t, v)| {
-                let d = if q.group_by_device {
-                    d.map(str::to_string)
-                } else {
-                    None
-                };
-                (d, t - t.rem_euclid(width), *t, *v)
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
-        let mut out = Timeseries {
-            aggs: q.aggs.clone(),
-            grouped: q.group_by_device,
-            series: vec![],
-        };
-        let mut i = 0;
-        while i < rows.len() {
-            let (d, b) = (rows[i].0.clone(), rows[i].1);
-            let vals: Vec<f64> = rows[i..]
-                .iter()
-                .take_while(|r| r.0 == d && r.1 == b)
-                .map(|r| r.3)
-                .collect();
-            i += vals.len();
-            let n = vals.len() as f64;
-            let sum: f64 = vals.iter().sum();
-            let values = q
-                .aggs
-                .iter()
-                .map(|a| match a {
-                    Agg::Count => Some(n),
-                    Agg::Sum => Some(sum),
-                    Agg::Min => vals.iter().copied().reduce(f64::min),
-                    Agg::Max => vals.iter().copied().reduce(f64::max),
-                    Agg::Avg => Some(sum / n),
-                    Agg::First => vals.first().copied(),
-                    Agg::Last => vals.last().copied(),
-                    Agg::P(_) => None,
-                })
-                .collect();
-            out.push(d, Bucket { time: b, values });
-        }
-        Ok(out)
-    }
-    async fn dimension_counts(
-        &self,
-        _: &str,
-        q: DimensionQuery,
-    ) -> eddy_store::Result<Vec<DimensionCount>> {
-        let width = i64::try_from(q.bucket_secs).unwrap() * 1_000_000_000;
-        let mut out: Vec<DimensionCount> = Vec::new();
-        let mut users: Vec<BTreeSet<&str>> = Vec::new();
-        for (ty, t, user) in &self.types {
-            if !(q.from..q.to).contains(t) || q.value.as_deref().is_some_and(|v| v != *ty) {
-                continue;
-            }
-            let bucket = t - t.rem_euclid(width);
-            match out
-                .iter()
-                .position(|c| c.value == *ty && c.bucket == bucket)
-            {
-                Some(i) => {
-                    out[i].count += 1;
-                    users[i].insert(user);
-                }
-                None => {
-                    out.push(DimensionCount {
-                        bucket,
-                        value: ty.to_string(),
-                        count: 1,
-                        distinct_users: 0,
-                    });
-                    users.push(BTreeSet::from([*user]));
-                }
-            }
-        }
-        for (c, u) in out.iter_mut().zip(users) {
-            c.distinct_users = u.len() as u64;
-        }
-        Ok(out)
-    }
-    async fn sql(&self, _: &str, _: SqlQuery) -> eddy_store::Result<SqlAnswer> {
-        not_faked()
-    }
-    fn sql_tables(&self, _: &str) -> eddy_store::Result<BTreeSet<String>> {
-        not_faked()
-    }
-    async fn summary(&self, _: &str, _: SummaryQuery) -> eddy_store::Result<Summary> {
-        not_faked()
-    }
-    async fn top(&self, _: &str, _: TopQuery) -> eddy_store::Result<Top> {
-        not_faked()
-    }
-    async fn grouped(&self, _: &str, _: GroupedQuery) -> eddy_store::Result<Vec<Group>> {
-        not_faked()
-    }
-    async fn user(&self, _: &str, _: UserQuery) -> eddy_store::Result<Option<UserProfile>> {
-        not_faked()
-    }
-    async fn funnel(&self, _: &str, _: FunnelQuery) -> eddy_store::Result<FunnelAnswer> {
-        not_faked()
-    }
-    async fn retention(&self, _: &str, _: RetentionQuery) -> eddy_store::Result<Vec<Cohort>> {
-        not_faked()
-    }
-    async fn latest_metrics(&self, _: &str) -> eddy_store::Result<Vec<LatestMetric>> {
-        not_faked()
-    }
-    async fn export(
-        &self,
-        _: &str,
-        _: i64,
-        _: i64,
-    ) -> eddy_store::Result<tokio::sync::mpsc::Receiver<eddy_store::Result<RecordBatch>>> {
-        not_faked()
-    }
-}
 
 fn stats(values: &[(i64, f64)]) -> WindowStats {
     let n = values.len() as f64;
@@ -262,7 +92,13 @@ impl RollupReader for FakeRollups {
             .then(|| self.together.iter().take(q.limit).cloned().collect()))
     }
     fn sql_tables(&self, _: &str) -> Result<Vec<eddy_store::ExtraTable>> {
-        Ok(vec![])
+        let table = |name: &str| eddy_store::ExtraTable {
+            name: name.into(),
+            schema: Arc::new(arrow::datatypes::Schema::empty()),
+            files: vec![],
+            batches: vec![],
+        };
+        Ok(vec![table("rollups"), table("rollup_counts")])
     }
 }
 
@@ -408,8 +244,9 @@ async fn timeseries_refuses_what_no_path_can_answer() {
 
 #[tokio::test]
 async fn rollup_windows_that_missed_late_events_are_reaggregated_from_raw_data() {
-    // Minute 1 missed late events: raw data has 3 samples of d1 there (the rollups 1) and one
-    // of d2, whose every event was late (no rollup series at all).
+    // Minute 1 missed late events: raw data has 3 samples of d1 there (the rollups 1), and
+    // one each of d0 and d2, whose every event was late (no rollup series at all; d0's row
+    // must sort first).
     let store = FakeStore {
         samples: vec![
             (Some("d1"), "temp", 5, 1.0),
@@ -417,6 +254,7 @@ async fn rollup_windows_that_missed_late_events_are_reaggregated_from_raw_data()
             (Some("d1"), "temp", MIN + 2, 4.0),
             (Some("d1"), "temp", MIN + 3, 6.0),
             (Some("d2"), "temp", MIN + 4, 9.0),
+            (Some("d0"), "temp", MIN + 5, 7.0),
         ],
         ..Default::default()
     };
@@ -449,6 +287,7 @@ async fn rollup_windows_that_missed_late_events_are_reaggregated_from_raw_data()
     assert_eq!(
         got,
         vec![
+            (Some("d0"), MIN, 1, 7.0, true),
             (Some("d1"), 0, 1, 1.0, false),
             (Some("d1"), MIN, 3, 4.0, true),
             (Some("d2"), MIN, 1, 9.0, true),
@@ -563,4 +402,41 @@ fn a_reading_takes_the_metric_named_value_else_the_only_metric() {
         Reading::from(event(&[("temp", 2.0), ("hum", 7.0)])).value,
         None
     );
+}
+
+#[test]
+fn answers_serialise_in_the_api_shape() {
+    let answer = |grouped: bool| TimeseriesAnswer {
+        series: Timeseries {
+            aggs: vec![Agg::Count, Agg::Avg],
+            grouped,
+            series: vec![SeriesBuckets {
+                device_id: None,
+                buckets: vec![Bucket {
+                    time: 0,
+                    values: vec![Some(3.0), Some(f64::NAN)],
+                }],
+            }],
+        },
+        source: Source::Raw,
+    };
+    let flat = serde_json::to_value(answer(false)).unwrap();
+    let row = &flat["data"][0];
+    assert_eq!(row["time"], "1970-01-01T00:00:00Z");
+    assert!(row["count"].is_u64(), "{row}");
+    assert!(row["avg"].is_null(), "{row}");
+    let grouped = serde_json::to_value(answer(true)).unwrap();
+    assert!(grouped["series"][0]["device_id"].is_null(), "{grouped}");
+    assert_eq!(grouped["series"][0]["data"][0]["count"], 3);
+
+    let rollup = serde_json::to_value(RollupsAnswer {
+        resolution: "1m",
+        watermark: None,
+        data: RollupRows::Metrics(vec![metric_row(window(Some("d1"), 0, &[(5, 1.0)], true))]),
+    })
+    .unwrap();
+    assert!(rollup["watermark"].is_null());
+    let row = &rollup["data"][0];
+    assert_eq!(row["final"], true);
+    assert!(row.get("corrected").is_none(), "{row}");
 }

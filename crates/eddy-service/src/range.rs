@@ -14,12 +14,16 @@ pub struct TimeRange {
     pub from: Option<i64>,
     /// Exclusive, ns.
     pub to: Option<i64>,
+    /// The instant the request's relative times (`now`, `-1h`) were read against; the
+    /// defaults use it too, so one request sees one clock reading. `None`: the service's
+    /// clock at resolution.
+    pub now: Option<i64>,
 }
 
 impl TimeRange {
-    /// `[from, to)`: `to` defaults to `now`, `from` to `default_span` before `to`.
-    pub fn resolve(self, now: i64, default_span: i64) -> Result<(i64, i64)> {
-        let to = self.to.unwrap_or(now);
+    /// `[from, to)`: `to` defaults to now, `from` to `default_span` before `to`.
+    pub fn resolve(self, clock_now: i64, default_span: i64) -> Result<(i64, i64)> {
+        let to = self.to.unwrap_or(self.now.unwrap_or(clock_now));
         let from = self.from.unwrap_or(to.saturating_sub(default_span));
         ordered(from, to)
     }
@@ -49,13 +53,20 @@ mod tests {
         let r = TimeRange::default();
         assert_eq!(r.resolve(100, 30).unwrap(), (70, 100));
         let r = TimeRange {
-            from: None,
             to: Some(50),
+            ..TimeRange::default()
         };
         assert_eq!(r.resolve(100, 30).unwrap(), (20, 50));
+        // The request's own instant wins over the clock's later one.
+        let r = TimeRange {
+            now: Some(90),
+            ..TimeRange::default()
+        };
+        assert_eq!(r.resolve(100, 30).unwrap(), (60, 90));
         let r = TimeRange {
             from: Some(50),
             to: Some(50),
+            now: None,
         };
         assert!(r.resolve(100, 30).is_err());
         assert!(r.resolve_all_time().is_err());

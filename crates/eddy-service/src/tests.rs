@@ -224,7 +224,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
             series: Arc::new(series),
             alerts: processor.clone(),
             pipeline: Arc::new(FakePipeline),
-            store: Arc::new(crate::query_tests::FakeStore::default()),
+            store: Arc::new(crate::test_store::FakeStore::default()),
             rollups: Arc::new(crate::query_tests::FakeRollups::default()),
             live: Arc::new(crate::live::tests::FakeFeed::default()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000_000_000)),
@@ -861,4 +861,61 @@ async fn ops_answers_readiness_stats_and_lag_for_the_callers_tenant() {
     let r = ops.ready();
     assert!(!r.ready);
     assert_eq!((r.status, r.log), ("not_ready", "failed"));
+}
+
+/// The SQL service builds the engine tables only when the statement's parse tree reads them.
+#[tokio::test]
+async fn sql_builds_only_the_tables_a_statement_reads() {
+    let store = Arc::new(crate::test_store::FakeStore::default());
+    let processor = Arc::new(FakeProcessor::default());
+    processor.open_alert("t1", "alert-1");
+    let sql = crate::sql::SqlService::new(
+        store.clone(),
+        Arc::new(crate::query_tests::FakeRollups::default()),
+        processor,
+        1000,
+    );
+    let p = Principal {
+        tenant_id: "t1".into(),
+        key_id: "k".into(),
+        scopes: [Scope::Read].into_iter().collect(),
+    };
+    for statement in [
+        "SELECT count(*) FROM events",
+        "SELECT 'alerts' AS rollups FROM events",
+        "WITH alerts AS (SELECT 1) SELECT * FROM alerts",
+        "SELECT * FROM rollups",
+        "SELECT a.id FROM alerts a JOIN rollup_counts c ON true",
+    ] {
+        sql.query(&p, statement.into()).await.unwrap();
+    }
+    let built = store.sql_extra.lock().unwrap().clone();
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        built,
+        vec![
+            names(&[]),
+            names(&[]),
+            names(&[]),
+            names(&["rollups", "rollup_counts"]),
+            names(&["rollups", "rollup_counts", "alerts"]),
+        ]
+    );
+    // Too long, empty, unparsable, or without the read scope: refused before any table is
+    // built.
+    for bad in [
+        "x".repeat(crate::sql::MAX_SQL_BYTES + 1),
+        " ".into(),
+        "SELEC 1".into(),
+    ] {
+        let e = sql.query(&p, bad).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+    }
+    let writer = Principal {
+        scopes: [Scope::Write].into_iter().collect(),
+        ..p
+    };
+    let e = sql.query(&writer, "SELECT 1".into()).await.unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied(_)), "{e:?}");
+    assert_eq!(store.sql_extra.lock().unwrap().len(), 5);
 }

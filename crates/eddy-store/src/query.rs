@@ -20,36 +20,15 @@ use crate::analytics::{
 use crate::digest::{Digest, Part};
 use crate::journeys::Cohort;
 use crate::rows::{
-    DeviceMetrics, MetricPoint, MetricSamples, StoredEvent, Timeseries, column, events_of, strings,
+    DeviceMetrics, MetricPoint, MetricSamples, StoredEvent, column, events_of, strings,
 };
 use crate::schema::{TZ, encode_property};
 use crate::store::{EmbeddedStore, Scan};
+use crate::timeseries::Timeseries;
 use crate::timeseries::TimeseriesQuery;
 use crate::{Error, Result};
 
-/// A position in a time-ordered listing: the last row's time and log offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub time: i64,
-    pub offset: u64,
-}
-
-impl Cursor {
-    /// Opaque text form for `next_cursor`.
-    pub fn encode(self) -> String {
-        format!("{}.{}", self.time, self.offset)
-    }
-
-    /// Parses [`Cursor::encode`]'s form.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::InvalidQuery(format!("`cursor` `{s}` is not one this server returned"));
-        let (t, o) = s.split_once('.').ok_or_else(bad)?;
-        Ok(Self {
-            time: t.parse().map_err(|_| bad())?,
-            offset: o.parse().map_err(|_| bad())?,
-        })
-    }
-}
+pub use crate::rows::Cursor;
 
 /// Which events to list.
 #[derive(Debug, Clone, Default)]

@@ -11,9 +11,31 @@ use eddy_model::time::rfc3339;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::query::Cursor;
-use crate::timeseries::Agg;
 use crate::{Error, Result};
+
+/// A position in a time-ordered listing: the last row's time and log offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: i64,
+    pub offset: u64,
+}
+
+impl Cursor {
+    /// Opaque text form for `next_cursor`.
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.time, self.offset)
+    }
+
+    /// Parses [`Cursor::encode`]'s form.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidQuery(format!("`cursor` `{s}` is not one this server returned"));
+        let (t, o) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            time: t.parse().map_err(|_| bad())?,
+            offset: o.parse().map_err(|_| bad())?,
+        })
+    }
+}
 
 /// One stored event. Fields in alphabetical order, as the JSON answers have always listed them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,102 +93,6 @@ pub struct MetricSamples {
 pub struct DeviceMetrics {
     pub device_id: String,
     pub metrics: BTreeMap<String, MetricSamples>,
-}
-
-/// One bucket of a time series: its start and one value per asked aggregate (same order as
-/// [`Timeseries::aggs`]; `None` when the aggregate has no value, e.g. a NaN sum).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bucket {
-    pub time: i64,
-    pub values: Vec<Option<f64>>,
-}
-
-/// The buckets of one series (one device, or all devices together: `device_id` `None`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesBuckets {
-    pub device_id: Option<String>,
-    pub buckets: Vec<Bucket>,
-}
-
-/// A time-series answer. Serialises as `{"data": [{"time", "<agg>": …}]}`, or, grouped by
-/// device, `{"series": [{"device_id", "data": […]}]}`; `count` is written as an integer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timeseries {
-    pub aggs: Vec<Agg>,
-    pub grouped: bool,
-    pub series: Vec<SeriesBuckets>,
-}
-
-impl Timeseries {
-    /// Appends a bucket to the series of `device_id` (rows arrive grouped by series).
-    pub fn push(&mut self, device_id: Option<String>, bucket: Bucket) {
-        match self.series.last_mut() {
-            Some(s) if s.device_id == device_id => s.buckets.push(bucket),
-            _ => self.series.push(SeriesBuckets {
-                device_id,
-                buckets: vec![bucket],
-            }),
-        }
-    }
-}
-
-/// A bucket with the aggregates' names, for serialising.
-struct NamedBucket<'a>(&'a [Agg], &'a Bucket);
-
-impl Serialize for NamedBucket<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len() + 1))?;
-        m.serialize_entry("time", &eddy_model::time::format_rfc3339(self.1.time))?;
-        for (agg, v) in self.0.iter().zip(&self.1.values) {
-            match (agg, v) {
-                // Counts are whole numbers (f64 holds them exactly up to 2^53).
-                (Agg::Count, Some(n)) => m.serialize_entry(&agg.name(), &(*n as u64))?,
-                (_, Some(x)) if x.is_finite() => m.serialize_entry(&agg.name(), x)?,
-                _ => m.serialize_entry(&agg.name(), &None::<f64>)?,
-            }
-        }
-        m.end()
-    }
-}
-
-struct BucketList<'a>(&'a [Agg], &'a [Bucket]);
-
-impl Serialize for BucketList<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(self.1.iter().map(|b| NamedBucket(self.0, b)))
-    }
-}
-
-impl Serialize for Timeseries {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        #[derive(Serialize)]
-        struct One<'a> {
-            device_id: &'a Option<String>,
-            data: BucketList<'a>,
-        }
-        let mut m = s.serialize_map(Some(1))?;
-        if self.grouped {
-            let series: Vec<One<'_>> = self
-                .series
-                .iter()
-                .map(|x| One {
-                    device_id: &x.device_id,
-                    data: BucketList(&self.aggs, &x.buckets),
-                })
-                .collect();
-            m.serialize_entry("series", &series)?;
-        } else {
-            let all: Vec<NamedBucket<'_>> = self
-                .series
-                .iter()
-                .flat_map(|x| x.buckets.iter().map(|b| NamedBucket(&self.aggs, b)))
-                .collect();
-            m.serialize_entry("data", &all)?;
-        }
-        m.end()
-    }
 }
 
 pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {

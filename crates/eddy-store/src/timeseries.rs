@@ -11,7 +11,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, TimestampNanosecondType};
 use datafusion::scalar::ScalarValue;
 
-use crate::rows::{Bucket, Timeseries};
 use crate::schema::TZ;
 use crate::{Error, Result};
 
@@ -171,5 +170,41 @@ impl TimeseriesQuery {
             }
         }
         Ok(out)
+    }
+}
+
+/// One bucket of a time series: its start and one value per asked aggregate (same order as
+/// [`Timeseries::aggs`]; `None` when the aggregate has no value, e.g. a NaN sum).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub time: i64,
+    pub values: Vec<Option<f64>>,
+}
+
+/// The buckets of one series (one device, or all devices together: `device_id` `None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBuckets {
+    pub device_id: Option<String>,
+    pub buckets: Vec<Bucket>,
+}
+
+/// A time-series answer: buckets per series, values in the order of `aggs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeseries {
+    pub aggs: Vec<Agg>,
+    pub grouped: bool,
+    pub series: Vec<SeriesBuckets>,
+}
+
+impl Timeseries {
+    /// Appends a bucket to the series of `device_id` (rows arrive grouped by series).
+    pub fn push(&mut self, device_id: Option<String>, bucket: Bucket) {
+        match self.series.last_mut() {
+            Some(s) if s.device_id == device_id => s.buckets.push(bucket),
+            _ => self.series.push(SeriesBuckets {
+                device_id,
+                buckets: vec![bucket],
+            }),
+        }
     }
 }

@@ -344,6 +344,10 @@ impl PipelineStatus for Pipeline {
         }
     }
 
+    fn store_applied_offset(&self) -> u64 {
+        self.store.applied_offset()
+    }
+
     fn stream_applied_offset(&self) -> u64 {
         self.stream.applied_offset()
     }

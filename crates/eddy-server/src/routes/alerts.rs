@@ -27,8 +27,8 @@ use serde_json::Value;
 use crate::Result;
 use crate::auth::Caller;
 use crate::openapi::{ErrorBody, Errors};
+use crate::routes::params::unknown;
 use crate::routes::parse_json;
-use crate::routes::query::unknown;
 use crate::state::AppState;
 
 /// The rules listing: `data`, and `rules` with the same list for clients of the first release
@@ -157,6 +157,8 @@ pub(crate) async fn list_alerts(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<AlertListing>> {
+    // 403 before any parameter is looked at (the service checks again).
+    caller.require(Scope::Read)?;
     let mut q = AlertQuery::default();
     for (k, v) in pairs {
         let slot = match k.as_str() {

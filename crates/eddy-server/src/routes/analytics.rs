@@ -21,27 +21,12 @@ use eddy_service::range::TimeRange;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{ErrorBody, Errors, FilterParams, RangeParams};
+use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, time, unknown, whole};
 use crate::routes::parse_json;
-use crate::routes::query::{parse_time_param, unknown, whole};
 use crate::state::AppState;
-use crate::{Error, Result};
-use eddy_service::Error as Domain;
-
-fn bad(message: impl Into<String>) -> Error {
-    Domain::invalid("invalid_parameter", message).into()
-}
-
-/// Takes `k=v` into `range` when it is a range parameter (`from`/`to` and their aliases).
-fn take_range(range: &mut TimeRange, k: &str, v: &str, now: i64) -> Result<bool> {
-    match k {
-        "from" | "start" | "start_time" => range.from = Some(parse_time_param(k, v, now)?),
-        "to" | "end" | "end_time" => range.to = Some(parse_time_param(k, v, now)?),
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
 
 /// A filter parameter (`type`, `source`, `device_id`, `user_id`, `page_url`, `property.KEY`)
 /// as a condition, `None` when `k` is not one.
@@ -224,8 +209,8 @@ pub(crate) async fn click_counts(
     let mut q = ClickQuery {
         range: TimeRange::default(),
         event_type: None,
-        user_id: None,
-        page_url: None,
+        user_id: Vec::new(),
+        page_url: Vec::new(),
         limit: 100,
     };
     for (k, v) in &pairs {
@@ -233,8 +218,8 @@ pub(crate) async fn click_counts(
             continue;
         }
         match k.as_str() {
-            "user_id" => q.user_id = Some(v.clone()),
-            "page_url" => q.page_url = Some(v.clone()),
+            "user_id" => q.user_id.push(v.clone()),
+            "page_url" => q.page_url.push(v.clone()),
             "event_type" | "type" => q.event_type = Some(v.clone()),
             "limit" => q.limit = whole(k, v, 1000)?,
             other => {
@@ -248,17 +233,6 @@ pub(crate) async fn click_counts(
     Ok(Json(state.services.analytics.click_counts(&caller, q).await?).into_response())
 }
 
-fn bucket_param(v: &str) -> Result<u64> {
-    let d = humantime::parse_duration(v)
-        .map_err(|_| bad(format!("`bucket` `{v}`: a duration such as 1m, 1h or 1d")))?;
-    if d.as_secs() == 0 || d.subsec_nanos() != 0 {
-        return Err(bad(
-            "`bucket` must be a whole number of seconds, at least 1s",
-        ));
-    }
-    Ok(d.as_secs())
-}
-
 /// `GET /api/v1/analytics/timeseries?measure=&group_by=&bucket=&limit=`: per bucket, the
 /// measure (`count`, `distinct_users` or `metric:NAME` with `agg`) for each of the `limit`
 /// (default 5) largest groups over the range, and for all others together (`"other": true`).
@@ -270,7 +244,7 @@ pub(crate) async fn grouped_timeseries(
 ) -> Result<Response> {
     let mut range = TimeRange::default();
     let (mut measure, mut agg, mut field) = (None, None, None);
-    let (mut bucket_secs, mut limit) = (3600, 5);
+    let (mut bucket, mut limit) = (3600, 5);
     let filter = read_filtered(
         &state,
         &pairs,
@@ -285,7 +259,7 @@ pub(crate) async fn grouped_timeseries(
                     })?)
                 }
                 "group_by" => field = Some(field_param(k, v)?),
-                "bucket" => bucket_secs = bucket_param(v)?,
+                "bucket" => bucket = bucket_secs(v, u64::MAX)?,
                 "limit" => limit = whole(k, v, 100)?,
                 _ => return Ok(false),
             }
@@ -312,7 +286,7 @@ pub(crate) async fn grouped_timeseries(
     }
     let q = GroupedRequest {
         range,
-        bucket_secs,
+        bucket_secs: bucket,
         field: required_field(field, "group_by")?,
         measure,
         limit,
@@ -371,8 +345,8 @@ pub(crate) async fn user(
 fn body_time(name: &str, v: &Option<Value>, now: i64) -> Result<Option<i64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_time_param(name, s, now).map(Some),
-        Some(Value::Number(n)) => parse_time_param(name, &n.to_string(), now).map(Some),
+        Some(Value::String(s)) => time(name, s, now).map(Some),
+        Some(Value::Number(n)) => time(name, &n.to_string(), now).map(Some),
         Some(_) => Err(bad(format!("`{name}`: a time string or an epoch number"))),
     }
 }
@@ -381,6 +355,7 @@ fn body_range(from: &Option<Value>, to: &Option<Value>, now: i64) -> Result<Time
     Ok(TimeRange {
         from: body_time("from", from, now)?,
         to: body_time("to", to, now)?,
+        now: Some(now),
     })
 }
 
@@ -506,6 +481,51 @@ pub(crate) async fn retention(
     Ok(Json(state.services.analytics.retention(&caller, q).await?).into_response())
 }
 
+/// The formats of an export (NDJSON by default).
+const EXPORT_FORMATS: &[Offer<ExportFormat>] = &[
+    Offer {
+        name: "ndjson",
+        media: &["application/x-ndjson", "application/ndjson"],
+        format: ExportFormat::Ndjson,
+    },
+    Offer {
+        name: "csv",
+        media: &["text/csv"],
+        format: ExportFormat::Csv,
+    },
+    Offer {
+        name: "parquet",
+        media: &["application/vnd.apache.parquet", "application/parquet"],
+        format: ExportFormat::Parquet,
+    },
+];
+
+/// The formats of the newest device metrics (Prometheus text by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricsFormat {
+    Prometheus,
+    Json,
+    Csv,
+}
+
+const METRICS_FORMATS: &[Offer<MetricsFormat>] = &[
+    Offer {
+        name: "prometheus",
+        media: &["text/plain"],
+        format: MetricsFormat::Prometheus,
+    },
+    Offer {
+        name: "json",
+        media: &["application/json"],
+        format: MetricsFormat::Json,
+    },
+    Offer {
+        name: "csv",
+        media: &["text/csv"],
+        format: MetricsFormat::Csv,
+    },
+];
+
 /// `GET /api/v1/export?format=csv|ndjson|parquet&from=&to=`: the tenant's raw events in
 /// `(time, offset)` order, streamed as they are read (the whole answer is never in memory;
 /// the default range is all time). An error after the first bytes ends the response early (the
@@ -525,34 +545,11 @@ pub(crate) async fn export(
             continue;
         }
         match k.as_str() {
-            "format" => {
-                format = Some(match v.as_str() {
-                    "csv" => ExportFormat::Csv,
-                    "ndjson" => ExportFormat::Ndjson,
-                    "parquet" => ExportFormat::Parquet,
-                    other => {
-                        return Err(bad(format!(
-                            "`format` `{other}`: use csv, ndjson or parquet"
-                        )));
-                    }
-                })
-            }
+            "format" => format = Some(v.clone()),
             other => return Err(unknown(other, "format, from, to")),
         }
     }
-    let format = format.unwrap_or_else(|| {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if accept.contains("text/csv") {
-            ExportFormat::Csv
-        } else if accept.contains("parquet") {
-            ExportFormat::Parquet
-        } else {
-            ExportFormat::Ndjson
-        }
-    });
+    let format = negotiate(format.as_deref(), &headers, EXPORT_FORMATS)?;
     let stream = state
         .services
         .analytics
@@ -583,35 +580,32 @@ pub(crate) async fn export(
 pub(crate) async fn metrics_export(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let mut format = "prometheus".to_string();
+    let mut format = None;
     for (k, v) in &pairs {
         match k.as_str() {
-            "format" => format = v.clone(),
+            "format" => format = Some(v.clone()),
             other => return Err(unknown(other, "format")),
         }
     }
-    if !matches!(format.as_str(), "json" | "csv" | "prometheus") {
-        return Err(bad(format!(
-            "`format` `{format}`: use prometheus, json or csv"
-        )));
-    }
+    let format = negotiate(format.as_deref(), &headers, METRICS_FORMATS)?;
     let latest = state.services.analytics.latest_metrics(&caller).await?;
     let rfc = eddy_model::time::format_rfc3339;
-    Ok(match format.as_str() {
-        "json" => Json(json!({
+    Ok(match format {
+        MetricsFormat::Json => Json(json!({
             "data": latest.iter().map(|m| json!({
                 "device_id": m.device_id, "metric": m.metric, "time": rfc(m.time), "value": m.value,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),
-        "csv" => (
+        MetricsFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             export::latest_csv(&latest)?,
         )
             .into_response(),
-        _ => (
+        MetricsFormat::Prometheus => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",

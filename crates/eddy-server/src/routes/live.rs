@@ -27,11 +27,11 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Caller, presented_secret};
+use crate::Result;
+use crate::auth::{Caller, Reader, presented_secret};
 use crate::openapi::Errors;
-use crate::routes::query::unknown;
+use crate::routes::params::{bad, unknown};
 use crate::state::AppState;
-use crate::{Error, Result};
 use eddy_service::Error as Domain;
 use eddy_service::auth::{Principal, Scope};
 
@@ -46,10 +46,6 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A send the peer does not take within this long ends the connection.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn bad(message: impl Into<String>) -> Error {
-    Domain::invalid("invalid_parameter", message).into()
-}
-
 fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTreeSet<Channel>> {
     let mut out = BTreeSet::new();
     for c in list {
@@ -63,12 +59,14 @@ fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTr
     Ok(out)
 }
 
-/// A live message as JSON text.
-fn text(m: &LiveMessage) -> String {
-    serde_json::to_string(m).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "live message not encodable");
-        String::from("{}")
-    })
+/// A live message as JSON text; `None` (logged, and the message skipped) if it cannot be
+/// encoded — never a stand-in body.
+fn text(m: &LiveMessage) -> Option<String> {
+    serde_json::to_string(m)
+        .map_err(
+            |e| tracing::error!(error = %e, kind = m.kind(), "live message not encodable; skipped"),
+        )
+        .ok()
 }
 
 /// The error message a live subscriber gets before a slow-consumer disconnect.
@@ -86,10 +84,10 @@ fn slow_consumer(n: u64) -> String {
 #[utoipa::path(get, path = "/api/v1/stream", tag = "live", operation_id = "sse", summary = "Server-sent events of the tenant: events, rollups, alerts", params(("channels" = Option<String>, Query, description = "Comma list: events, rollups, alerts (default all)"), ("device_id" = Option<String>, Query, description = "Only this device"), ("type" = Option<String>, Query, description = "Only this event type"), ("metric" = Option<String>, Query, description = "Only this metric")), responses((status = 200, description = "`text/event-stream`", body = String), Errors))]
 pub(crate) async fn sse(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response> {
-    let p = caller.require(Scope::Read)?;
+    let p = &caller;
     let mut filter = Filter::default();
     for (k, v) in &pairs {
         match k.as_str() {
@@ -103,16 +101,19 @@ pub(crate) async fn sse(
     let sub = state.services.live.subscribe(p, filter)?;
     let messages = stream::unfold(Some(sub), |sub| async move {
         let mut sub = sub?;
-        match sub.next().await {
-            Next::Message(m) => {
-                let msg = SseEvent::default().event(m.kind()).data(text(&m));
-                Some((Ok::<_, Infallible>(msg), Some(sub)))
+        loop {
+            match sub.next().await {
+                Next::Message(m) => {
+                    let Some(data) = text(&m) else { continue };
+                    let msg = SseEvent::default().event(m.kind()).data(data);
+                    return Some((Ok::<_, Infallible>(msg), Some(sub)));
+                }
+                Next::Lagged(n) => {
+                    let msg = SseEvent::default().event("error").data(slow_consumer(n));
+                    return Some((Ok(msg), None));
+                }
+                Next::Closed => return None,
             }
-            Next::Lagged(n) => {
-                let msg = SseEvent::default().event("error").data(slow_consumer(n));
-                Some((Ok(msg), None))
-            }
-            Next::Closed => None,
         }
     });
     Ok(Sse::new(messages)
@@ -401,7 +402,8 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
         tokio::select! {
             m = sub.next() => match m {
                 Next::Message(m) => {
-                    let msg = Message::Text(Utf8Bytes::from(text(&m)));
+                    let Some(data) = text(&m) else { continue };
+                    let msg = Message::Text(Utf8Bytes::from(data));
                     if !matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(()))) {
                         return;
                     }

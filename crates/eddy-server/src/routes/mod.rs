@@ -8,6 +8,7 @@ mod cached;
 pub(crate) mod ingest;
 pub(crate) mod live;
 pub(crate) mod ops;
+pub(crate) mod params;
 pub(crate) mod query;
 pub(crate) mod rollups;
 pub(crate) mod sql;

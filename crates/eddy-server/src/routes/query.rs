@@ -11,33 +11,15 @@ use eddy_service::export;
 use eddy_service::query::{Cursor, EventFilter, SourceChoice, StoredEvent, TimeseriesQuery};
 use serde_json::json;
 
+use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{ErrorBody, Errors, RangeParams};
+use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, unknown, whole};
 use crate::state::AppState;
-use crate::{Error, Result};
 use eddy_service::Error as Domain;
+use eddy_service::range::{DAY_NS, TimeRange};
 
 const DEFAULT_LIMIT: usize = 100;
-
-/// A time parameter: RFC 3339, epoch s/ms/µs/ns, `now`, or relative like `-24h`.
-pub(crate) fn parse_time_param(name: &str, v: &str, now_ns: i64) -> Result<i64> {
-    let t = v.trim();
-    if t == "now" {
-        return Ok(now_ns);
-    }
-    if let Some(rel) = t.strip_prefix('-')
-        && let Ok(d) = humantime::parse_duration(rel)
-    {
-        return Ok(now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
-    }
-    eddy_model::time::parse_time_str(t).map_err(|e| {
-        Domain::invalid(
-            "invalid_parameter",
-            format!("`{name}`: {e} (use RFC 3339, an epoch number, `now` or e.g. `-24h`)"),
-        )
-        .into()
-    })
-}
 
 /// How a list should be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +29,24 @@ enum Format {
     Csv,
 }
 
-fn format_of(explicit: Option<&str>, headers: &HeaderMap) -> Result<Format> {
-    if let Some(f) = explicit {
-        return match f {
-            "json" => Ok(Format::Json),
-            "ndjson" => Ok(Format::Ndjson),
-            "csv" => Ok(Format::Csv),
-            other => Err(Domain::invalid(
-                "invalid_parameter",
-                format!("`format` `{other}`: use json, ndjson or csv"),
-            )
-            .into()),
-        };
-    }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    Ok(if accept.contains("text/csv") {
-        Format::Csv
-    } else if accept.contains("application/x-ndjson") || accept.contains("application/ndjson") {
-        Format::Ndjson
-    } else {
-        Format::Json
-    })
-}
+/// The formats an event list is written in (JSON by default).
+const FORMATS: &[Offer<Format>] = &[
+    Offer {
+        name: "json",
+        media: &["application/json"],
+        format: Format::Json,
+    },
+    Offer {
+        name: "ndjson",
+        media: &["application/x-ndjson", "application/ndjson"],
+        format: Format::Ndjson,
+    },
+    Offer {
+        name: "csv",
+        media: &["text/csv"],
+        format: Format::Csv,
+    },
+];
 
 fn render(rows: Vec<StoredEvent>, next_cursor: Option<String>, format: Format) -> Result<Response> {
     let mut resp = match format {
@@ -108,10 +83,12 @@ fn event_filter(
     };
     let mut format = None;
     let max = state.services.query.max_rows();
+    let mut range = TimeRange::default();
     for (k, v) in pairs {
+        if take_range(&mut range, k, v, now)? {
+            continue;
+        }
         match k.as_str() {
-            "from" => f.from = Some(parse_time_param("from", v, now)?),
-            "to" => f.to = Some(parse_time_param("to", v, now)?),
             "type" => f.r#type = Some(v.clone()),
             "device_id" | "sensor_id" | "sensorId" => f.device_id = Some(v.clone()),
             "user_id" => f.user_id = Some(v.clone()),
@@ -120,13 +97,7 @@ fn event_filter(
                 f.newest_first = match v.as_str() {
                     "asc" => false,
                     "desc" => true,
-                    _ => {
-                        return Err(Domain::invalid(
-                            "invalid_parameter",
-                            "`order`: use asc or desc",
-                        )
-                        .into());
-                    }
+                    _ => return Err(bad("`order`: use asc or desc")),
                 }
             }
             "limit" => f.limit = whole("limit", v, max)?,
@@ -138,16 +109,15 @@ fn event_filter(
             {
                 Some(name) if !name.is_empty() => f.properties.push((name.to_string(), v.clone())),
                 _ => {
-                    return Err(Domain::invalid(
-                        "invalid_parameter",
-                        format!(
-                            "unknown parameter `{other}`; use from, to, type, device_id, user_id, source, property.<name>, order, limit, cursor, format"
-                        ),
-                    ).into());
+                    return Err(unknown(
+                        other,
+                        "from, to, type, device_id, user_id, source, property.<name>, order, limit, cursor, format",
+                    ));
                 }
             },
         }
     }
+    (f.from, f.to) = (range.from, range.to);
     Ok((f, format))
 }
 
@@ -159,7 +129,7 @@ async fn list(
     newest_first: bool,
 ) -> Result<Response> {
     let (filter, format) = event_filter(state, pairs, newest_first)?;
-    let format = format_of(format.as_deref(), headers)?;
+    let format = negotiate(format.as_deref(), headers, FORMATS)?;
     let page = state.services.query.events(caller, filter).await?;
     render(page.events, page.next_cursor, format)
 }
@@ -201,28 +171,6 @@ pub(crate) async fn recent_sensor_data(
         .recent_readings(&caller, filter)
         .await?;
     Ok(Json(rows).into_response())
-}
-
-/// Parses `limit`-style whole-number parameters within `1..=max`.
-pub(crate) fn whole(name: &str, v: &str, max: usize) -> Result<usize> {
-    v.parse::<usize>()
-        .ok()
-        .filter(|n| (1..=max).contains(n))
-        .ok_or_else(|| {
-            Domain::invalid(
-                "invalid_parameter",
-                format!("`{name}`: a whole number from 1 to {max}"),
-            )
-            .into()
-        })
-}
-
-pub(crate) fn unknown(name: &str, known: &str) -> Error {
-    Domain::invalid(
-        "invalid_parameter",
-        format!("unknown parameter `{name}`; use {known}"),
-    )
-    .into()
 }
 
 /// `GET /api/v1/devices`: device ids with first/last seen, event count and metric names,
@@ -274,7 +222,7 @@ pub(crate) async fn device_metrics(
 /// non-empty bucket (`{"data": [{"time", "<agg>": …}]}`), or per device with
 /// `group_by=device_id` (`{"series": [{"device_id", "data"}]}`). Defaults: the last 24 hours,
 /// 1-minute buckets, `avg`. Answered from rollups when they give the same answer (see
-/// `rollups::timeseries_from_rollups`), else from raw data; `source=raw` forces raw, and the
+/// `eddy_service::query::QueryService::timeseries_from_rollups`), else from raw data; `source=raw` forces raw, and the
 /// `x-eddy-source` header says which.
 #[utoipa::path(get, path = "/api/v1/timeseries", tag = "query", operation_id = "timeseries", summary = "Buckets of one metric (from rollups when they give the raw answer)", params(("metric" = String, Query, description = "Metric name"), RangeParams, ("device_id" = Option<String>, Query, description = "One device"), ("bucket" = Option<String>, Query, description = "Bucket width, e.g. 1m (default), 1h, 1d"), ("agg" = Option<String>, Query, description = "Comma list: avg, sum, min, max, count, first, last, p50, p90, p95, p99"), ("group_by" = Option<String>, Query, description = "`device_id`: one series per device"), ("source" = Option<String>, Query, description = "`raw` forces raw data")), responses((status = 200, description = "`{\"data\": [{time, agg...}]}` or `{\"series\": [...]}`; `x-eddy-source` says rollups or raw", body = Object), Errors))]
 pub(crate) async fn timeseries(
@@ -284,35 +232,25 @@ pub(crate) async fn timeseries(
 ) -> Result<Response> {
     use eddy_service::query::Agg;
     let now = state.clock.now_ns();
+    let mut range = TimeRange::default();
     let mut q = TimeseriesQuery {
         metric: String::new(),
         device_id: None,
-        from: now.saturating_sub(86_400 * 1_000_000_000),
-        to: now,
+        from: 0,
+        to: 0,
         bucket_secs: 60,
         aggs: vec![Agg::Avg],
         group_by_device: false,
     };
     let mut source = SourceChoice::Auto;
     for (k, v) in &pairs {
+        if take_range(&mut range, k, v, now)? {
+            continue;
+        }
         match k.as_str() {
             "metric" => q.metric = v.clone(),
             "device_id" | "sensor_id" => q.device_id = Some(v.clone()),
-            "from" => q.from = parse_time_param("from", v, now)?,
-            "to" => q.to = parse_time_param("to", v, now)?,
-            "bucket" => {
-                let d = humantime::parse_duration(v)
-                    .ok()
-                    .filter(|d| d.subsec_nanos() == 0 && (1..=86_400).contains(&d.as_secs()));
-                q.bucket_secs = d
-                    .ok_or_else(|| {
-                        Domain::invalid(
-                            "invalid_parameter",
-                            "`bucket`: whole seconds from 1s to 1d, e.g. 10s, 1m, 1h",
-                        )
-                    })?
-                    .as_secs();
-            }
+            "bucket" => q.bucket_secs = bucket_secs(v, 86_400)?,
             "agg" => {
                 q.aggs = v
                     .split(',')
@@ -322,21 +260,15 @@ pub(crate) async fn timeseries(
             }
             "group_by" => match v.as_str() {
                 "device_id" => q.group_by_device = true,
-                _ => {
-                    return Err(
-                        Domain::invalid("invalid_parameter", "`group_by`: only device_id").into(),
-                    );
-                }
+                _ => return Err(bad("`group_by`: only device_id")),
             },
             "source" => match v.as_str() {
                 "raw" => source = SourceChoice::Raw,
                 "auto" => source = SourceChoice::Auto,
                 _ => {
-                    return Err(Domain::invalid(
-                        "invalid_parameter",
+                    return Err(bad(
                         "`source`: auto (rollups when they give the same answer) or raw",
-                    )
-                    .into());
+                    ));
                 }
             },
             other => {
@@ -347,11 +279,11 @@ pub(crate) async fn timeseries(
             }
         }
     }
+    (q.from, q.to) = range.resolve(now, DAY_NS)?;
     let answer = state.services.query.timeseries(&caller, q, source).await?;
-    let mut resp = Json(answer.series).into_response();
-    resp.headers_mut().insert(
-        "x-eddy-source",
-        HeaderValue::from_static(answer.source.name()),
-    );
+    let source = answer.source;
+    let mut resp = Json(answer).into_response();
+    resp.headers_mut()
+        .insert("x-eddy-source", HeaderValue::from_static(source.name()));
     Ok(resp)
 }

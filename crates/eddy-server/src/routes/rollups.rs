@@ -17,16 +17,12 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use eddy_service::query::{Dimension, Resolution, RollupTarget, RollupsQuery};
 
+use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{Errors, RangeParams};
-use crate::routes::query::{parse_time_param, unknown};
+use crate::routes::params::{bad, take_range, unknown};
 use crate::state::AppState;
-use crate::{Error, Result};
-use eddy_service::Error as Domain;
-
-fn bad(message: impl Into<String>) -> Error {
-    Domain::invalid("invalid_parameter", message).into()
-}
+use eddy_service::range::{DAY_NS, TimeRange};
 
 /// `GET /api/v1/rollups` (1-minute windows unless `resolution` says otherwise).
 #[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "`{\"resolution\", \"watermark\", \"data\": [window]}`", body = Object), Errors))]
@@ -57,10 +53,13 @@ async fn answer(
     default_resolution: Resolution,
 ) -> Result<Response> {
     let now = state.clock.now_ns();
-    let (mut from, mut to) = (now.saturating_sub(86_400 * 1_000_000_000), now);
+    let mut range = TimeRange::default();
     let mut resolution = default_resolution;
     let (mut metric, mut device, mut dimension, mut value) = (None, None, None, None);
     for (k, v) in pairs {
+        if take_range(&mut range, k, v, now)? {
+            continue;
+        }
         match k.as_str() {
             "metric" => metric = Some(v.clone()),
             "device_id" | "sensor_id" => device = Some(v.clone()),
@@ -74,8 +73,6 @@ async fn answer(
                 resolution = Resolution::parse(v)
                     .ok_or_else(|| bad(format!("`resolution` `{v}`: use 1m, 1h or 1d")))?
             }
-            "from" => from = parse_time_param("from", v, now)?,
-            "to" => to = parse_time_param("to", v, now)?,
             other => {
                 return Err(unknown(
                     other,
@@ -102,6 +99,7 @@ async fn answer(
         }
         (Some(_), Some(_)) => return Err(bad("give `metric` or `dimension`, not both")),
     };
+    let (from, to) = range.resolve(now, DAY_NS)?;
     let q = RollupsQuery {
         resolution,
         from,

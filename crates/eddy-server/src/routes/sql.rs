@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::auth::Reader;
 use crate::openapi::Errors;
+use crate::routes::params::{Offer, negotiate};
 use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -38,44 +39,39 @@ enum Format {
     Arrow,
 }
 
+const ARROW_MIME: &str = "application/vnd.apache.arrow.stream";
+
+/// The formats of an answer (JSON by default).
+const FORMATS: &[Offer<Format>] = &[
+    Offer {
+        name: "json",
+        media: &["application/json"],
+        format: Format::Json,
+    },
+    Offer {
+        name: "csv",
+        media: &["text/csv"],
+        format: Format::Csv,
+    },
+    Offer {
+        name: "ndjson",
+        media: &["application/x-ndjson"],
+        format: Format::Ndjson,
+    },
+    Offer {
+        name: "arrow",
+        media: &[ARROW_MIME],
+        format: Format::Arrow,
+    },
+];
+
 impl Format {
-    const ARROW_MIME: &'static str = "application/vnd.apache.arrow.stream";
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "json" => Some(Format::Json),
-            "csv" => Some(Format::Csv),
-            "ndjson" => Some(Format::Ndjson),
-            "arrow" => Some(Format::Arrow),
-            _ => None,
-        }
-    }
-
-    /// From `Accept` (first known type wins; anything else means JSON).
-    fn from_accept(headers: &HeaderMap) -> Self {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        accept
-            .split(',')
-            .map(|t| t.split(';').next().unwrap_or("").trim())
-            .find_map(|t| match t {
-                "text/csv" => Some(Format::Csv),
-                "application/x-ndjson" => Some(Format::Ndjson),
-                Self::ARROW_MIME => Some(Format::Arrow),
-                "application/json" => Some(Format::Json),
-                _ => None,
-            })
-            .unwrap_or(Format::Json)
-    }
-
     fn content_type(self) -> &'static str {
         match self {
             Format::Json => "application/json",
             Format::Csv => "text/csv; charset=utf-8",
             Format::Ndjson => "application/x-ndjson",
-            Format::Arrow => Self::ARROW_MIME,
+            Format::Arrow => ARROW_MIME,
         }
     }
 }
@@ -89,15 +85,7 @@ pub(crate) async fn query(
     body: Bytes,
 ) -> Result<Response> {
     let req: SqlRequest = parse_json(&body)?;
-    let format = match req.format.as_deref() {
-        Some(f) => Format::parse(f).ok_or_else(|| {
-            Domain::invalid(
-                "invalid_parameter",
-                format!("`format` `{f}`: use json, csv, ndjson or arrow"),
-            )
-        })?,
-        None => Format::from_accept(&headers),
-    };
+    let format = negotiate(req.format.as_deref(), &headers, FORMATS)?;
     let answer = state.services.sql.query(&caller, req.sql).await?;
     render(format, &answer.schema, &answer.batches)
 }
