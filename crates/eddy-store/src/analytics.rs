@@ -7,9 +7,6 @@
 //! functions of [`crate::journeys`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use futures_util::StreamExt;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -21,61 +18,15 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, whe
 use datafusion::scalar::ScalarValue;
 use serde_json::Value;
 
-use crate::digest::{self, Dictionary, Digest};
+pub use crate::api::{Count, Field, Group, Summary, Top};
+use crate::exprs::{events_in, in_range, property_candidates, ts};
 use crate::funnel_pass;
 use crate::journeys::{self, Cohort, FunnelTally, Period, Session};
-use crate::query::{property_candidates, ts};
-use crate::rows::{column, strings};
+use crate::rows::{column, ints, strings};
 use crate::schema::encode_property;
 use crate::{Error, Result};
 
-/// An event field analytics group or filter by: a column, or one property.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Field {
-    Type,
-    Source,
-    DeviceId,
-    UserId,
-    PageUrl,
-    Property(String),
-}
-
 impl Field {
-    /// `type`, `source`, `device_id`, `user_id`, `page_url`, or `property:KEY` (also
-    /// `properties.KEY`).
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "type" | "event_type" => Field::Type,
-            "source" => Field::Source,
-            "device_id" => Field::DeviceId,
-            "user_id" => Field::UserId,
-            "page_url" => Field::PageUrl,
-            other => match other
-                .strip_prefix("property:")
-                .or_else(|| other.strip_prefix("properties."))
-            {
-                Some(k) if !k.is_empty() => Field::Property(k.to_string()),
-                _ => {
-                    return Err(Error::InvalidQuery(format!(
-                        "`{s}` is not a field; use type, source, device_id, user_id, page_url or property:KEY"
-                    )));
-                }
-            },
-        })
-    }
-
-    /// The name [`Field::parse`] reads back.
-    pub fn name(&self) -> String {
-        match self {
-            Field::Type => "type".into(),
-            Field::Source => "source".into(),
-            Field::DeviceId => "device_id".into(),
-            Field::UserId => "user_id".into(),
-            Field::PageUrl => "page_url".into(),
-            Field::Property(k) => format!("property:{k}"),
-        }
-    }
-
     fn expr(&self) -> Expr {
         match self {
             Field::Type => ident("type"),
@@ -156,45 +107,6 @@ fn all_of(conditions: &[Condition]) -> Result<Option<Expr>> {
     Ok(out)
 }
 
-pub(crate) fn in_range(from: i64, to: i64) -> Expr {
-    ident("time").gt_eq(ts(from)).and(ident("time").lt(ts(to)))
-}
-
-/// A value with its event count and distinct users.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Count {
-    pub value: Value,
-    pub count: u64,
-    pub users: u64,
-}
-
-/// The most frequent values of a field among some events.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Top {
-    pub rows: Vec<Count>,
-    /// Events that have the field (the denominator of shares).
-    pub with_value: u64,
-    /// Events without it.
-    pub without_value: u64,
-    /// Distinct values.
-    pub distinct: u64,
-}
-
-/// Totals and top lists of a time range.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Summary {
-    pub events: u64,
-    pub users: u64,
-    pub devices: u64,
-    /// Events of type `error`.
-    pub errors: u64,
-    /// Events received more than the allowed lateness after their time.
-    pub late: u64,
-    pub by_type: Vec<Count>,
-    pub top_pages: Vec<Count>,
-    pub top_sources: Vec<Count>,
-}
-
 /// What [`crate::Store::summary`] covers.
 #[derive(Debug, Clone)]
 pub struct SummaryQuery {
@@ -258,17 +170,6 @@ pub struct GroupedQuery {
     pub measure: Measure,
     pub limit: usize,
     pub filter: Vec<Condition>,
-}
-
-/// One group's series.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Group {
-    /// `None` for "other".
-    pub value: Option<Value>,
-    /// What ranked it: events (count, metric samples) or distinct users over the range.
-    pub total: u64,
-    /// (bucket start ns, value), buckets without events left out.
-    pub points: Vec<(i64, f64)>,
 }
 
 /// One user's activity.
@@ -365,13 +266,6 @@ fn u64_at(b: &RecordBatch, name: &str, row: usize) -> Result<u64> {
     })
 }
 
-pub(crate) fn ints(b: &RecordBatch, name: &str) -> Result<arrow::array::Int64Array> {
-    Ok(arrow::compute::cast(column(b, name)?, &DataType::Int64)
-        .map_err(Error::Arrow)?
-        .as_primitive::<Int64Type>()
-        .clone())
-}
-
 fn floats(b: &RecordBatch, name: &str) -> Result<arrow::array::Float64Array> {
     Ok(arrow::compute::cast(column(b, name)?, &DataType::Float64)
         .map_err(Error::Arrow)?
@@ -439,52 +333,6 @@ async fn top_of(events: DataFrame, field: &Field, limit: usize) -> Result<Top> {
         without_value: all - with_value,
         distinct,
     })
-}
-
-async fn events_in(ctx: &SessionContext, pred: Expr) -> Result<DataFrame> {
-    Ok(ctx.table("events").await?.filter(pred)?)
-}
-
-/// The digests of the events in `[from, to)` of `ctx` per bucket (see
-/// [`digest::bucketing`]), folded row by row, one task per partition.
-pub(crate) async fn digest_rows(
-    ctx: SessionContext,
-    from: i64,
-    to: i64,
-    late_after_ns: i64,
-    dict: Arc<Mutex<Dictionary>>,
-    bucket_ns: Option<i64>,
-) -> Result<HashMap<i64, Digest>> {
-    let streams = events_in(&ctx, in_range(from, to))
-        .await?
-        .select_columns(&digest::COLUMNS)?
-        .execute_stream_partitioned()
-        .await?;
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            let dict = dict.clone();
-            tokio::spawn(async move {
-                let mut buckets: HashMap<i64, Digest> = HashMap::new();
-                while let Some(b) = stream.next().await {
-                    digest::fold_by_bucket(&mut buckets, &b?, &dict, late_after_ns, bucket_ns)?;
-                }
-                Ok::<_, Error>(buckets)
-            })
-        })
-        .collect();
-    let mut acc: HashMap<i64, Digest> = HashMap::new();
-    for t in tasks {
-        for (b, d) in t.await.map_err(|e| Error::Task(e.to_string()))?? {
-            match acc.get_mut(&b) {
-                Some(mine) => mine.merge(&d),
-                None => {
-                    acc.insert(b, d);
-                }
-            }
-        }
-    }
-    Ok(acc)
 }
 
 pub(crate) async fn top(ctx: SessionContext, q: TopQuery) -> Result<Top> {

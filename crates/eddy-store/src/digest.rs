@@ -27,9 +27,11 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampNanosecondType;
+use futures_util::StreamExt;
 use roaring::{MultiOps, RoaringBitmap};
 
-use crate::analytics::{Count, Field, Group, Summary, Top};
+use crate::api::{Count, Field, Group, Summary, Top};
+use crate::exprs::{events_in, in_range};
 use crate::manifest::{FileMeta, Manifest, Table};
 use crate::rows::strings;
 use crate::sample_digest::SampleDigest;
@@ -761,4 +763,46 @@ pub(crate) fn build_from_file(
         hour: meta.hour,
         digest,
     }))
+}
+
+/// The digests of the events in `[from, to)` of `ctx` per bucket (see
+/// [`bucketing`]), folded row by row, one task per partition.
+pub(crate) async fn digest_rows(
+    ctx: datafusion::prelude::SessionContext,
+    from: i64,
+    to: i64,
+    late_after_ns: i64,
+    dict: Arc<Mutex<Dictionary>>,
+    bucket_ns: Option<i64>,
+) -> Result<HashMap<i64, Digest>> {
+    let streams = events_in(&ctx, in_range(from, to))
+        .await?
+        .select_columns(&COLUMNS)?
+        .execute_stream_partitioned()
+        .await?;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let dict = dict.clone();
+            tokio::spawn(async move {
+                let mut buckets: HashMap<i64, Digest> = HashMap::new();
+                while let Some(b) = stream.next().await {
+                    fold_by_bucket(&mut buckets, &b?, &dict, late_after_ns, bucket_ns)?;
+                }
+                Ok::<_, Error>(buckets)
+            })
+        })
+        .collect();
+    let mut acc: HashMap<i64, Digest> = HashMap::new();
+    for t in tasks {
+        for (b, d) in t.await.map_err(|e| Error::Task(e.to_string()))?? {
+            match acc.get_mut(&b) {
+                Some(mine) => mine.merge(&d),
+                None => {
+                    acc.insert(b, d);
+                }
+            }
+        }
+    }
+    Ok(acc)
 }

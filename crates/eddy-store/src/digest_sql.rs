@@ -40,7 +40,7 @@ use datafusion::scalar::ScalarValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::analytics::Field;
+use crate::api::Field;
 use crate::digest::{Digest, Part};
 use crate::manifest::Table;
 use crate::sample_digest::{SampleDigest, Stats};

@@ -19,9 +19,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 
-use crate::analytics::ints;
 use crate::journeys::{self, FunnelTally, StepEvent};
-use crate::rows::{column, strings};
+use crate::rows::{column, ints, strings};
 use crate::{Error, Result};
 
 /// Partitions of the users (a power of two: the top bits of the hash pick one).

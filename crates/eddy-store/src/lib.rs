@@ -11,9 +11,11 @@
 //! trait is the seam a PostgreSQL store can implement later.
 
 pub mod analytics;
+mod api;
 mod digest;
 mod digest_sql;
 mod error;
+mod exprs;
 mod funnel_pass;
 pub mod journeys;
 pub mod manifest;

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use async_trait::async_trait;
 use datafusion::functions::core::expr_fn::get_field;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{Expr, ident, lit};
+use datafusion::prelude::{ident, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::analytics::{
@@ -18,11 +18,12 @@ use crate::analytics::{
     Summary, SummaryQuery, Top, TopQuery, UserProfile, UserQuery,
 };
 use crate::digest::{Digest, Part};
+use crate::exprs::{property_candidates, ts};
 use crate::journeys::Cohort;
 use crate::rows::{
     DeviceMetrics, MetricPoint, MetricSamples, StoredEvent, column, events_of, strings,
 };
-use crate::schema::{TZ, encode_property};
+use crate::schema::TZ;
 use crate::store::{EmbeddedStore, Scan};
 use crate::timeseries::Timeseries;
 use crate::timeseries::TimeseriesQuery;
@@ -243,27 +244,6 @@ pub struct DimensionCount {
     pub count: u64,
     /// Distinct non-null `user_id`s.
     pub distinct_users: u64,
-}
-
-pub(crate) fn ts(ns: i64) -> Expr {
-    lit(ScalarValue::TimestampNanosecond(Some(ns), Some(TZ.into())))
-}
-
-/// The stored encodings a property filter value may match: a string, and, when it reads as
-/// one, a number or a boolean.
-pub(crate) fn property_candidates(v: &str) -> Vec<Expr> {
-    let mut out = vec![lit(encode_property(&Some(eddy_model::Value::String(
-        v.to_string(),
-    ))))];
-    if let Ok(n) = v.parse::<f64>()
-        && n.is_finite()
-    {
-        out.push(lit(encode_property(&Some(eddy_model::Value::Number(n)))));
-    }
-    if let Ok(b) = v.parse::<bool>() {
-        out.push(lit(encode_property(&Some(eddy_model::Value::Bool(b)))));
-    }
-    out
 }
 
 #[async_trait]

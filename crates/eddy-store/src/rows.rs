@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringViewArray};
-use arrow::datatypes::{DataType, Float64Type, TimestampNanosecondType, UInt64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use eddy_model::time::rfc3339;
 use serde::Serialize;
 use serde_json::Value;
@@ -111,6 +111,14 @@ pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<StringViewArray
         arrow::compute::cast(c, &DataType::Utf8View).map_err(Error::Arrow)?
     };
     Ok(c.as_string_view().clone())
+}
+
+/// An integer column (cast to `Int64`).
+pub(crate) fn ints(b: &RecordBatch, name: &str) -> Result<arrow::array::Int64Array> {
+    Ok(arrow::compute::cast(column(b, name)?, &DataType::Int64)
+        .map_err(Error::Arrow)?
+        .as_primitive::<Int64Type>()
+        .clone())
 }
 
 /// A `metrics` map cell.

@@ -744,7 +744,7 @@ impl EmbeddedStore {
             let mut rows = ctx
                 .table("metric_samples")
                 .await?
-                .filter(crate::analytics::in_range(from, to))?
+                .filter(crate::exprs::in_range(from, to))?
                 .select_columns(&crate::sample_digest::COLUMNS)?
                 .execute_stream()
                 .await?;
@@ -787,8 +787,8 @@ impl EmbeddedStore {
         let store = Arc::clone(self);
         self.run_query(async move {
             let ctx = store.session_of(rest, Scan::Selective).await?;
-            let rows = crate::analytics::digest_rows(ctx, from, to, late_after_ns, dict, bucket_ns)
-                .await?;
+            let rows =
+                crate::digest::digest_rows(ctx, from, to, late_after_ns, dict, bucket_ns).await?;
             let mut parts: std::collections::BTreeMap<i64, Vec<&Digest>> = Default::default();
             for (b, d) in &kept {
                 parts.entry(*b).or_default().push(d);
