@@ -12,19 +12,26 @@
 
 pub mod analytics;
 mod api;
+mod buffer;
+mod compaction;
 mod digest;
 mod digest_sql;
+mod digested;
 mod error;
 mod exprs;
+mod files;
 mod funnel_pass;
 pub mod journeys;
 pub mod manifest;
 pub mod query;
 pub mod rows;
+mod runtime;
 mod sample_digest;
 pub mod schema;
+mod session;
 pub mod store;
 pub mod timeseries;
+mod writer;
 
 pub use error::{Error, Result};
 pub use query::{ExtraTable, SqlAnswer, SqlQuery, Store};

@@ -58,6 +58,7 @@ pub struct EventPage {
 
 /// One device: when it was seen, how often, which metrics it reports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceSummary {
     pub device_id: String,
     pub first_seen: String,
@@ -260,7 +261,7 @@ impl Store for Arc<EmbeddedStore> {
         let owner = tenant.to_string();
         self.query(tenant, i64::MIN, i64::MAX, move |ctx| async move {
             for t in q.extra {
-                crate::store::register(&ctx, &t.name, t.schema, t.files, t.batches).await?;
+                crate::session::register(&ctx, &t.name, t.schema, t.files, t.batches).await?;
             }
             // Read-only: no DDL (CREATE, DROP, CREATE EXTERNAL TABLE), no DML (INSERT, COPY),
             // no statements (SET, transactions). The session has no URL tables, so a path in
@@ -408,7 +409,7 @@ impl Store for Arc<EmbeddedStore> {
             while let Some(b) = stream.next().await {
                 let b = b
                     .map_err(Error::from)
-                    .and_then(|b| crate::store::cast_to(&b, &schema));
+                    .and_then(|b| crate::session::cast_to(&b, &schema));
                 let failed = b.is_err();
                 if tx.send(b).await.is_err() || failed {
                     break;
@@ -688,7 +689,7 @@ fn without_views(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let plain = crate::store::map_string_types(schema, |t| match t {
+    let plain = crate::session::map_string_types(schema, |t| match t {
         DataType::Utf8View => Some(DataType::Utf8),
         DataType::BinaryView => Some(DataType::Binary),
         _ => None,
@@ -698,7 +699,7 @@ fn without_views(
     }
     let batches = batches
         .iter()
-        .map(|b| crate::store::cast_to(b, &plain))
+        .map(|b| crate::session::cast_to(b, &plain))
         .collect::<Result<_>>()?;
     Ok((plain, batches))
 }

@@ -1,0 +1,225 @@
+//! The store's log consumer: applies decoded events to the per-tenant buffers, persists them in
+//! the background and commits the log offset once the files and the manifest are durable, and
+//! drops a deleted tenant's data. Must not touch query sessions.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use eddy_model::{Entry, codec};
+
+use crate::files::{Persisted, write_files};
+use crate::schema::BatchBuilder;
+use crate::store::{CONSUMER, EmbeddedStore, poisoned};
+use crate::{Error, Result};
+
+impl EmbeddedStore {
+    pub(crate) async fn run_writer(&self) -> Result<()> {
+        let mut end = self.log.watch_end();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut builders: HashMap<String, BatchBuilder> = HashMap::new();
+        let mut persist: Option<tokio::task::JoinHandle<Result<Persisted>>> = None;
+        let mut next = self.applied_offset();
+        let mut last_retention = Instant::now();
+        loop {
+            self.reap_retired();
+            if persist.is_none() {
+                match self.compact_once().await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+                }
+            }
+            if persist.is_none() && last_retention.elapsed() >= self.config.retention_interval {
+                last_retention = Instant::now();
+                if let Err(e) = self.enforce_retention() {
+                    tracing::error!(error = %e, "retention failed; will retry");
+                }
+                self.retention_passes
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
+            // Finish a completed persistence first: it frees memory and lets the log shrink.
+            if persist.as_ref().is_some_and(|p| p.is_finished())
+                && let Some(p) = persist.take()
+            {
+                self.finish_persist(p).await;
+            }
+            let over_cap = self.state.read().map_err(|_| poisoned())?.buffered_bytes()
+                >= self.config.max_buffer_bytes;
+            if over_cap && let Some(p) = persist.take() {
+                self.finish_persist(p).await;
+                continue;
+            }
+            let records = if over_cap {
+                Vec::new()
+            } else {
+                self.log.read(next, 8192)?
+            };
+            if records.is_empty() {
+                if persist.is_none() && self.persist_due() {
+                    persist = self.start_persist(false)?;
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = end.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            for rec in &records {
+                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                    Ok(Some(Entry::Event(ev))) => builders
+                        .entry(ev.tenant.clone())
+                        .or_default()
+                        .push(&ev, rec.offset)?,
+                    Ok(Some(Entry::TenantDeleted(t))) => {
+                        // Apply what came before the tombstone, then drop the tenant everywhere.
+                        self.apply(&mut builders, rec.offset)?;
+                        if let Some(p) = persist.take() {
+                            self.finish_persist(p).await;
+                        }
+                        self.drop_tenant(&t.tenant)?;
+                    }
+                    // Rule changes and alert actions are the stream processor's business.
+                    Ok(Some(Entry::RuleChange(_) | Entry::AlertAction(_)) | None) => {}
+                    Err(e) => {
+                        tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
+                    }
+                }
+            }
+            next = records.last().map_or(next, |r| r.offset + 1);
+            self.apply(&mut builders, next)?;
+            if persist.is_none() && self.persist_due() {
+                persist = self.start_persist(false)?;
+            }
+        }
+        // Graceful stop: persist everything so a restart has nothing to replay.
+        if let Some(p) = persist.take() {
+            self.finish_persist(p).await;
+        }
+        if let Some(p) = self.start_persist(true)? {
+            self.finish_persist(p).await;
+        }
+        Ok(())
+    }
+
+    /// Moves built rows into the active buffers and advances the applied offset to `next`.
+    fn apply(&self, builders: &mut HashMap<String, BatchBuilder>, next: u64) -> Result<()> {
+        let mut built = Vec::new();
+        for (tenant, b) in builders.iter_mut() {
+            if b.rows() > 0 {
+                let (e, s) = b.finish()?;
+                built.push((tenant.clone(), e, s));
+            }
+        }
+        let mut st = self.state.write().map_err(|_| poisoned())?;
+        if !built.is_empty() && st.active_since.is_none() {
+            st.active_since = Some(Instant::now());
+        }
+        for (tenant, e, s) in built {
+            st.active.entry(tenant).or_default().add(e, s);
+        }
+        st.applied = next;
+        metrics::gauge!("eddy_store_applied_offset").set(next as f64);
+        Ok(())
+    }
+
+    fn persist_due(&self) -> bool {
+        let Ok(st) = self.state.read() else {
+            return false;
+        };
+        let bytes: usize = st.active.values().map(|b| b.bytes).sum();
+        bytes > 0
+            && (bytes >= self.config.persist_bytes
+                || st
+                    .active_since
+                    .is_some_and(|t| t.elapsed() >= self.config.persist_age))
+    }
+
+    /// Swaps the active buffers out (they stay visible as "persisting") and writes them in the
+    /// background. With `force`, runs even below the thresholds.
+    fn start_persist(
+        &self,
+        force: bool,
+    ) -> Result<Option<tokio::task::JoinHandle<Result<Persisted>>>> {
+        let (snapshot, manifest, upto) = {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            if st.active.is_empty() && !(force && st.applied > st.manifest.persisted_offset) {
+                return Ok(None);
+            }
+            let snap = std::mem::take(&mut st.active);
+            st.persisting = snap.clone();
+            st.active_since = None;
+            (snap, st.manifest.clone(), st.applied)
+        };
+        let dir = self.config.dir.clone();
+        let digests = self.digests.clone();
+        let late = self.config.late_after_ns;
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            write_files(&dir, snapshot, &manifest, upto, &digests, late)
+        })))
+    }
+
+    async fn finish_persist(&self, task: tokio::task::JoinHandle<Result<Persisted>>) {
+        let result = task
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+            .and_then(|r| r);
+        match result {
+            Ok((manifest, built)) => {
+                let upto = manifest.persisted_offset;
+                if let Ok(mut st) = self.state.write() {
+                    self.install(&mut st, manifest, built);
+                    st.persisting.clear();
+                }
+                if let Err(e) = self.log.commit(CONSUMER, upto) {
+                    tracing::warn!(error = %e, "cannot commit the store's log offset");
+                }
+                metrics::counter!("eddy_store_persists_total").increment(1);
+            }
+            Err(e) => {
+                // Keep the data visible and try again later: put it back in front of the
+                // active buffers.
+                tracing::error!(error = %e, "persisting the store failed; will retry");
+                metrics::counter!("eddy_store_persist_failures_total").increment(1);
+                if let Ok(mut st) = self.state.write() {
+                    let failed = std::mem::take(&mut st.persisting);
+                    for (tenant, mut old) in failed {
+                        let newer = st.active.remove(&tenant).unwrap_or_default();
+                        old.events.extend(newer.events);
+                        old.samples.extend(newer.samples);
+                        old.bytes += newer.bytes;
+                        st.active.insert(tenant, old);
+                    }
+                    st.active_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn drop_tenant(&self, tenant: &str) -> Result<()> {
+        let (doomed, manifest) = {
+            let mut st = self.state.write().map_err(|_| poisoned())?;
+            st.active.remove(tenant);
+            st.persisting.remove(tenant);
+            let mut m = (*st.manifest).clone();
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                m.files.into_iter().partition(|f| f.tenant == tenant);
+            m.files = kept;
+            m.save(&self.config.dir)?;
+            self.install(&mut st, m.clone(), vec![]);
+            self.digests.drop_tenant(tenant);
+            (gone, m)
+        };
+        self.retire(doomed.iter().map(|f| self.config.dir.join(&f.path)));
+        tracing::info!(
+            tenant,
+            files = doomed.len(),
+            remaining = manifest.files.len(),
+            "store dropped a deleted tenant's data"
+        );
+        Ok(())
+    }
+}
