@@ -11,12 +11,15 @@
 //! - [`feed`]: live fan-out (events, rollup updates, alert transitions) per tenant.
 
 pub mod alerts;
+mod checkpoint;
+mod consume;
 pub mod detect;
 pub mod feed;
 pub mod persist;
 pub mod processor;
 pub mod reads;
 pub mod rollup;
+mod tables;
 
 pub use alerts::{Alert, AlertNotice, Rule, RuleSpec, TenantAlerts};
 pub use feed::{Channel, Filter, Live, Subscription};
@@ -55,6 +58,11 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The error of a poisoned lock on the processor's state.
+pub(crate) fn poisoned() -> Error {
+    Error::Task("stream state lock poisoned".into())
+}
 
 #[cfg(test)]
 mod tests;

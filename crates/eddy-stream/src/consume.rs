@@ -1,0 +1,269 @@
+//! The processor's log consumer loop: applying every record (events to rollups and alerts, rule
+//! changes, alert actions, tenant deletions), the live feed and notices of what it changed,
+//! periodic eviction and dead-man checks, and when to checkpoint. Must not touch the checkpoint
+//! file format or the rollup files.
+
+use std::time::{Duration, Instant};
+
+use eddy_model::{Entry, Event, codec};
+
+use crate::alerts::{AlertNotice, Rule, TenantAlerts};
+use crate::checkpoint::State;
+use crate::feed::{Live, RollupUpdate};
+use crate::processor::{EVICT_INTERVAL, MAX_PRESSURE, Processor};
+use crate::rollup::{Resolution, TenantRollups};
+use crate::{Result, poisoned};
+
+impl Processor {
+    pub(crate) async fn run(&self) -> Result<()> {
+        let mut end = self.log.watch_end();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut last_checkpoint = Instant::now();
+        // A checkpoint writes the whole state, so its cost grows with it: the next one waits
+        // at least `CHECKPOINT_DUTY` times as long as the last one took (≤ 5% of the time
+        // goes to checkpoints; replay after a crash is correspondingly longer). The loop only
+        // pauses to snapshot the state; serializing and writing happen on another thread.
+        let mut gap = self.config.checkpoint_interval;
+        let mut checkpointed = self.applied_offset();
+        let lateness = self.config.lateness_ns();
+        let mut last_evict = Instant::now();
+        let mut last_silence_check = Instant::now();
+        loop {
+            if let Some(done) = self.finish_checkpoint(false).await {
+                checkpointed = done.unwrap_or(checkpointed);
+                gap = self.paced();
+            }
+            // Eviction walks every window, so it runs every few seconds, not per batch (and
+            // also while idle: windows close by event time, not by traffic).
+            if last_evict.elapsed() >= self.config.evict_interval {
+                last_evict = Instant::now();
+                self.evict()?;
+            }
+            let next = self.applied_offset();
+            let records = match self.log.read(next, 8192) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The log may recover (or the server is stopping): retry, don't die.
+                    tracing::error!(error = %e, offset = next, "stream processor cannot read the log; retrying");
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                // Caught up: silence is real now (not records still to be replayed).
+                if last_silence_check.elapsed() >= EVICT_INTERVAL {
+                    last_silence_check = Instant::now();
+                    self.check_silence()?;
+                }
+                if next > checkpointed
+                    && last_checkpoint.elapsed() >= gap
+                    && self.start_checkpoint()
+                {
+                    last_checkpoint = Instant::now();
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = end.changed() => {}
+                    _ = shutdown.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            let mut late = 0u64;
+            let mut notices = Vec::new();
+            {
+                let mut s = self.state.write().map_err(|_| poisoned())?;
+                let State {
+                    offset,
+                    tenants,
+                    alerts,
+                } = &mut *s;
+                for rec in &records {
+                    match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                        Ok(Some(Entry::Event(ev))) => {
+                            let rollups = tenants.entry(ev.tenant.clone()).or_default();
+                            let applied = rollups.apply(&ev, rec.offset, lateness);
+                            late += u64::from(applied.late);
+                            let start = notices.len();
+                            alerts
+                                .entry(ev.tenant.clone())
+                                .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
+                                .observe(&ev, &mut notices);
+                            self.publish_event(ev, rollups, &notices[start..]);
+                        }
+                        Ok(Some(Entry::TenantDeleted(t))) => {
+                            tenants.remove(&t.tenant);
+                            self.flusher.forget(&t.tenant);
+                            alerts.remove(&t.tenant);
+                            self.feed.drop_tenant(&t.tenant);
+                        }
+                        Ok(Some(Entry::RuleChange(c))) => {
+                            let rule = match c
+                                .rule_json
+                                .as_deref()
+                                .map(serde_json::from_str::<Rule>)
+                            {
+                                Some(Ok(r)) => Some(r),
+                                None => None,
+                                Some(Err(e)) => {
+                                    tracing::warn!(offset = rec.offset, error = %e, "undecodable rule skipped by the stream processor");
+                                    *offset = rec.offset + 1;
+                                    continue;
+                                }
+                            };
+                            let start = notices.len();
+                            alerts
+                                .entry(c.tenant.clone())
+                                .or_insert_with(|| TenantAlerts::with_default_rule(c.at))
+                                .change_rule(&c.tenant, &c.rule_id, rule, c.at, &mut notices);
+                            self.feed.publish(
+                                &c.tenant,
+                                notices[start..].iter().cloned().map(Live::Alert),
+                            );
+                        }
+                        Ok(Some(Entry::AlertAction(a))) => {
+                            if let Some(n) = alerts.get_mut(&a.tenant).and_then(|t| {
+                                t.act(&a.tenant, &a.alert_id, &a.action, a.at, a.note.clone())
+                            }) {
+                                self.feed.publish(&a.tenant, [Live::Alert(n.clone())]);
+                                notices.push(n);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
+                        }
+                    }
+                    *offset = rec.offset + 1;
+                }
+            }
+            self.notify(notices);
+            self.applied.send_replace(self.applied_offset());
+            metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
+            if late > 0 {
+                metrics::counter!("eddy_stream_late_total").increment(late);
+            }
+            if last_checkpoint.elapsed() >= gap && self.start_checkpoint() {
+                last_checkpoint = Instant::now();
+            }
+        }
+        if let Some(done) = self.finish_checkpoint(true).await {
+            checkpointed = done.unwrap_or(checkpointed);
+        }
+        if self.applied_offset() > checkpointed || checkpointed == 0 {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// Offers an applied event, the rollup windows it changed and the alert transitions it
+    /// caused to the tenant's live subscribers.
+    fn publish_event(&self, ev: Event, rollups: &TenantRollups, notices: &[AlertNotice]) {
+        use crate::Channel;
+        let rollups_watched = self.feed.watched(&ev.tenant, Channel::Rollups);
+        if !rollups_watched && notices.is_empty() && !self.feed.watched(&ev.tenant, Channel::Events)
+        {
+            return;
+        }
+        let device = ev.device_id.as_deref().unwrap_or("");
+        let r = Resolution::Minute;
+        let start = r.window_start(ev.time);
+        let updates: Vec<Live> = ev
+            .metrics
+            .keys()
+            .filter(|_| rollups_watched)
+            .filter_map(|m| {
+                let (_, _, agg) = rollups
+                    .metric_windows(r, m, Some(device), start, start + 1)
+                    .next()?;
+                Some(Live::Rollup(RollupUpdate::new(device, m, r, start, agg)))
+            })
+            .collect();
+        let tenant = ev.tenant.clone();
+        self.feed.publish(
+            &tenant,
+            std::iter::once(Live::Event(ev))
+                .chain(updates)
+                .chain(notices.iter().cloned().map(Live::Alert)),
+        );
+    }
+
+    /// Hands alert transitions to the notifier, dropping (and counting) what does not fit.
+    fn notify(&self, notices: Vec<AlertNotice>) {
+        for n in notices {
+            metrics::counter!("eddy_stream_alert_transitions_total", "transition" => n.transition.name()).increment(1);
+            if self.notices.try_send(n).is_err() {
+                metrics::counter!("eddy_stream_alert_notices_dropped_total").increment(1);
+            }
+        }
+    }
+
+    /// Drops what memory no longer needs: persisted windows past their horizon (none while a
+    /// flush is unwritten), idle alert state. Over `max_windows`, the horizons are halved
+    /// (pass after pass, down to 1/2^20) until memory fits; they grow back one step per pass
+    /// once it is under half the budget.
+    fn evict(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let lateness = self.config.lateness_ns();
+        let budget = self.config.max_windows;
+        let mut s = self.state.write().map_err(|_| poisoned())?;
+        // Read under the lock: a checkpoint takes flushes under it too.
+        let hold = self.flusher.unwritten();
+        let mut shift = self.pressure.load(SeqCst);
+        let total = loop {
+            for t in s.tenants.values_mut() {
+                t.evict(lateness, |r| {
+                    if hold {
+                        i64::MAX
+                    } else {
+                        self.config.horizon_ns(r) >> shift
+                    }
+                });
+            }
+            let total: usize = s.tenants.values().map(TenantRollups::len).sum();
+            if hold || budget == 0 || total <= budget || shift >= MAX_PRESSURE {
+                break total;
+            }
+            shift += 1;
+        };
+        if shift > 0 && total < budget / 2 {
+            shift -= 1;
+        }
+        self.pressure.store(shift, SeqCst);
+        metrics::gauge!("eddy_stream_horizon_divisor").set(f64::from(1u32 << shift));
+        metrics::gauge!("eddy_stream_windows").set(total as f64);
+        let now = self.clock.now_ns();
+        for t in s.alerts.values_mut() {
+            t.evict(now);
+        }
+        metrics::gauge!("eddy_stream_alert_series").set(
+            s.alerts
+                .values()
+                .map(TenantAlerts::tracked_series)
+                .sum::<usize>() as f64,
+        );
+        Ok(())
+    }
+
+    /// Opens dead-man alerts for series silent past their rule's limit.
+    fn check_silence(&self) -> Result<()> {
+        let now = self.clock.now_ns();
+        let mut notices = Vec::new();
+        {
+            let mut s = self.state.write().map_err(|_| poisoned())?;
+            for (tenant, t) in &mut s.alerts {
+                let start = notices.len();
+                t.check_silence(tenant, now, &mut notices);
+                self.feed
+                    .publish(tenant, notices[start..].iter().cloned().map(Live::Alert));
+            }
+        }
+        self.notify(notices);
+        Ok(())
+    }
+}
