@@ -7,10 +7,14 @@
 //! arrived while the previous fsync ran), tail repair on open. A Kafka-protocol implementation
 //! can sit behind the same trait.
 //!
+//! [`runner`] is the loop every consumer runs: read a batch, apply it, wait when caught up,
+//! make everything durable on stop.
+//!
 //! Records are opaque bytes here; `eddy-model::codec` decides what they mean.
 
 mod consumers;
 mod error;
+pub mod runner;
 pub mod wal;
 
 use std::ops::Range;

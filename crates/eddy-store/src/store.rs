@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use eddy_log::Log;
-use tokio::sync::watch;
+use eddy_log::runner::ConsumerTask;
 
 use crate::buffer::Buffer;
 use crate::digest::{self, Digests};
@@ -131,8 +131,8 @@ pub struct EmbeddedStore {
     pub(crate) log: Arc<dyn Log>,
     pub(crate) state: RwLock<State>,
     pub(crate) query_rt: QueryRuntime,
-    pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The writer loop's task and stop signal.
+    pub(crate) task: ConsumerTask,
     pub(crate) retention: std::sync::Mutex<Option<Arc<dyn RetentionPolicy>>>,
     /// Files already out of the manifest, unlinked once no query can still be reading them.
     pub(crate) retired: std::sync::Mutex<Vec<(Instant, PathBuf)>>,
@@ -173,7 +173,6 @@ impl EmbeddedStore {
             .enable_all()
             .build()
             .map_err(|e| Error::Task(format!("cannot start the query runtime: {e}")))?;
-        let (shutdown, _) = watch::channel(false);
         let applied = manifest.persisted_offset;
         Ok(Arc::new(Self {
             state: RwLock::new(State {
@@ -185,8 +184,7 @@ impl EmbeddedStore {
             }),
             log,
             query_rt: QueryRuntime(Some(query_rt)),
-            shutdown,
-            writer: std::sync::Mutex::new(None),
+            task: ConsumerTask::new("store writer", "final persist"),
             retention: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
             caches: shared_caches()?,
@@ -207,14 +205,7 @@ impl EmbeddedStore {
     /// Starts the writer task on the current runtime.
     pub fn start(self: &Arc<Self>) {
         let me = self.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = me.run_writer().await {
-                tracing::error!(error = %e, "store writer stopped");
-            }
-        });
-        if let Ok(mut w) = self.writer.lock() {
-            *w = Some(handle);
-        }
+        self.task.spawn(async move { me.run_writer().await });
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             me.build_missing_digests();
@@ -233,7 +224,7 @@ impl EmbeddedStore {
         files.sort_by_key(|f| std::cmp::Reverse(f.hour));
         let (start, mut built) = (Instant::now(), 0);
         for f in files {
-            if *self.shutdown.borrow() || !self.digests.enabled() {
+            if self.task.stopping() || !self.digests.enabled() {
                 return;
             }
             if self.digests.file(&f.path).is_some() {
@@ -276,31 +267,13 @@ impl EmbeddedStore {
 
     /// Stops the writer after persisting what it holds.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        let handle = match self.writer.lock() {
-            Ok(mut w) => w.take(),
-            Err(_) => {
-                tracing::error!(
-                    "store writer state is poisoned: the final persist is skipped; the log keeps the unpersisted events and the next start replays them"
-                );
-                return;
-            }
-        };
-        if let Some(h) = handle
-            && let Err(e) = h.await
-        {
-            tracing::error!(error = %e, "store writer ended abnormally before its final persist; the next start replays the unpersisted events from the log");
-        }
+        self.task.stop().await;
     }
 
     /// Stops the writer at once, persisting nothing: what a crash does (tests).
     #[doc(hidden)]
     pub async fn crash(&self) {
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(h) = handle {
-            h.abort();
-            let _ = h.await;
-        }
+        self.task.abort().await;
     }
 
     /// The offset up to which events are queryable.

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use eddy_log::Record;
+use eddy_log::runner::{Consumer, ReadErrors, RunConfig, Step, run_consumer};
 use eddy_model::{Entry, codec};
 
 use crate::files::{Persisted, write_files};
@@ -12,97 +14,137 @@ use crate::schema::BatchBuilder;
 use crate::store::{CONSUMER, EmbeddedStore, poisoned};
 use crate::{Error, Result};
 
-impl EmbeddedStore {
-    pub(crate) async fn run_writer(&self) -> Result<()> {
-        let mut end = self.log.watch_end();
-        let mut shutdown = self.shutdown.subscribe();
-        let mut builders: HashMap<String, BatchBuilder> = HashMap::new();
-        let mut persist: Option<tokio::task::JoinHandle<Result<Persisted>>> = None;
-        let mut next = self.applied_offset();
-        let mut last_retention = Instant::now();
-        loop {
-            self.reap_retired();
-            if persist.is_none() {
-                match self.compact_once().await {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
-                }
-            }
-            if persist.is_none() && last_retention.elapsed() >= self.config.retention_interval {
-                last_retention = Instant::now();
-                if let Err(e) = self.enforce_retention() {
-                    tracing::error!(error = %e, "retention failed; will retry");
-                }
-                self.retention_passes
-                    .fetch_add(1, std::sync::atomic::Ordering::Release);
-            }
-            // Finish a completed persistence first: it frees memory and lets the log shrink.
-            if persist.as_ref().is_some_and(|p| p.is_finished())
-                && let Some(p) = persist.take()
-            {
-                self.finish_persist(p).await;
-            }
-            let over_cap = self.state.read().map_err(|_| poisoned())?.buffered_bytes()
-                >= self.config.max_buffer_bytes;
-            if over_cap && let Some(p) = persist.take() {
-                self.finish_persist(p).await;
-                continue;
-            }
-            let records = if over_cap {
-                Vec::new()
-            } else {
-                self.log.read(next, 8192)?
-            };
-            if records.is_empty() {
-                if persist.is_none() && self.persist_due() {
-                    persist = self.start_persist(false)?;
-                }
-                if *shutdown.borrow() {
-                    break;
-                }
-                tokio::select! {
-                    _ = end.changed() => {}
-                    _ = shutdown.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-                continue;
-            }
-            for rec in &records {
-                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
-                    Ok(Some(Entry::Event(ev))) => builders
-                        .entry(ev.tenant.clone())
-                        .or_default()
-                        .push(&ev, rec.offset)?,
-                    Ok(Some(Entry::TenantDeleted(t))) => {
-                        // Apply what came before the tombstone, then drop the tenant everywhere.
-                        self.apply(&mut builders, rec.offset)?;
-                        if let Some(p) = persist.take() {
-                            self.finish_persist(p).await;
-                        }
-                        self.drop_tenant(&t.tenant)?;
-                    }
-                    // Rule changes and alert actions are the stream processor's business.
-                    Ok(Some(Entry::RuleChange(_) | Entry::AlertAction(_)) | None) => {}
-                    Err(e) => {
-                        tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
-                    }
-                }
-            }
-            next = records.last().map_or(next, |r| r.offset + 1);
-            self.apply(&mut builders, next)?;
-            if persist.is_none() && self.persist_due() {
-                persist = self.start_persist(false)?;
+/// How the writer reads the log: 8192 records at a time, a look at its timers at least every
+/// 100 ms while idle; a read error stops it (the next start replays from the manifest).
+const RUN: RunConfig = RunConfig {
+    name: "store writer",
+    batch_records: 8192,
+    poll: Duration::from_millis(100),
+    read_errors: ReadErrors::Stop,
+};
+
+/// The writer loop's state between rounds of [`run_consumer`].
+struct Writer<'a> {
+    store: &'a EmbeddedStore,
+    builders: HashMap<String, BatchBuilder>,
+    /// The persist running in the background, if any.
+    persist: Option<tokio::task::JoinHandle<Result<Persisted>>>,
+    last_retention: Instant,
+}
+
+impl Consumer for Writer<'_> {
+    type Error = Error;
+
+    /// Upkeep first (retired files, compaction and retention, never beside a persist), then a
+    /// completed persist; over the buffer cap, waits for the persist in flight or reads nothing.
+    async fn before_read(&mut self) -> Result<Step> {
+        let store = self.store;
+        store.reap_retired();
+        if self.persist.is_none() {
+            match store.compact_once().await {
+                Ok(true) => return Ok(Step::Again),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
             }
         }
-        // Graceful stop: persist everything so a restart has nothing to replay.
-        if let Some(p) = persist.take() {
-            self.finish_persist(p).await;
+        if self.persist.is_none()
+            && self.last_retention.elapsed() >= store.config.retention_interval
+        {
+            self.last_retention = Instant::now();
+            if let Err(e) = store.enforce_retention() {
+                tracing::error!(error = %e, "retention failed; will retry");
+            }
+            store
+                .retention_passes
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        if let Some(p) = self.start_persist(true)? {
-            self.finish_persist(p).await;
+        // Finish a completed persistence first: it frees memory and lets the log shrink.
+        if self.persist.as_ref().is_some_and(|p| p.is_finished())
+            && let Some(p) = self.persist.take()
+        {
+            store.finish_persist(p).await;
+        }
+        let over_cap = store.state.read().map_err(|_| poisoned())?.buffered_bytes()
+            >= store.config.max_buffer_bytes;
+        if over_cap && let Some(p) = self.persist.take() {
+            store.finish_persist(p).await;
+            return Ok(Step::Again);
+        }
+        Ok(if over_cap { Step::Hold } else { Step::Read })
+    }
+
+    async fn apply(&mut self, records: &[Record]) -> Result<()> {
+        let store = self.store;
+        for rec in records {
+            match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                Ok(Some(Entry::Event(ev))) => self
+                    .builders
+                    .entry(ev.tenant.clone())
+                    .or_default()
+                    .push(&ev, rec.offset)?,
+                Ok(Some(Entry::TenantDeleted(t))) => {
+                    // Apply what came before the tombstone, then drop the tenant everywhere.
+                    store.apply(&mut self.builders, rec.offset)?;
+                    if let Some(p) = self.persist.take() {
+                        store.finish_persist(p).await;
+                    }
+                    store.drop_tenant(&t.tenant)?;
+                }
+                // Rule changes and alert actions are the stream processor's business.
+                Ok(Some(Entry::RuleChange(_) | Entry::AlertAction(_)) | None) => {}
+                Err(e) => {
+                    tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
+                }
+            }
+        }
+        if let Some(last) = records.last() {
+            store.apply(&mut self.builders, last.offset + 1)?;
+        }
+        self.start_persist_if_due()
+    }
+
+    async fn idle(&mut self) -> Result<()> {
+        self.start_persist_if_due()
+    }
+
+    /// Graceful stop: persist everything so a restart has nothing to replay.
+    async fn finish(&mut self) -> Result<()> {
+        if let Some(p) = self.persist.take() {
+            self.store.finish_persist(p).await;
+        }
+        if let Some(p) = self.store.start_persist(true)? {
+            self.store.finish_persist(p).await;
         }
         Ok(())
+    }
+}
+
+impl Writer<'_> {
+    fn start_persist_if_due(&mut self) -> Result<()> {
+        if self.persist.is_none() && self.store.persist_due() {
+            self.persist = self.store.start_persist(false)?;
+        }
+        Ok(())
+    }
+}
+
+impl EmbeddedStore {
+    /// The writer loop: from the applied offset until the stop signal (see [`Writer`]).
+    pub(crate) async fn run_writer(&self) -> Result<()> {
+        let mut writer = Writer {
+            store: self,
+            builders: HashMap::new(),
+            persist: None,
+            last_retention: Instant::now(),
+        };
+        run_consumer(
+            self.log.as_ref(),
+            &mut writer,
+            self.applied_offset(),
+            self.task.stop_signal(),
+            RUN,
+        )
+        .await
     }
 
     /// Moves built rows into the active buffers and advances the applied offset to `next`.

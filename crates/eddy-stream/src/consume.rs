@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use eddy_log::Record;
+use eddy_log::runner::{Consumer, ReadErrors, RunConfig, Step, run_consumer};
 use eddy_model::{Entry, Event, codec};
 
 use crate::alerts::{AlertNotice, Rule, TenantAlerts};
@@ -12,153 +14,179 @@ use crate::checkpoint::State;
 use crate::feed::{Live, RollupUpdate};
 use crate::processor::{EVICT_INTERVAL, MAX_PRESSURE, Processor};
 use crate::rollup::{Resolution, TenantRollups};
-use crate::{Result, poisoned};
+use crate::{Error, Result, poisoned};
 
-impl Processor {
-    pub(crate) async fn run(&self) -> Result<()> {
-        let mut end = self.log.watch_end();
-        let mut shutdown = self.shutdown.subscribe();
-        let mut last_checkpoint = Instant::now();
-        // A checkpoint writes the whole state, so its cost grows with it: the next one waits
-        // at least `CHECKPOINT_DUTY` times as long as the last one took (≤ 5% of the time
-        // goes to checkpoints; replay after a crash is correspondingly longer). The loop only
-        // pauses to snapshot the state; serializing and writing happen on another thread.
-        let mut gap = self.config.checkpoint_interval;
-        let mut checkpointed = self.applied_offset();
-        let lateness = self.config.lateness_ns();
-        let mut last_evict = Instant::now();
-        let mut last_silence_check = Instant::now();
-        loop {
-            if let Some(done) = self.finish_checkpoint(false).await {
-                checkpointed = done.unwrap_or(checkpointed);
-                gap = self.paced();
-            }
-            // Eviction walks every window, so it runs every few seconds, not per batch (and
-            // also while idle: windows close by event time, not by traffic).
-            if last_evict.elapsed() >= self.config.evict_interval {
-                last_evict = Instant::now();
-                self.evict()?;
-            }
-            let next = self.applied_offset();
-            let records = match self.log.read(next, 8192) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The log may recover (or the server is stopping): retry, don't die.
-                    tracing::error!(error = %e, offset = next, "stream processor cannot read the log; retrying");
-                    if *shutdown.borrow() {
-                        break;
+/// How the processor reads the log: 8192 records at a time, a look at its timers at least every
+/// 200 ms while idle; a read error is retried after a second (the log may recover, or the server
+/// is stopping: retry, don't die).
+const RUN: RunConfig = RunConfig {
+    name: "stream processor",
+    batch_records: 8192,
+    poll: Duration::from_millis(200),
+    read_errors: ReadErrors::Retry(Duration::from_secs(1)),
+};
+
+/// The processing loop's state between rounds of [`run_consumer`].
+struct Consume<'a> {
+    p: &'a Processor,
+    last_checkpoint: Instant,
+    /// A checkpoint writes the whole state, so its cost grows with it: the next one waits at
+    /// least `CHECKPOINT_DUTY` times as long as the last one took (≤ 5% of the time goes to
+    /// checkpoints; replay after a crash is correspondingly longer). The loop only pauses to
+    /// snapshot the state; serializing and writing happen on another thread.
+    gap: Duration,
+    /// The offset of the last checkpoint written and committed.
+    checkpointed: u64,
+    lateness: i64,
+    last_evict: Instant,
+    last_silence_check: Instant,
+}
+
+impl Consumer for Consume<'_> {
+    type Error = Error;
+
+    async fn before_read(&mut self) -> Result<Step> {
+        let p = self.p;
+        if let Some(done) = p.finish_checkpoint(false).await {
+            self.checkpointed = done.unwrap_or(self.checkpointed);
+            self.gap = p.paced();
+        }
+        // Eviction walks every window, so it runs every few seconds, not per batch (and
+        // also while idle: windows close by event time, not by traffic).
+        if self.last_evict.elapsed() >= p.config.evict_interval {
+            self.last_evict = Instant::now();
+            p.evict()?;
+        }
+        Ok(Step::Read)
+    }
+
+    async fn apply(&mut self, records: &[Record]) -> Result<()> {
+        let p = self.p;
+        let mut late = 0u64;
+        let mut notices = Vec::new();
+        {
+            let mut s = p.state.write().map_err(|_| poisoned())?;
+            let State {
+                offset,
+                tenants,
+                alerts,
+            } = &mut *s;
+            for rec in records {
+                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
+                    Ok(Some(Entry::Event(ev))) => {
+                        let rollups = tenants.entry(ev.tenant.clone()).or_default();
+                        let applied = rollups.apply(&ev, rec.offset, self.lateness);
+                        late += u64::from(applied.late);
+                        let start = notices.len();
+                        alerts
+                            .entry(ev.tenant.clone())
+                            .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
+                            .observe(&ev, &mut notices);
+                        p.publish_event(ev, rollups, &notices[start..]);
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if records.is_empty() {
-                // Caught up: silence is real now (not records still to be replayed).
-                if last_silence_check.elapsed() >= EVICT_INTERVAL {
-                    last_silence_check = Instant::now();
-                    self.check_silence()?;
-                }
-                if next > checkpointed
-                    && last_checkpoint.elapsed() >= gap
-                    && self.start_checkpoint()
-                {
-                    last_checkpoint = Instant::now();
-                }
-                if *shutdown.borrow() {
-                    break;
-                }
-                tokio::select! {
-                    _ = end.changed() => {}
-                    _ = shutdown.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
-                continue;
-            }
-            let mut late = 0u64;
-            let mut notices = Vec::new();
-            {
-                let mut s = self.state.write().map_err(|_| poisoned())?;
-                let State {
-                    offset,
-                    tenants,
-                    alerts,
-                } = &mut *s;
-                for rec in &records {
-                    match codec::decode_entry(&rec.payload).map(|e| e.entry) {
-                        Ok(Some(Entry::Event(ev))) => {
-                            let rollups = tenants.entry(ev.tenant.clone()).or_default();
-                            let applied = rollups.apply(&ev, rec.offset, lateness);
-                            late += u64::from(applied.late);
-                            let start = notices.len();
-                            alerts
-                                .entry(ev.tenant.clone())
-                                .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
-                                .observe(&ev, &mut notices);
-                            self.publish_event(ev, rollups, &notices[start..]);
-                        }
-                        Ok(Some(Entry::TenantDeleted(t))) => {
-                            tenants.remove(&t.tenant);
-                            self.flusher.forget(&t.tenant);
-                            alerts.remove(&t.tenant);
-                            self.feed.drop_tenant(&t.tenant);
-                        }
-                        Ok(Some(Entry::RuleChange(c))) => {
-                            let rule = match c
-                                .rule_json
-                                .as_deref()
-                                .map(serde_json::from_str::<Rule>)
-                            {
-                                Some(Ok(r)) => Some(r),
-                                None => None,
-                                Some(Err(e)) => {
-                                    tracing::warn!(offset = rec.offset, error = %e, "undecodable rule skipped by the stream processor");
-                                    *offset = rec.offset + 1;
-                                    continue;
-                                }
-                            };
-                            let start = notices.len();
-                            alerts
-                                .entry(c.tenant.clone())
-                                .or_insert_with(|| TenantAlerts::with_default_rule(c.at))
-                                .change_rule(&c.tenant, &c.rule_id, rule, c.at, &mut notices);
-                            self.feed.publish(
-                                &c.tenant,
-                                notices[start..].iter().cloned().map(Live::Alert),
-                            );
-                        }
-                        Ok(Some(Entry::AlertAction(a))) => {
-                            if let Some(n) = alerts.get_mut(&a.tenant).and_then(|t| {
-                                t.act(&a.tenant, &a.alert_id, &a.action, a.at, a.note.clone())
-                            }) {
-                                self.feed.publish(&a.tenant, [Live::Alert(n.clone())]);
-                                notices.push(n);
+                    Ok(Some(Entry::TenantDeleted(t))) => {
+                        tenants.remove(&t.tenant);
+                        p.flusher.forget(&t.tenant);
+                        alerts.remove(&t.tenant);
+                        p.feed.drop_tenant(&t.tenant);
+                    }
+                    Ok(Some(Entry::RuleChange(c))) => {
+                        let rule = match c.rule_json.as_deref().map(serde_json::from_str::<Rule>) {
+                            Some(Ok(r)) => Some(r),
+                            None => None,
+                            Some(Err(e)) => {
+                                tracing::warn!(offset = rec.offset, error = %e, "undecodable rule skipped by the stream processor");
+                                *offset = rec.offset + 1;
+                                continue;
                             }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
+                        };
+                        let start = notices.len();
+                        alerts
+                            .entry(c.tenant.clone())
+                            .or_insert_with(|| TenantAlerts::with_default_rule(c.at))
+                            .change_rule(&c.tenant, &c.rule_id, rule, c.at, &mut notices);
+                        p.feed
+                            .publish(&c.tenant, notices[start..].iter().cloned().map(Live::Alert));
+                    }
+                    Ok(Some(Entry::AlertAction(a))) => {
+                        if let Some(n) = alerts.get_mut(&a.tenant).and_then(|t| {
+                            t.act(&a.tenant, &a.alert_id, &a.action, a.at, a.note.clone())
+                        }) {
+                            p.feed.publish(&a.tenant, [Live::Alert(n.clone())]);
+                            notices.push(n);
                         }
                     }
-                    *offset = rec.offset + 1;
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
+                    }
                 }
-            }
-            self.notify(notices);
-            self.applied.send_replace(self.applied_offset());
-            metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
-            if late > 0 {
-                metrics::counter!("eddy_stream_late_total").increment(late);
-            }
-            if last_checkpoint.elapsed() >= gap && self.start_checkpoint() {
-                last_checkpoint = Instant::now();
+                *offset = rec.offset + 1;
             }
         }
-        if let Some(done) = self.finish_checkpoint(true).await {
-            checkpointed = done.unwrap_or(checkpointed);
+        p.notify(notices);
+        p.applied.send_replace(p.applied_offset());
+        metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
+        if late > 0 {
+            metrics::counter!("eddy_stream_late_total").increment(late);
         }
-        if self.applied_offset() > checkpointed || checkpointed == 0 {
-            self.checkpoint().await?;
+        if self.last_checkpoint.elapsed() >= self.gap && p.start_checkpoint() {
+            self.last_checkpoint = Instant::now();
         }
         Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<()> {
+        let p = self.p;
+        // Caught up: silence is real now (not records still to be replayed).
+        if self.last_silence_check.elapsed() >= EVICT_INTERVAL {
+            self.last_silence_check = Instant::now();
+            p.check_silence()?;
+        }
+        if p.applied_offset() > self.checkpointed
+            && self.last_checkpoint.elapsed() >= self.gap
+            && p.start_checkpoint()
+        {
+            self.last_checkpoint = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Stopping: the checkpoint in flight, then a final one unless it covers everything.
+    async fn finish(&mut self) -> Result<()> {
+        let p = self.p;
+        if let Some(done) = p.finish_checkpoint(true).await {
+            self.checkpointed = done.unwrap_or(self.checkpointed);
+        }
+        if p.applied_offset() > self.checkpointed || self.checkpointed == 0 {
+            p.checkpoint().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Processor {
+    /// The processing loop: from the checkpoint's offset until the stop signal (see
+    /// [`Consume`]).
+    pub(crate) async fn run(&self) -> Result<()> {
+        let from = self.applied_offset();
+        let mut consume = Consume {
+            p: self,
+            last_checkpoint: Instant::now(),
+            gap: self.config.checkpoint_interval,
+            checkpointed: from,
+            lateness: self.config.lateness_ns(),
+            last_evict: Instant::now(),
+            last_silence_check: Instant::now(),
+        };
+        run_consumer(
+            self.log.as_ref(),
+            &mut consume,
+            from,
+            self.task.stop_signal(),
+            RUN,
+        )
+        .await
     }
 
     /// Offers an applied event, the rollup windows it changed and the alert transitions it

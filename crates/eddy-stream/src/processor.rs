@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use eddy_log::Log;
+use eddy_log::runner::ConsumerTask;
 use eddy_model::{Clock, SystemClock};
 use tokio::sync::{mpsc, watch};
 
@@ -110,8 +111,8 @@ pub struct Processor {
     pub(crate) config: StreamConfig,
     pub(crate) log: Arc<dyn Log>,
     pub(crate) state: RwLock<State>,
-    pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The processing loop's task and stop signal.
+    pub(crate) task: ConsumerTask,
     pub(crate) last_checkpoint_took: std::sync::Mutex<Duration>,
     /// The checkpoint being written off the processing loop, if any.
     pub(crate) in_flight: std::sync::Mutex<Option<InFlight>>,
@@ -194,15 +195,13 @@ impl Processor {
                 start: log.start_offset().max(committed),
             });
         }
-        let (shutdown, _) = watch::channel(false);
         let (applied, _) = watch::channel(state.offset);
         let (notices, notices_rx) = mpsc::channel(NOTICE_QUEUE);
         Ok(Arc::new(Self {
             config,
             log,
             state: RwLock::new(state),
-            shutdown,
-            task: std::sync::Mutex::new(None),
+            task: ConsumerTask::new("stream processor", "final checkpoint"),
             last_checkpoint_took: std::sync::Mutex::new(Duration::ZERO),
             in_flight: std::sync::Mutex::new(None),
             feed: crate::feed::Feed::default(),
@@ -231,43 +230,18 @@ impl Processor {
     /// Starts consuming the log on the current runtime.
     pub fn start(self: &Arc<Self>) {
         let me = self.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = me.run().await {
-                tracing::error!(error = %e, "stream processor stopped");
-            }
-        });
-        if let Ok(mut t) = self.task.lock() {
-            *t = Some(handle);
-        }
+        self.task.spawn(async move { me.run().await });
     }
 
     /// Stops after a final checkpoint.
     pub async fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-        let handle = match self.task.lock() {
-            Ok(mut t) => t.take(),
-            Err(_) => {
-                tracing::error!(
-                    "stream processor state is poisoned: the final checkpoint is skipped; the next start replays the log from the last one"
-                );
-                return;
-            }
-        };
-        if let Some(h) = handle
-            && let Err(e) = h.await
-        {
-            tracing::error!(error = %e, "stream processor ended abnormally before its final checkpoint; the next start replays the log from the last one");
-        }
+        self.task.stop().await;
     }
 
     /// Stops at once without a checkpoint: what a crash does (tests).
     #[doc(hidden)]
     pub async fn crash(&self) {
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(h) = handle {
-            h.abort();
-            let _ = h.await;
-        }
+        self.task.abort().await;
         // A checkpoint thread cannot be aborted; let it finish (as if the crash came right
         // after its rename) so that it cannot overwrite a newer checkpoint later. Its offset is
         // not committed.
