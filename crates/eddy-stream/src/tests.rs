@@ -447,7 +447,7 @@ async fn a_failed_checkpoint_is_retried_and_processing_goes_on() {
     append(&wal, &events).await;
     caught_up(&p, &wal).await;
     // Checkpoints fail (every 20 ms) while processing goes on.
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if p.checkpoint_failures() >= 2 {
             break;
         }
@@ -470,7 +470,8 @@ async fn a_failed_checkpoint_is_retried_and_processing_goes_on() {
     // Repaired: the next checkpoint covers everything.
     std::fs::remove_file(&config.dir).unwrap();
     std::fs::create_dir(&config.dir).unwrap();
-    for _ in 0..200 {
+    // A bound for a loaded machine, not a timing claim: the retry comes within one interval.
+    for _ in 0..3000 {
         if crate::processor::checkpoint_offset(&config.dir).unwrap() == Some(60) {
             return;
         }
