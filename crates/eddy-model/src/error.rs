@@ -16,6 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why one event of a request was rejected: which event, which field, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventError {
     /// Position of the event in the request (0 for a single-event body).
     pub index: usize,

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
     ),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = [])),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, Scalar)),
     tags(
         (name = "ingest", description = "Sending events: the native route and the compatibility routes"),
         (name = "query", description = "Raw events, devices and time series"),
@@ -88,8 +88,10 @@ pub(crate) enum Errors {
 pub(crate) struct RangeParams {
     /// Start (inclusive): RFC 3339, epoch number, `now` or relative like `-24h`; default 24 h
     /// before `to`.
+    #[param(min_length = 1)]
     from: Option<String>,
     /// End (exclusive); default now.
+    #[param(min_length = 1)]
     to: Option<String>,
 }
 
@@ -112,4 +114,126 @@ pub(crate) struct FilterParams {
     /// Only events whose property KEY has this value (any KEY).
     #[param(rename = "property.KEY")]
     property: Option<String>,
+}
+
+/// One event as sent. Field aliases older clients use are accepted too: `id`/`eventId` for
+/// `event_id`; `timestamp`/`time_stamp`/`ts` for `time`; `event_type`/`eventType` for `type`;
+/// `deviceId`/`sensor_id`/`sensorId` for `device_id`; `userId`; `pageUrl`; a top-level numeric
+/// `value` becomes metric `value`. Any other top-level scalar becomes a property; other
+/// top-level objects or arrays are refused. The tenant is never read from the body.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: bodies are read by eddy-model's normaliser
+#[derive(serde::Serialize)]
+pub(crate) struct EventIn {
+    /// Optional id (at most 256 bytes); events with an id seen within the dedup window are
+    /// acknowledged as duplicates and not stored again. Generated when absent.
+    event_id: Option<String>,
+    /// Event type (at most 128 bytes); `reading` by default when the event has metrics.
+    #[serde(rename = "type")]
+    r#type: Option<String>,
+    /// Event time: RFC 3339, or epoch seconds / milliseconds / microseconds / nanoseconds as a
+    /// number (told apart by magnitude). Not more than an hour ahead, not older than the
+    /// tenant's retention; default: when it is received.
+    #[schema(value_type = Option<TimeArg>)]
+    time: Option<serde_json::Value>,
+    device_id: Option<String>,
+    user_id: Option<String>,
+    source: Option<String>,
+    page_url: Option<String>,
+    /// Numeric measurements by name (finite numbers; at most 256).
+    metrics: Option<std::collections::BTreeMap<String, f64>>,
+    /// Strings, numbers, booleans or lists of them, by name (at most 256).
+    #[schema(value_type = Option<Object>)]
+    properties: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Any other top-level field: a scalar, kept as a property (aliases above excepted).
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, Scalar>,
+}
+
+/// A string, number, boolean or `null`.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+pub(crate) enum Scalar {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+    Null(()),
+}
+
+/// `{"events": [...]}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+#[derive(serde::Serialize)]
+pub(crate) struct EventList {
+    events: Vec<EventIn>,
+}
+
+/// `{"event": {...}}` (the gateway shape).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+#[derive(serde::Serialize)]
+pub(crate) struct WrappedEvent {
+    event: EventIn,
+}
+
+/// An ingest body: one event, an array of events, `{"events": [...]}` or `{"event": {...}}`.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+pub(crate) enum EventsBody {
+    One(EventIn),
+    Many(Vec<EventIn>),
+    List(EventList),
+    Wrapped(WrappedEvent),
+}
+
+/// One time bucket: its start and one entry per asked aggregate (`count` a whole number, the
+/// others numbers; `null` where a bucket has no number).
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)] // a schema only: the service writes time series
+pub(crate) struct BucketBody {
+    /// Bucket start, RFC 3339.
+    #[schema(format = DateTime)]
+    time: String,
+    /// `avg`, `sum`, `min`, `max`, `count`, `first`, `last`, `p50`, `p90`, `p95`, `p99`: those asked.
+    #[serde(flatten)]
+    values: std::collections::BTreeMap<String, Option<f64>>,
+}
+
+/// The buckets of one device (`group_by=device_id`).
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct DeviceSeriesBody {
+    device_id: Option<String>,
+    data: Vec<BucketBody>,
+}
+
+/// A time series: `data` (one series), or `series` (one per device with `group_by=device_id`).
+#[derive(ToSchema, serde::Serialize)]
+#[allow(dead_code)] // a schema only
+pub(crate) struct TimeseriesBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Vec<BucketBody>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series: Option<Vec<DeviceSeriesBody>>,
+}
+
+/// A time: RFC 3339, `now`, relative like `-24h`, or an epoch number (seconds, milliseconds,
+/// microseconds or nanoseconds, told apart by magnitude).
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+pub(crate) enum TimeArg {
+    Text(String),
+    Epoch(f64),
+}
+
+/// A duration: text such as `"90s"`, `"1h"` or `"7d"`, or whole seconds.
+#[derive(ToSchema, serde::Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+pub(crate) enum DurationArg {
+    Text(String),
+    Seconds(u64),
 }

@@ -323,8 +323,15 @@ impl AdminService {
             .collect())
     }
 
+    /// Revokes a key; not the caller's own, which would lock its holder out (an admin's
+    /// only key, typically): another admin key revokes it.
     pub fn revoke_key(&self, caller: &Principal, tenant_id: &str, key_id: &str) -> Result<()> {
         caller.require(Scope::Admin)?;
+        if caller.tenant_id == tenant_id && caller.key_id == key_id {
+            return Err(Error::Conflict(
+                "a key cannot revoke itself; revoke it with another admin key".into(),
+            ));
+        }
         self.catalog.revoke_key(tenant_id, key_id)?;
         tracing::info!(tenant = %tenant_id, key = %key_id, "key revoked");
         Ok(())

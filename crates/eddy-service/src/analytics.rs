@@ -47,6 +47,7 @@ fn change(now: u64, before: u64) -> Option<f64> {
 
 /// A value with its events and distinct users.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValueCount {
     pub value: Value,
     pub count: u64,
@@ -65,6 +66,7 @@ fn counts(rows: &[Count]) -> Vec<ValueCount> {
 
 /// The figures of one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodSummary {
     pub events: u64,
     pub events_per_minute: f64,
@@ -100,6 +102,7 @@ impl PeriodSummary {
 
 /// Relative changes from the previous period (`None`: nothing then).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Changes {
     pub events: Option<f64>,
     pub users: Option<f64>,
@@ -110,6 +113,7 @@ pub struct Changes {
 
 /// What ingest refused or folded for the tenant since the server started.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestSinceStart {
     pub events_rejected: u64,
     pub events_deduplicated: u64,
@@ -118,12 +122,16 @@ pub struct IngestSinceStart {
 
 /// The summary: a range, the period of equal length before it, and the changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SummaryAnswer {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub previous_from: i64,
     pub current: PeriodSummary,
     pub previous: PeriodSummary,
@@ -133,6 +141,7 @@ pub struct SummaryAnswer {
 
 /// One value of a top list.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopRow {
     pub value: Value,
     pub count: u64,
@@ -143,6 +152,7 @@ pub struct TopRow {
 
 /// The events with a value not listed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Other {
     pub count: u64,
     pub share: f64,
@@ -150,11 +160,14 @@ pub struct Other {
 
 /// The most frequent values of a field.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopAnswer {
     pub dimension: String,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     /// Events that have the field.
     pub total: u64,
@@ -166,6 +179,7 @@ pub struct TopAnswer {
 
 /// Clicks of one user on one page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClickRow {
     pub user_id: Value,
     pub page_url: Value,
@@ -174,14 +188,17 @@ pub struct ClickRow {
 
 /// Click counts per (user, page), in the shape click-tracking clients read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClickCounts {
     pub event_type: String,
     /// Every counted event, with or without a user.
     pub total_clicks: u64,
     pub data: Vec<ClickRow>,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start_time: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub end_time: i64,
 }
 
@@ -200,14 +217,17 @@ pub struct ClickQuery {
 
 /// A time and a value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeValue {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: i64,
     pub value: f64,
 }
 
 /// One group's series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupSeries {
     /// `None` for "other".
     pub group: Option<Value>,
@@ -218,13 +238,16 @@ pub struct GroupSeries {
 
 /// A measure per bucket for the top groups and "other".
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupedAnswer {
     pub measure: String,
     pub group_by: String,
     pub bucket_seconds: u64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     pub series: Vec<GroupSeries>,
 }
@@ -254,10 +277,13 @@ pub struct UserRequest {
 
 /// One session of a user.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionView {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub end: i64,
     pub duration_seconds: f64,
     pub events: u64,
@@ -265,15 +291,20 @@ pub struct SessionView {
 
 /// One user's activity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserAnswer {
     pub user_id: String,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub first_seen: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: i64,
     pub events: u64,
     pub by_type: Vec<ValueCount>,
@@ -290,6 +321,7 @@ pub struct UserAnswer {
 /// An event of a funnel step or a cohort as the client gave it: a type and `where`
 /// conditions (field or property name → string, number or boolean).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventSpec {
     #[serde(rename = "type")]
     pub r#type: String,
@@ -346,6 +378,7 @@ pub struct FunnelRequest {
 
 /// One step of a funnel answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunnelStep {
     #[serde(flatten)]
     pub event: EventSpec,
@@ -390,6 +423,7 @@ fn funnel_steps(specs: &[EventSpec], s: &FunnelSteps) -> Vec<FunnelStep> {
 
 /// One breakdown group of a funnel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunnelGroup {
     /// `None` when the entry event lacks the field.
     pub value: Option<Value>,
@@ -398,6 +432,7 @@ pub struct FunnelGroup {
 
 /// A funnel split by a field of the entry event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunnelBreakdown {
     pub field: String,
     pub groups: Vec<FunnelGroup>,
@@ -406,10 +441,13 @@ pub struct FunnelBreakdown {
 
 /// A funnel's answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunnelAnswer {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     pub window_seconds: i64,
     pub steps: Vec<FunnelStep>,
@@ -431,6 +469,7 @@ pub struct RetentionRequest {
 
 /// Returns of one cohort in one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodReturn {
     pub period: usize,
     pub users: u64,
@@ -439,8 +478,10 @@ pub struct PeriodReturn {
 
 /// One cohort.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CohortView {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub start: i64,
     pub users: u64,
     /// Periods that have started.
@@ -449,6 +490,7 @@ pub struct CohortView {
 
 /// The share returning in one period, over the cohorts that reached it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodAverage {
     pub period: usize,
     pub share: Option<f64>,
@@ -457,11 +499,14 @@ pub struct PeriodAverage {
 
 /// A retention answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionAnswer {
     pub period: &'static str,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub from: i64,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub to: i64,
     pub cohort: EventSpec,
     #[serde(rename = "return")]

@@ -58,6 +58,7 @@ pub struct IngestRequest {
 
 /// What happened to a request's events.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Outcome {
     /// Events newly stored.
     pub accepted: usize,

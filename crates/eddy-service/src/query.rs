@@ -66,6 +66,7 @@ pub enum SourceChoice {
 
 /// Where a time series answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Rollups,
@@ -153,6 +154,7 @@ impl Serialize for TimeseriesAnswer {
 
 /// A sensor reading in the shape sensor clients post it (`GET /api/data/recent`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reading {
     pub id: String,
     #[serde(rename = "sensorId")]
@@ -162,6 +164,7 @@ pub struct Reading {
     /// none named `value` (it would be a guess: `metrics` carries them all).
     pub value: Option<f64>,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub timestamp: i64,
     pub metrics: BTreeMap<String, f64>,
 }
@@ -214,8 +217,10 @@ fn is_false(b: &bool) -> bool {
 
 /// One metric window of a rollups answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricRollup {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: i64,
     pub device_id: Option<String>,
     pub metric: String,
@@ -241,8 +246,10 @@ pub struct MetricRollup {
 
 /// One count window of a rollups answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountRollup {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: i64,
     pub dimension: &'static str,
     pub value: String,
@@ -257,6 +264,7 @@ pub struct CountRollup {
 
 /// Rollup rows: metric windows or count windows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum RollupRows {
     Metrics(Vec<MetricRollup>),
@@ -265,11 +273,25 @@ pub enum RollupRows {
 
 /// A rollups answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollupsAnswer {
     pub resolution: &'static str,
     #[serde(serialize_with = "opt_rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub watermark: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<RollupRow>))]
     pub data: RollupRows,
+}
+
+/// One window of a rollups answer, for the schema: a metric window or a count window (an
+/// answer holds one kind; an empty list is either).
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+enum RollupRow {
+    Metric(MetricRollup),
+    Count(CountRollup),
 }
 
 fn opt_rfc3339<S: serde::Serializer>(

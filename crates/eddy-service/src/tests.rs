@@ -194,6 +194,7 @@ struct Fixture {
     services: Services,
     wal: Arc<Wal>,
     admin: Principal,
+    admin_secret: String,
     processor: Arc<FakeProcessor>,
     catalog: Arc<dyn Catalog>,
 }
@@ -232,6 +233,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
     );
     Fixture {
         _dir: dir,
+        admin_secret: secret.clone().unwrap(),
         services,
         wal,
         admin,
@@ -304,6 +306,15 @@ async fn keys_are_answered_without_their_hash_and_the_secret_only_once() {
         admin.list_tenants(&p),
         Err(Error::PermissionDenied(_))
     ));
+    // No key revokes itself: the admin would lock itself out.
+    let own = (f.admin.tenant_id.clone(), f.admin.key_id.clone());
+    assert!(matches!(
+        admin.revoke_key(&f.admin, &own.0, &own.1),
+        Err(Error::Conflict(_))
+    ));
+    assert!(authenticate(f.services.auth.as_ref(), Some(&f.admin_secret)).is_ok());
+    admin.revoke_key(&f.admin, &t.id, &created.view.id).unwrap();
+    assert!(authenticate(f.services.auth.as_ref(), Some(&created.key)).is_err());
 }
 
 #[tokio::test]

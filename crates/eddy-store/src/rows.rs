@@ -39,6 +39,7 @@ impl Cursor {
 
 /// One stored event. Fields in alphabetical order, as the JSON answers have always listed them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
@@ -49,10 +50,12 @@ pub struct StoredEvent {
     /// Property values as the event carried them (strings, numbers, booleans, lists, objects).
     pub properties: BTreeMap<String, Value>,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub received_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: i64,
     #[serde(rename = "type")]
     pub r#type: String,
@@ -75,14 +78,17 @@ impl StoredEvent {
 
 /// One sample of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricPoint {
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: i64,
     pub value: f64,
 }
 
 /// A metric of a device: its newest sample and the newest samples asked for, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricSamples {
     pub latest: MetricPoint,
     pub points: Vec<MetricPoint>,
@@ -90,6 +96,7 @@ pub struct MetricSamples {
 
 /// The recent samples of every metric of one device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceMetrics {
     pub device_id: String,
     pub metrics: BTreeMap<String, MetricSamples>,

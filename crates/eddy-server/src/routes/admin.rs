@@ -60,7 +60,7 @@ pub(crate) async fn update_tenant(
 
 /// Deleting a tenant first appends a tombstone to the log (consumers drop everything of the
 /// tenant before it), then removes the tenant and its keys from the catalog.
-#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "delete_tenant", summary = "Delete a tenant and all its data", params(("id" = String, Path, description = "Tenant id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such tenant", body = ErrorBody), Errors))]
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "delete_tenant", summary = "Delete a tenant and all its data", params(("id" = String, Path, description = "Tenant id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "The default tenant (it holds the admin key) cannot be deleted", body = ErrorBody), Errors))]
 pub(crate) async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,7 +92,7 @@ pub(crate) async fn list_keys(
     Ok(list(state.services.admin.list_keys(&caller.0, &id)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tenants/{id}/keys/{key_id}", tag = "admin", operation_id = "revoke_key", summary = "Revoke a key", params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), Errors))]
+#[utoipa::path(delete, path = "/api/v1/tenants/{id}/keys/{key_id}", tag = "admin", operation_id = "revoke_key", summary = "Revoke a key", params(("id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), (status = 409, description = "The key presented is the one to revoke (a key cannot revoke itself)", body = ErrorBody), Errors))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,

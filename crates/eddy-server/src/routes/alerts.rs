@@ -60,8 +60,19 @@ pub(crate) async fn list_rules(State(state): State<AppState>, caller: Caller) ->
     .into_response())
 }
 
+/// A rule with the id it should get (generated when absent).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only: `create_rule` takes the id out, then reads a `RuleSpec`
+pub(crate) struct RuleWithId {
+    /// 1 to 64 letters, digits, `-` or `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: Option<String>,
+    #[serde(flatten)]
+    rule: RuleSpec,
+}
+
 /// `POST /api/v1/rules`: the body is a rule with an optional `id` (generated when absent).
-#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", operation_id = "create_rule", summary = "Create a rule", request_body(content = Object, description = "A rule (see README, \"Rules\"), with an optional `id`"), responses((status = 201, description = "The rule", body = RuleView), (status = 409, description = "A rule with this id exists", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", operation_id = "create_rule", summary = "Create a rule", request_body(content = RuleWithId, description = "A rule (see README, \"Rules\"), with an optional `id`"), responses((status = 201, description = "The rule", body = RuleView), (status = 409, description = "A rule with this id exists", body = ErrorBody), Errors))]
 pub(crate) async fn create_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,7 +110,7 @@ pub(crate) async fn get_rule(
 }
 
 /// `PUT /api/v1/rules/{id}`: creates or replaces the rule.
-#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "put_rule", summary = "Create or replace a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = Object, description = "A rule (see README, \"Rules\")"), responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Created", body = RuleView), (status = 409, description = "The tenant has its maximum of rules", body = ErrorBody), Errors))]
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "put_rule", summary = "Create or replace a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = RuleSpec, description = "A rule (see README, \"Rules\")"), responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Created", body = RuleView), (status = 409, description = "The tenant has its maximum of rules", body = ErrorBody), Errors))]
 pub(crate) async fn put_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,7 +130,7 @@ pub(crate) async fn put_rule(
 }
 
 /// `PATCH /api/v1/rules/{id}`: a JSON merge patch (RFC 7386) over the rule's fields.
-#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "patch_rule", summary = "JSON merge patch of a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = Object, description = "A JSON merge patch (RFC 7386) of the rule's fields"), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
+#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "patch_rule", summary = "JSON merge patch of a rule", params(("id" = String, Path, description = "Rule id")), request_body(content((RuleSpec = "application/merge-patch+json"), (RuleSpec = "application/json")), description = "A JSON merge patch (RFC 7386) of the rule's fields: given fields replace, `null` removes"), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn patch_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,7 +162,7 @@ pub(crate) async fn delete_rule(
 }
 
 /// `GET /api/v1/alerts`.
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", operation_id = "list_alerts", summary = "Alerts, newest first", params(("status" = Option<String>, Query, description = "open, acknowledged or resolved"), ("device_id" = Option<String>, Query, description = "Device"), ("metric" = Option<String>, Query, description = "Metric"), ("rule_id" = Option<String>, Query, description = "Rule"), ("severity" = Option<String>, Query, description = "Severity"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)")), responses((status = 200, description = "Alerts, newest first (`alerts`: deprecated alias of `data`)", body = AlertListing), Errors))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", operation_id = "list_alerts", summary = "Alerts, newest first", params(("status" = Option<String>, Query, pattern = "^(open|acknowledged|resolved)$", description = "`open`, `acknowledged` or `resolved`"), ("device_id" = Option<String>, Query, description = "Device"), ("metric" = Option<String>, Query, description = "Metric"), ("rule_id" = Option<String>, Query, description = "Rule"), ("severity" = Option<String>, Query, pattern = "^(info|warning|critical)$", description = "`info`, `warning` or `critical`"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "At most this many (default 100)")), responses((status = 200, description = "Alerts, newest first (`alerts`: deprecated alias of `data`)", body = AlertListing), Errors))]
 pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,9 +205,12 @@ pub(crate) async fn get_alert(
     Ok(Json(state.services.alerts.get_alert(&caller.0, &id)?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An optional note on an acknowledgement or resolution (the body may also be empty).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActionBody {
+pub(crate) struct ActionBody {
+    /// At most 1000 characters.
+    #[schema(max_length = 1000)]
     note: Option<String>,
 }
 
@@ -223,7 +237,7 @@ async fn act(
 }
 
 /// `POST /api/v1/alerts/{id}/acknowledge`.
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", operation_id = "acknowledge", summary = "Acknowledge an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = Object, description = "Optional: `{\"note\": \"…\"}` (at most 1000 characters)"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), (status = 409, description = "The alert is resolved", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", operation_id = "acknowledge", summary = "Acknowledge an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), (status = 409, description = "The alert is resolved", body = ErrorBody), Errors))]
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,7 +248,7 @@ pub(crate) async fn acknowledge(
 }
 
 /// `POST /api/v1/alerts/{id}/resolve`.
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", operation_id = "resolve", summary = "Resolve an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = Object, description = "Optional: `{\"note\": \"…\"}` (at most 1000 characters)"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", operation_id = "resolve", summary = "Resolve an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
 pub(crate) async fn resolve(
     State(state): State<AppState>,
     caller: Caller,

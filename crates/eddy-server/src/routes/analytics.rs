@@ -18,14 +18,15 @@ use eddy_service::analytics::{
 };
 use eddy_service::export::{self, ExportFormat};
 use eddy_service::range::TimeRange;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::Result;
 use crate::auth::Reader;
-use crate::openapi::{ErrorBody, Errors, FilterParams, RangeParams};
+use crate::openapi::{DurationArg, ErrorBody, Errors, FilterParams, RangeParams, TimeArg};
 use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, time, unknown, whole};
 use crate::routes::parse_json;
+use crate::routes::{ListOf, list};
 use crate::state::AppState;
 
 /// A filter parameter (`type`, `source`, `device_id`, `user_id`, `page_url`, `property.KEY`)
@@ -108,7 +109,7 @@ fn summary_params(state: &AppState, pairs: &[(String, String)]) -> Result<(TimeR
 
 /// `GET /api/v1/analytics/summary`: totals, rates and top lists of the range, the same for the
 /// period of equal length before it, and the relative change.
-#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", operation_id = "summary", summary = "Totals, rates and top lists, with the previous period", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{current, previous, change, ingest_since_start}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/summary", tag = "analytics", operation_id = "summary", summary = "Totals, rates and top lists, with the previous period", params(RangeParams, ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Length of the top lists (default 10)")), responses((status = 200, description = "The range, the period of equal length before it, and the relative changes (`null`: nothing in the previous period)", body = eddy_service::analytics::SummaryAnswer), Errors))]
 pub(crate) async fn summary(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -125,7 +126,7 @@ pub(crate) async fn summary(
 
 /// `GET /analytics/summary` and `GET /v1/analytics/summary`: the same figures in the flat shape
 /// product-analytics clients read.
-#[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Length of the top lists (default 10)")), responses((status = 200, description = "Totals of the range in the flat shape", body = CompatSummary), Errors))]
 pub(crate) async fn summary_compat(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -138,29 +139,77 @@ pub(crate) async fn summary_compat(
         .summary(&caller, range, top)
         .await?;
     let cur = &a.current;
-    let by_type: Map<String, Value> = cur
-        .by_type
-        .iter()
-        .map(|c| (c.value.as_str().unwrap_or("").to_string(), json!(c.count)))
-        .collect();
-    let rfc = eddy_model::time::format_rfc3339;
-    Ok(Json(json!({
-        "total_events": cur.events,
-        "unique_users": cur.users,
-        "unique_devices": cur.devices,
-        "event_types": by_type,
-        "top_pages": cur.top_pages.iter().map(|c| json!({"page": c.value, "count": c.count})).collect::<Vec<_>>(),
-        "top_sources": cur.top_sources.iter().map(|c| json!({"source": c.value, "count": c.count})).collect::<Vec<_>>(),
-        "error_events": cur.errors,
-        "previous_total_events": a.previous.events,
-        "start_time": rfc(a.from),
-        "end_time": rfc(a.to),
-    }))
+    Ok(Json(CompatSummary {
+        total_events: cur.events,
+        unique_users: cur.users,
+        unique_devices: cur.devices,
+        event_types: cur
+            .by_type
+            .iter()
+            .map(|c| (c.value.as_str().unwrap_or("").to_string(), c.count))
+            .collect(),
+        top_pages: cur
+            .top_pages
+            .iter()
+            .map(|c| PageCount {
+                page: c.value.clone(),
+                count: c.count,
+            })
+            .collect(),
+        top_sources: cur
+            .top_sources
+            .iter()
+            .map(|c| SourceCount {
+                source: c.value.clone(),
+                count: c.count,
+            })
+            .collect(),
+        error_events: cur.errors,
+        previous_total_events: a.previous.events,
+        start_time: a.from,
+        end_time: a.to,
+    })
     .into_response())
 }
 
+/// The summary in the flat shape product-analytics clients read.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CompatSummary {
+    total_events: u64,
+    unique_users: u64,
+    unique_devices: u64,
+    /// Events per type.
+    event_types: std::collections::BTreeMap<String, u64>,
+    top_pages: Vec<PageCount>,
+    top_sources: Vec<SourceCount>,
+    /// Events of type `error`.
+    error_events: u64,
+    /// Events in the period of equal length before the range.
+    previous_total_events: u64,
+    #[serde(serialize_with = "eddy_model::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    start_time: i64,
+    #[serde(serialize_with = "eddy_model::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    end_time: i64,
+}
+
+/// A page and its events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PageCount {
+    page: Value,
+    count: u64,
+}
+
+/// A source and its events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SourceCount {
+    source: Value,
+    count: u64,
+}
+
 /// `GET /v1/analytics/summary`: [`summary_compat`] at the gateway-style path.
-#[utoipa::path(get, path = "/v1/analytics/summary", tag = "analytics", operation_id = "summary_compat_v1", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, description = "Length of the top lists (default 10)")), responses((status = 200, description = "`{total_events, unique_users, event_types, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/v1/analytics/summary", tag = "analytics", operation_id = "summary_compat_v1", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Length of the top lists (default 10)")), responses((status = 200, description = "Totals of the range in the flat shape", body = CompatSummary), Errors))]
 pub(crate) async fn summary_compat_v1(
     state: State<AppState>,
     Reader(caller): Reader,
@@ -171,7 +220,7 @@ pub(crate) async fn summary_compat_v1(
 
 /// `GET /api/v1/analytics/top?dimension=&limit=`: the most frequent values with counts,
 /// distinct users and share of the events that have the field.
-#[utoipa::path(get, path = "/api/v1/analytics/top", tag = "analytics", operation_id = "top", summary = "Top values of a field with counts, users and share", params(("dimension" = String, Query, description = "page_url, type, source, device_id, user_id or property:KEY"), ("limit" = Option<usize>, Query, description = "How many (default 10)"), RangeParams, FilterParams), responses((status = 200, description = "`{data: [{value, count, users, share}], other, total, ...}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/top", tag = "analytics", operation_id = "top", summary = "Top values of a field with counts, users and share", params(("dimension" = String, Query, pattern = "^(page_url|type|source|device_id|user_id|property:.+)$", description = "`page_url`, `type`, `source`, `device_id`, `user_id` or `property:KEY`"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "How many (default 10)"), RangeParams, FilterParams), responses((status = 200, description = "The values with counts, distinct users and share of the events that have the field", body = eddy_service::analytics::TopAnswer), Errors))]
 pub(crate) async fn top(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -199,7 +248,7 @@ pub(crate) async fn top(
 /// `GET /analytics/events`: click counts per (user, page) in the shape click-tracking clients
 /// read — `{"data": [{"user_id", "page_url", "clicks"}], "total_clicks"}` — filtered by
 /// `user_id` / `page_url`, over `from`/`to` (default: the last 24 hours).
-#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, description = "Users and pages listed (default 100)"), RangeParams), responses((status = 200, description = "`{data: [{user_id, page_url, clicks}], total_clicks}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 100, description = "Users and pages listed (default 100)"), RangeParams), responses((status = 200, description = "Clicks per (user, page), most first", body = eddy_service::analytics::ClickCounts), Errors))]
 pub(crate) async fn click_counts(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -236,7 +285,7 @@ pub(crate) async fn click_counts(
 /// `GET /api/v1/analytics/timeseries?measure=&group_by=&bucket=&limit=`: per bucket, the
 /// measure (`count`, `distinct_users` or `metric:NAME` with `agg`) for each of the `limit`
 /// (default 5) largest groups over the range, and for all others together (`"other": true`).
-#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, description = "count (default), distinct_users or metric:NAME"), ("agg" = Option<String>, Query, description = "With metric: avg (default), sum, min, max, count"), ("group_by" = String, Query, description = "type, page_url, source, device_id, user_id or property:KEY"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, description = "Groups shown (default 5)"), RangeParams, FilterParams), responses((status = 200, description = "`{series: [{group, other, total, data: [{time, value}]}]}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, pattern = "^(count|distinct_users|metric:.+)$", description = "`count` (default), `distinct_users` or `metric:NAME`"), ("agg" = Option<String>, Query, pattern = "^(avg|sum|min|max|count)$", description = "With `metric:NAME`: `avg` (default), `sum`, `min`, `max` or `count`"), ("group_by" = String, Query, pattern = "^(page_url|type|source|device_id|user_id|property:.+)$", description = "`type`, `page_url`, `source`, `device_id`, `user_id` or `property:KEY`"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Groups shown (default 5)"), RangeParams, FilterParams), responses((status = 200, description = "One series per top group, then \"other\"", body = eddy_service::analytics::GroupedAnswer), Errors))]
 pub(crate) async fn grouped_timeseries(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -299,7 +348,7 @@ pub(crate) async fn grouped_timeseries(
 /// sessions (split after `session_gap`, default 30m, of inactivity; newest first) and the most
 /// recent events. The range defaults to the last 30 days. 404 when the user has no events in
 /// it.
-#[utoipa::path(get, path = "/api/v1/analytics/users/{user_id}", tag = "analytics", operation_id = "user", summary = "One user's activity and sessions", params(("user_id" = String, Path, description = "User id"), ("session_gap" = Option<String>, Query, description = "Inactivity that starts a new session (default 30m)"), ("sessions" = Option<usize>, Query, description = "Sessions listed (default 50)"), ("recent" = Option<usize>, Query, description = "Recent events listed (default 20)"), ("top" = Option<usize>, Query, description = "Pages and devices listed (default 20)"), RangeParams), responses((status = 200, description = "First/last seen, counts, sessions, recent events", body = Object), (status = 404, description = "No events of this user in the range", body = ErrorBody), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/users/{user_id}", tag = "analytics", operation_id = "user", summary = "One user's activity and sessions", params(("user_id" = String, Path, description = "User id"), ("session_gap" = Option<String>, Query, description = "Inactivity that starts a new session (default 30m)"), ("sessions" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Sessions listed (default 50)"), ("recent" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Recent events listed (default 20)"), ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Pages and devices listed (default 20)"), RangeParams), responses((status = 200, description = "First/last seen, counts, sessions, recent events", body = eddy_service::analytics::UserAnswer), (status = 404, description = "No events of this user in the range", body = ErrorBody), Errors))]
 pub(crate) async fn user(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -372,13 +421,15 @@ fn duration(name: &str, v: &Value) -> Result<i64> {
 
 /// An event of a funnel step or a cohort: `{"type": …, "where": {field: value}}`, or just the
 /// type as a string.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum EventBody {
+pub(crate) enum EventBody {
     Type(String),
     Full {
         r#type: String,
+        /// Field or property name → string, number or boolean the event must have.
         #[serde(default, rename = "where")]
+        #[schema(value_type = Object)]
         conditions: std::collections::BTreeMap<String, Value>,
     },
 }
@@ -395,25 +446,38 @@ impl From<EventBody> for EventSpec {
     }
 }
 
-#[derive(Deserialize)]
+/// A funnel question.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FunnelBody {
+pub(crate) struct FunnelBody {
+    /// 1 to 16 steps, in order.
     steps: Vec<EventBody>,
+    /// Conversion window from the first step: a duration such as `"1h"`, or seconds (default
+    /// one day).
     #[serde(default)]
+    #[schema(value_type = Option<DurationArg>)]
     window: Option<Value>,
+    /// Start of the range (default 24 h before `to`).
     #[serde(default)]
+    #[schema(value_type = Option<TimeArg>)]
     from: Option<Value>,
+    /// End of the range (default now).
     #[serde(default)]
+    #[schema(value_type = Option<TimeArg>)]
     to: Option<Value>,
+    /// Split by this field of the entry event (`type`, `source`, `device_id`, `user_id`,
+    /// `page_url` or `property:KEY`).
     #[serde(default)]
     breakdown: Option<String>,
+    /// Breakdown groups shown (default 20).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     breakdown_limit: Option<usize>,
 }
 
 /// `POST /api/v1/analytics/funnel`: users through ordered steps within a conversion window
 /// (strict order; see `eddy_store::journeys::funnel_user` for what counts when steps repeat).
-#[utoipa::path(post, path = "/api/v1/analytics/funnel", tag = "analytics", operation_id = "funnel", summary = "Users through ordered steps within a window", request_body(content = Object, description = "`{\"steps\": [{\"type\", \"where\"}], \"window\": \"1h\", \"from\", \"to\", \"breakdown\"}`"), responses((status = 200, description = "`{steps: [{users, converted, conversion_from_previous, conversion_from_first, median_seconds_to_convert}], breakdown}`", body = Object), Errors))]
+#[utoipa::path(post, path = "/api/v1/analytics/funnel", tag = "analytics", operation_id = "funnel", summary = "Users through ordered steps within a window", request_body(content = FunnelBody, description = "1 to 16 ordered steps, the conversion window, the range, and an optional breakdown field"), responses((status = 200, description = "Users per step, conversions and median times, and the breakdown when asked", body = eddy_service::analytics::FunnelAnswer), Errors))]
 pub(crate) async fn funnel(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -439,19 +503,30 @@ pub(crate) async fn funnel(
     Ok(Json(state.services.analytics.funnel(&caller, q).await?).into_response())
 }
 
-#[derive(Deserialize)]
+/// A retention question.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RetentionBody {
+pub(crate) struct RetentionBody {
+    /// The event that puts a user in the cohort of its period (the first one counts).
     cohort: EventBody,
+    /// The event that counts as a return.
     #[serde(rename = "return")]
     r#return: EventBody,
+    /// `day` (default) or `week`.
     #[serde(default)]
+    #[schema(pattern = "^(day|week)$")]
     period: Option<String>,
+    /// Periods followed (default 14 days or 8 weeks).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 366)]
     periods: Option<usize>,
+    /// Start (default: `periods` periods before `to`).
     #[serde(default)]
+    #[schema(value_type = Option<TimeArg>)]
     from: Option<Value>,
+    /// End (default now).
     #[serde(default)]
+    #[schema(value_type = Option<TimeArg>)]
     to: Option<Value>,
 }
 
@@ -459,7 +534,7 @@ struct RetentionBody {
 /// first-ever `cohort` event within `[from, to)`; per later bucket, the share that did a
 /// `return` event (in bucket 0: after their first event). Buckets that have not started yet
 /// are left out.
-#[utoipa::path(post, path = "/api/v1/analytics/retention", tag = "analytics", operation_id = "retention", summary = "Cohorts by first event and their returns per period", request_body(content = Object, description = "`{\"cohort\", \"return\", \"period\": \"day|week\", \"periods\", \"from\", \"to\"}`"), responses((status = 200, description = "`{cohorts: [{start, users, retention: [{period, users, share}]}], average}`", body = Object), Errors))]
+#[utoipa::path(post, path = "/api/v1/analytics/retention", tag = "analytics", operation_id = "retention", summary = "Cohorts by first event and their returns per period", request_body(content = RetentionBody, description = "The cohort event, the return event, day or week periods, and the range"), responses((status = 200, description = "Cohorts with their returns per period, and the averages", body = eddy_service::analytics::RetentionAnswer), Errors))]
 pub(crate) async fn retention(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -530,7 +605,7 @@ const METRICS_FORMATS: &[Offer<MetricsFormat>] = &[
 /// `(time, offset)` order, streamed as they are read (the whole answer is never in memory;
 /// the default range is all time). An error after the first bytes ends the response early (the
 /// chunked body has no end), so a partial export cannot be mistaken for a whole one.
-#[utoipa::path(get, path = "/api/v1/export", tag = "analytics", operation_id = "export", summary = "Raw events, streamed in time order", params(("format" = Option<String>, Query, description = "csv, ndjson (default) or parquet"), ("from" = Option<String>, Query, description = "Start; default all time"), ("to" = Option<String>, Query, description = "End; default all time")), responses((status = 200, description = "CSV, NDJSON or Parquet, streamed", body = String), Errors))]
+#[utoipa::path(get, path = "/api/v1/export", tag = "analytics", operation_id = "export", summary = "Raw events, streamed in time order", params(("format" = Option<String>, Query, pattern = "^(csv|ndjson|parquet)$", description = "`csv`, `ndjson` (default) or `parquet` (or `Accept`)"), ("from" = Option<String>, Query, description = "Start; default all time"), ("to" = Option<String>, Query, description = "End; default all time")), responses((status = 200, description = "Events in time order, streamed", content((String = "application/x-ndjson"), (String = "text/csv"), (Vec<u8> = "application/vnd.apache.parquet")), headers(("content-disposition" = String, description = "`attachment; filename=\"events.EXT\"`"))), Errors))]
 pub(crate) async fn export(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -576,7 +651,7 @@ pub(crate) async fn export(
 
 /// `GET /api/v1/metrics/export?format=prometheus|json|csv`: the newest value of every
 /// (device, metric) of the tenant.
-#[utoipa::path(get, path = "/api/v1/metrics/export", tag = "analytics", operation_id = "metrics_export", summary = "Newest value of every (device, metric)", params(("format" = Option<String>, Query, description = "prometheus (default), json or csv")), responses((status = 200, description = "Prometheus text, JSON or CSV", body = String), Errors))]
+#[utoipa::path(get, path = "/api/v1/metrics/export", tag = "analytics", operation_id = "metrics_export", summary = "Newest value of every (device, metric)", params(("format" = Option<String>, Query, pattern = "^(prometheus|json|csv)$", description = "`prometheus` (default), `json` or `csv` (or `Accept`)")), responses((status = 200, description = "Prometheus text, JSON or CSV", content((String = "text/plain"), (ListOf<LatestBody> = "application/json"), (String = "text/csv"))), Errors))]
 pub(crate) async fn metrics_export(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -592,14 +667,18 @@ pub(crate) async fn metrics_export(
     }
     let format = negotiate(format.as_deref(), &headers, METRICS_FORMATS)?;
     let latest = state.services.analytics.latest_metrics(&caller).await?;
-    let rfc = eddy_model::time::format_rfc3339;
     Ok(match format {
-        MetricsFormat::Json => Json(json!({
-            "data": latest.iter().map(|m| json!({
-                "device_id": m.device_id, "metric": m.metric, "time": rfc(m.time), "value": m.value,
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+        MetricsFormat::Json => list(
+            latest
+                .iter()
+                .map(|m| LatestBody {
+                    device_id: &m.device_id,
+                    metric: &m.metric,
+                    time: m.time,
+                    value: m.value,
+                })
+                .collect(),
+        ),
         MetricsFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             export::latest_csv(&latest)?,
@@ -614,4 +693,15 @@ pub(crate) async fn metrics_export(
         )
             .into_response(),
     })
+}
+
+/// The newest value of one (device, metric).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct LatestBody<'a> {
+    device_id: &'a str,
+    metric: &'a str,
+    #[serde(serialize_with = "eddy_model::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    time: i64,
+    value: f64,
 }

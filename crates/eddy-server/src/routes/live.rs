@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::auth::{Caller, Reader, presented_secret};
-use crate::openapi::Errors;
+use crate::openapi::{ErrorBody, Errors};
 use crate::routes::params::{bad, unknown};
 use crate::state::AppState;
 use eddy_service::Error as Domain;
@@ -81,7 +82,7 @@ fn slow_consumer(n: u64) -> String {
 }
 
 /// `GET /api/v1/stream`.
-#[utoipa::path(get, path = "/api/v1/stream", tag = "live", operation_id = "sse", summary = "Server-sent events of the tenant: events, rollups, alerts", params(("channels" = Option<String>, Query, description = "Comma list: events, rollups, alerts (default all)"), ("device_id" = Option<String>, Query, description = "Only this device"), ("type" = Option<String>, Query, description = "Only this event type"), ("metric" = Option<String>, Query, description = "Only this metric")), responses((status = 200, description = "`text/event-stream`", body = String), Errors))]
+#[utoipa::path(get, path = "/api/v1/stream", tag = "live", operation_id = "sse", summary = "Server-sent events of the tenant: events, rollups, alerts", params(("channels" = Option<String>, Query, description = "Comma list: events, rollups, alerts (default all)"), ("device_id" = Option<String>, Query, description = "Only this device"), ("type" = Option<String>, Query, description = "Only this event type"), ("metric" = Option<String>, Query, description = "Only this metric")), responses((status = 200, description = "Server-sent events: `event:` names the channel, `data:` is the JSON message", content((String = "text/event-stream"))), Errors))]
 pub(crate) async fn sse(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -181,12 +182,19 @@ fn protocol_key(headers: &HeaderMap) -> (Option<&str>, bool) {
 /// `{"type": "error", "error": "bad_message", …}` and changes nothing.
 ///
 /// **Heartbeat.** The server pings every 20 s and disconnects a peer silent for 60 s.
-#[utoipa::path(get, path = "/api/v1/ws", tag = "live", operation_id = "ws", summary = "WebSocket feed (subscribe messages choose channels)", responses((status = 101, description = "Switching protocols"), Errors))]
+#[utoipa::path(get, path = "/api/v1/ws", tag = "live", operation_id = "ws", summary = "WebSocket feed (subscribe messages choose channels)", responses((status = 101, description = "Switching protocols"), (status = 400, description = "Not a WebSocket handshake, or a bad parameter", body = ErrorBody), Errors))]
 pub(crate) async fn ws(
     State(state): State<AppState>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
+    // A plain GET (no handshake) gets Eddy's JSON error, not axum's plain-text one.
+    let upgrade = upgrade.map_err(|e| {
+        Domain::invalid(
+            "not_a_websocket",
+            format!("this route speaks WebSocket only; connect with a WebSocket client ({e})"),
+        )
+    })?;
     if !origin_allowed(&state, &headers) {
         metrics::counter!("eddy_live_origin_rejected_total").increment(1);
         return Err(Domain::PermissionDenied(
@@ -220,11 +228,11 @@ pub(crate) async fn ws(
 }
 
 /// `GET /ws`: [`ws`] at the path sensor clients use.
-#[utoipa::path(get, path = "/ws", tag = "live", operation_id = "ws_root", summary = "WebSocket feed at the path sensor clients use", responses((status = 101, description = "Switching protocols"), Errors))]
+#[utoipa::path(get, path = "/ws", tag = "live", operation_id = "ws_root", summary = "WebSocket feed at the path sensor clients use", responses((status = 101, description = "Switching protocols"), (status = 400, description = "Not a WebSocket handshake, or a bad parameter", body = ErrorBody), Errors))]
 pub(crate) async fn ws_root(
     state: State<AppState>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
     ws(state, headers, upgrade).await
 }

@@ -42,6 +42,14 @@ pub(crate) struct ListOf<T> {
     pub(crate) data: Vec<T>,
 }
 
+/// A page of a list: `{"data": [...], "next_cursor": …}`; `next_cursor` (`null` on the last
+/// page) is passed back as `cursor` for the next one.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Page<T> {
+    pub(crate) data: Vec<T>,
+    pub(crate) next_cursor: Option<String>,
+}
+
 /// A list answer.
 pub(crate) fn list<T: serde::Serialize>(data: Vec<T>) -> Response {
     axum::response::IntoResponse::into_response(axum::Json(ListOf { data }))

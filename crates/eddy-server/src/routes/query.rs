@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use eddy_service::export;
 use eddy_service::query::{Cursor, EventFilter, SourceChoice, StoredEvent, TimeseriesQuery};
-use serde_json::json;
 
 use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{ErrorBody, Errors, RangeParams};
+use crate::routes::Page;
 use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, unknown, whole};
 use crate::state::AppState;
 use eddy_service::Error as Domain;
@@ -50,7 +50,11 @@ const FORMATS: &[Offer<Format>] = &[
 
 fn render(rows: Vec<StoredEvent>, next_cursor: Option<String>, format: Format) -> Result<Response> {
     let mut resp = match format {
-        Format::Json => Json(json!({"data": rows, "next_cursor": next_cursor})).into_response(),
+        Format::Json => Json(Page {
+            data: rows,
+            next_cursor: next_cursor.clone(),
+        })
+        .into_response(),
         Format::Ndjson => (
             [(header::CONTENT_TYPE, "application/x-ndjson")],
             export::events_ndjson(&rows)?,
@@ -135,7 +139,7 @@ async fn list(
 }
 
 /// `GET /api/v1/events`: raw events, oldest first unless `order=desc`.
-#[utoipa::path(get, path = "/api/v1/events", tag = "query", operation_id = "list_events", summary = "Raw events, oldest first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "`{\"data\": [event], \"next_cursor\"}`; NDJSON or CSV when asked", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "query", operation_id = "list_events", summary = "Raw events, oldest first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 100000, description = "Page size (default 100; at most `--max-result-rows`, default 100000)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, pattern = "^(json|ndjson|csv)$", description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "Events; NDJSON or CSV when asked (the cursor then in `x-next-cursor`)", content((Page<StoredEvent> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))), Errors))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -146,7 +150,7 @@ pub(crate) async fn list_events(
 }
 
 /// `GET /api/v1/events/recent`: the newest events first.
-#[utoipa::path(get, path = "/api/v1/events/recent", tag = "query", operation_id = "recent_events", summary = "The newest events first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, description = "Page size (default 100)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "Events, newest first", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/events/recent", tag = "query", operation_id = "recent_events", summary = "The newest events first", params(RangeParams, ("type" = Option<String>, Query, description = "Event type"), ("device_id" = Option<String>, Query, description = "Device (also `sensor_id`)"), ("user_id" = Option<String>, Query, description = "User"), ("source" = Option<String>, Query, description = "Source"), ("property.KEY" = Option<String>, Query, description = "Property equality (any KEY)"), ("order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "`asc` (default) or `desc`"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 100000, description = "Page size (default 100; at most `--max-result-rows`, default 100000)"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("format" = Option<String>, Query, pattern = "^(json|ndjson|csv)$", description = "`json` (default), `ndjson` or `csv` (or `Accept`)")), responses((status = 200, description = "Events, newest first; NDJSON or CSV when asked (the cursor then in `x-next-cursor`)", content((Page<StoredEvent> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))), Errors))]
 pub(crate) async fn recent_events(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -158,7 +162,7 @@ pub(crate) async fn recent_events(
 
 /// `GET /api/data/recent?limit=&sensor_id=`: the newest sensor readings, as a JSON array in the
 /// shape sensor clients post them (`sensorId`, `value`, `timestamp`), plus all metrics.
-#[utoipa::path(get, path = "/api/data/recent", tag = "query", operation_id = "recent_sensor_data", summary = "Newest sensor readings in the shape sensor clients post", params(("limit" = Option<usize>, Query, description = "At most this many (default 100)"), ("sensor_id" = Option<String>, Query, description = "One sensor")), responses((status = 200, description = "A JSON array of readings", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/data/recent", tag = "query", operation_id = "recent_sensor_data", summary = "Newest sensor readings in the shape sensor clients post", params(("limit" = Option<usize>, Query, minimum = 1, maximum = 100000, description = "At most this many (default 100; at most `--max-result-rows`, default 100000)"), ("sensor_id" = Option<String>, Query, description = "One sensor")), responses((status = 200, description = "A JSON array of readings, newest first", body = Vec<eddy_service::query::Reading>), Errors))]
 pub(crate) async fn recent_sensor_data(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -175,7 +179,7 @@ pub(crate) async fn recent_sensor_data(
 
 /// `GET /api/v1/devices`: device ids with first/last seen, event count and metric names,
 /// ordered by id; `limit` (default 1000) and `cursor` page through them.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "query", operation_id = "list_devices", summary = "Devices with first/last seen, event count and metric names", params(("limit" = Option<usize>, Query, description = "Page size (default 1000)"), ("cursor" = Option<String>, Query, description = "Last id of the previous page")), responses((status = 200, description = "`{\"data\": [device], \"next_cursor\"}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/devices", tag = "query", operation_id = "list_devices", summary = "Devices with first/last seen, event count and metric names", params(("limit" = Option<usize>, Query, minimum = 1, maximum = 100000, description = "Page size (default 1000; at most `--max-result-rows`, default 100000)"), ("cursor" = Option<String>, Query, description = "Last id of the previous page")), responses((status = 200, description = "A page of devices, ordered by id", body = Page<eddy_service::query::DeviceSummary>), Errors))]
 pub(crate) async fn list_devices(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -191,12 +195,16 @@ pub(crate) async fn list_devices(
         }
     }
     let page = state.services.query.devices(&caller, cursor, limit).await?;
-    Ok(Json(json!({"data": page.devices, "next_cursor": page.next_cursor})).into_response())
+    Ok(Json(Page {
+        data: page.devices,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
 /// `GET /api/v1/devices/{id}/metrics?points=`: per metric, the latest value and the newest
 /// `points` (default 20) samples, oldest first.
-#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "query", operation_id = "device_metrics", summary = "Latest value and newest samples of each metric of a device", params(("id" = String, Path, description = "Device id"), ("points" = Option<usize>, Query, description = "Samples per metric (default 20)")), responses((status = 200, description = "Per metric: latest and points", body = Object), (status = 404, description = "No samples of this device", body = ErrorBody), Errors))]
+#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "query", operation_id = "device_metrics", summary = "Latest value and newest samples of each metric of a device", params(("id" = String, Path, description = "Device id"), ("points" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Samples per metric (default 20)")), responses((status = 200, description = "Per metric: latest and points", body = eddy_service::query::DeviceMetrics), (status = 404, description = "No samples of this device", body = ErrorBody), Errors))]
 pub(crate) async fn device_metrics(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -224,7 +232,7 @@ pub(crate) async fn device_metrics(
 /// 1-minute buckets, `avg`. Answered from rollups when they give the same answer (see
 /// `eddy_service::query::QueryService::timeseries_from_rollups`), else from raw data; `source=raw` forces raw, and the
 /// `x-eddy-source` header says which.
-#[utoipa::path(get, path = "/api/v1/timeseries", tag = "query", operation_id = "timeseries", summary = "Buckets of one metric (from rollups when they give the raw answer)", params(("metric" = String, Query, description = "Metric name"), RangeParams, ("device_id" = Option<String>, Query, description = "One device"), ("bucket" = Option<String>, Query, description = "Bucket width, e.g. 1m (default), 1h, 1d"), ("agg" = Option<String>, Query, description = "Comma list: avg, sum, min, max, count, first, last, p50, p90, p95, p99"), ("group_by" = Option<String>, Query, description = "`device_id`: one series per device"), ("source" = Option<String>, Query, description = "`raw` forces raw data")), responses((status = 200, description = "`{\"data\": [{time, agg...}]}` or `{\"series\": [...]}`; `x-eddy-source` says rollups or raw", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/timeseries", tag = "query", operation_id = "timeseries", summary = "Buckets of one metric (from rollups when they give the raw answer)", params(("metric" = String, Query, min_length = 1, description = "Metric name"), RangeParams, ("device_id" = Option<String>, Query, description = "One device"), ("bucket" = Option<String>, Query, description = "Bucket width, e.g. 1m (default), 1h, 1d"), ("agg" = Option<String>, Query, pattern = "^(avg|sum|min|max|count|first|last|p50|p90|p95|p99)(,(avg|sum|min|max|count|first|last|p50|p90|p95|p99))*$", description = "Comma list of `avg` (default), `sum`, `min`, `max`, `count`, `first`, `last`, `p50`, `p90`, `p95`, `p99`"), ("group_by" = Option<String>, Query, pattern = "^device_id$", description = "`device_id`: one series per device"), ("source" = Option<String>, Query, pattern = "^(auto|raw)$", description = "`raw` forces raw data; `auto` (default) uses rollups when they give the raw answer")), responses((status = 200, description = "Buckets oldest first; `x-eddy-source` says rollups or raw", body = crate::openapi::TimeseriesBody, headers(("x-eddy-source" = String, description = "`rollups` or `raw`"))), Errors))]
 pub(crate) async fn timeseries(
     State(state): State<AppState>,
     Reader(caller): Reader,

@@ -25,7 +25,7 @@ use crate::state::AppState;
 use eddy_service::range::{DAY_NS, TimeRange};
 
 /// `GET /api/v1/rollups` (1-minute windows unless `resolution` says otherwise).
-#[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "`{\"resolution\", \"watermark\", \"data\": [window]}`", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/rollups", tag = "rollups", operation_id = "rollups", summary = "Rollup windows of a metric or a dimension (1-minute by default)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, pattern = "^(type|page_url|source)$", description = "`type`, `page_url` or `source`"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, pattern = "^(1m|1h|1d)$", description = "`1m`, `1h` or `1d`"), RangeParams), responses((status = 200, description = "The resolution, the watermark (windows before it are final) and the windows, oldest first", body = eddy_service::query::RollupsAnswer), Errors))]
 pub(crate) async fn rollups(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -37,7 +37,7 @@ pub(crate) async fn rollups(
 /// `GET /api/v1/analytics/aggregates`: what device-telemetry clients ask for — the same rollup
 /// rows, hourly unless `resolution` says otherwise; without `metric`, every metric (of the
 /// device, with `device_id`).
-#[utoipa::path(get, path = "/api/v1/analytics/aggregates", tag = "rollups", operation_id = "aggregates", summary = "Rollup rows, hourly by default (device-telemetry clients)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, description = "type, page_url or source"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, description = "1m, 1h or 1d"), RangeParams), responses((status = 200, description = "As /api/v1/rollups", body = Object), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/aggregates", tag = "rollups", operation_id = "aggregates", summary = "Rollup rows, hourly by default (device-telemetry clients)", params(("metric" = Option<String>, Query, description = "Metric"), ("device_id" = Option<String>, Query, description = "Device"), ("dimension" = Option<String>, Query, pattern = "^(type|page_url|source)$", description = "`type`, `page_url` or `source`"), ("value" = Option<String>, Query, description = "One value of the dimension"), ("resolution" = Option<String>, Query, pattern = "^(1m|1h|1d)$", description = "`1m`, `1h` or `1d`"), RangeParams), responses((status = 200, description = "The resolution, the watermark (windows before it are final) and the windows, oldest first", body = eddy_service::query::RollupsAnswer), Errors))]
 pub(crate) async fn aggregates(
     State(state): State<AppState>,
     Reader(caller): Reader,

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::Reader;
 use crate::openapi::Errors;
@@ -22,12 +21,36 @@ use crate::state::AppState;
 use crate::{Error, Result};
 use eddy_service::Error as Domain;
 
-#[derive(Deserialize)]
+/// One SQL statement and how to write its answer.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
+pub(crate) struct SqlRequest {
+    /// One read-only statement (`SELECT`, `WITH`, `EXPLAIN`) over the tenant's `events`,
+    /// `metric_samples`, `rollups`, `rollup_counts` and `alerts`.
+    #[schema(min_length = 1)]
     sql: String,
+    /// `json` (default), `csv`, `ndjson` or `arrow` (or `Accept`).
     #[serde(default)]
+    #[schema(pattern = "^(json|csv|ndjson|arrow)$")]
     format: Option<String>,
+}
+
+/// A column of an SQL answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SqlColumn {
+    name: String,
+    /// Arrow type name, e.g. `Int64`, `Utf8`, `Timestamp(Nanosecond, Some("UTC"))`.
+    r#type: String,
+}
+
+/// An SQL answer as JSON: the columns, the row count and the rows as objects.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only: `render` writes it from Arrow batches
+pub(crate) struct SqlAnswerBody {
+    columns: Vec<SqlColumn>,
+    rows: usize,
+    /// One object per row, column name → value.
+    data: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// How an answer is written.
@@ -77,7 +100,7 @@ impl Format {
 }
 
 /// `POST /api/v1/query` with `{"sql": "…", "format"?: "json|csv|ndjson|arrow"}`.
-#[utoipa::path(post, path = "/api/v1/query", tag = "sql", operation_id = "query", summary = "One read-only SQL statement over the tenant's tables", request_body(content = Object, description = "`{\"sql\": \"...\", \"format\": \"json|csv|ndjson|arrow\"}`"), responses((status = 200, description = "`{\"columns\", \"rows\", \"data\"}`, or CSV, NDJSON, Arrow IPC", body = Object), Errors))]
+#[utoipa::path(post, path = "/api/v1/query", tag = "sql", operation_id = "query", summary = "One read-only SQL statement over the tenant's tables", request_body(content = SqlRequest), responses((status = 200, description = "The answer as JSON, CSV, NDJSON or an Arrow IPC stream", content((SqlAnswerBody = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.arrow.stream"))), Errors))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -119,7 +142,10 @@ fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
             let columns: Vec<_> = schema
                 .fields()
                 .iter()
-                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .map(|f| SqlColumn {
+                    name: f.name().clone(),
+                    r#type: f.data_type().to_string(),
+                })
                 .collect();
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let mut out = Vec::with_capacity(data.len() + 256);

@@ -105,41 +105,71 @@ pub struct Rule {
     pub updated_at: i64,
 }
 
-/// A rule as the API takes it: every field optional, checked by [`RuleSpec::validate`].
+/// A rule as the API takes it: every field optional, checked by [`RuleSpec::validate`]. Which
+/// fields apply depends on `kind`; a field that does not apply is refused.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// 1 to 200 characters (default: the kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
+    /// Required: `zscore`, `ewma`, `threshold` or `deadman`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(zscore|ewma|threshold|deadman)$")
+    )]
     pub kind: Option<String>,
+    /// Devices the rule watches (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
+    /// Metrics the rule watches (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<String>>,
+    /// `info`, `warning` (default) or `critical`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(info|warning|critical)$"))]
     pub severity: Option<String>,
+    /// Consecutive normal points that resolve an active alert (1 to 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub resolve_after: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// `zscore`: points in the baseline window (2 to 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 10000))]
     pub window: Option<usize>,
+    /// `zscore`, `ewma`: deviations that trigger (positive; default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub threshold: Option<f64>,
+    /// `zscore` (1 to `window`), `ewma` (1 to 100000): points before the rule judges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
     pub min_points: Option<usize>,
+    /// `ewma`: smoothing factor in (0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1))]
     pub alpha: Option<f64>,
+    /// `threshold`: `>`, `<` or `outside`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(>|<|outside)$"))]
     pub op: Option<String>,
+    /// `threshold` with `>` or `<`: the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// `threshold` with `outside`: the lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    /// `threshold` with `outside`: the upper bound (greater than `min`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// `deadman`: minutes without data that trigger (at most 10080).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 10080))]
     pub minutes: Option<f64>,
 }
 

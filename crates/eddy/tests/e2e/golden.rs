@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::common::TestServer;
+use crate::contract::Contract;
 
 /// The shape of a value: objects keep their keys (sorted) with the shapes of their values;
 /// arrays become one element whose shape merges all elements' (so optional keys show);
@@ -100,9 +101,15 @@ async fn response_shapes_match_the_golden_file() {
         "/ready",
         "/api/v1/analytics/top",
     ];
+    let (_, doc) = s.get("/api/v1/openapi.json", &k).await;
+    let contract = Contract::new(doc);
+    let mut broken = Vec::new();
     let mut got: BTreeMap<String, Value> = BTreeMap::new();
     for path in gets {
         let (st, v) = s.get(path, &k).await;
+        if let Err(e) = contract.check("GET", path, st.as_u16(), &v) {
+            broken.push(e);
+        }
         got.insert(
             format!("GET {path}"),
             json!({"status": st.as_u16(), "body": shape(&v)}),
@@ -128,11 +135,36 @@ async fn response_shapes_match_the_golden_file() {
     ];
     for (path, body) in posts {
         let (st, v) = s.post(path, &k, &body.to_string()).await;
+        if let Err(e) = contract.check("POST", path, st.as_u16(), &v) {
+            broken.push(e);
+        }
         got.insert(
             format!("POST {path} {body}"),
             json!({"status": st.as_u16(), "body": shape(&v)}),
         );
     }
+    // The check itself can fail: a wrong type, an undocumented status.
+    assert!(
+        contract
+            .check("GET", "/api/v1/devices", 200, &json!({"data": 5}))
+            .is_err()
+    );
+    assert!(
+        contract
+            .check(
+                "GET",
+                "/api/v1/devices",
+                200,
+                &json!({"data": [{"device_id": 1}], "next_cursor": null})
+            )
+            .is_err()
+    );
+    assert!(contract.check("GET", "/health", 418, &json!({})).is_err());
+    assert!(
+        broken.is_empty(),
+        "answers the OpenAPI document does not describe:\n{}",
+        broken.join("\n")
+    );
     let got = Value::Object(got.into_iter().collect::<Map<String, Value>>());
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/shapes.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
