@@ -167,7 +167,9 @@ impl ConsumerTask {
 
     /// Signals the loop to stop and waits until it has run its final step.
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
+        // `send_replace` stores the value even before the loop has subscribed (`send` would
+        // drop it when there is no receiver yet, and the loop would never stop).
+        self.stop.send_replace(true);
         let handle = match self.handle.lock() {
             Ok(mut h) => h.take(),
             Err(_) => {
@@ -252,11 +254,47 @@ mod tests {
                 .await
                 .map(|()| c)
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Stop at once: the loop still reads to the end of the log first.
         tx.send(true).unwrap();
         let c = run.await.unwrap().unwrap();
         assert_eq!(c.seen, (4..10).collect::<Vec<_>>());
         assert!(c.idle_rounds >= 1);
         assert!(c.finished);
+    }
+
+    /// A stop asked for before the loop has subscribed to the signal is not lost.
+    #[tokio::test]
+    async fn a_stop_before_the_loop_subscribes_still_stops_it() {
+        let task = Arc::new(ConsumerTask::new("test", "final step"));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let t = task.clone();
+        task.spawn(async move {
+            // Subscribes only once stop() was called.
+            let _ = started_rx.await;
+            let stop = t.stop_signal();
+            assert!(*stop.borrow(), "the stop asked for earlier is seen");
+            Ok::<(), Error>(())
+        });
+        assert!(!task.stopping());
+        let stopping = {
+            let task = task.clone();
+            tokio::spawn(async move { task.stop().await })
+        };
+        // stop() has sent (stopping() says so) before the loop subscribed.
+        for _ in 0..1_000_000 {
+            if task.stopping() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            task.stopping(),
+            "the stop was kept although nobody listened yet"
+        );
+        started_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), stopping)
+            .await
+            .expect("stop() returned")
+            .unwrap();
     }
 }

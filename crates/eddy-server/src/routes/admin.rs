@@ -14,14 +14,15 @@ use eddy_service::auth::Scope;
 use crate::Result;
 use crate::auth::Caller;
 use crate::openapi::{ErrorBody, Errors};
+use crate::routes::SmallBody;
 use crate::routes::{ListOf, list, parse_json};
 use crate::state::AppState;
 
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "admin", operation_id = "create_tenant", summary = "Create a tenant", request_body(content = CreateTenant, description = "The new tenant"), responses((status = 201, description = "The tenant", body = TenantView), (status = 409, description = "A tenant of that name exists", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "admin", operation_id = "create_tenant", summary = "Create a tenant", request_body(content = CreateTenant, description = "The new tenant"), responses((status = 201, description = "The tenant", body = TenantView), (status = 409, description = "A tenant of that name exists", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     caller.require(Scope::Admin)?;
     let req: CreateTenant = parse_json(&body)?;
@@ -46,12 +47,12 @@ pub(crate) async fn get_tenant(
     Ok(Json(state.services.admin.get_tenant(&caller.0, &id)?).into_response())
 }
 
-#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "update_tenant", summary = "Change a tenant's quota, retention or webhook", params(("id" = String, Path, description = "Tenant id")), request_body(content = UpdateTenant, description = "Fields to change; `null` resets one to the server default"), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant", body = ErrorBody), Errors))]
+#[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "admin", operation_id = "update_tenant", summary = "Change a tenant's quota, retention or webhook", params(("id" = String, Path, description = "Tenant id")), request_body(content = UpdateTenant, description = "Fields to change; `null` resets one to the server default"), responses((status = 200, description = "The tenant", body = TenantView), (status = 404, description = "No such tenant", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn update_tenant(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     caller.require(Scope::Admin)?;
     let req: UpdateTenant = parse_json(&body)?;
@@ -70,12 +71,12 @@ pub(crate) async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "admin", operation_id = "create_key", summary = "Create a key (shown once)", params(("id" = String, Path, description = "Tenant id")), request_body(content = CreateKey, description = "The new key"), responses((status = 201, description = "The key with its secret, shown only here", body = CreatedKeyView), (status = 404, description = "No such tenant", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/tenants/{id}/keys", tag = "admin", operation_id = "create_key", summary = "Create a key (shown once)", params(("id" = String, Path, description = "Tenant id")), request_body(content = CreateKey, description = "The new key"), responses((status = 201, description = "The key with its secret, shown only here", body = CreatedKeyView), (status = 404, description = "No such tenant", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     caller.require(Scope::Admin)?;
     let req: CreateKey = parse_json(&body)?;

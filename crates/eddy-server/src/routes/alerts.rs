@@ -27,6 +27,7 @@ use serde_json::Value;
 use crate::Result;
 use crate::auth::Caller;
 use crate::openapi::{ErrorBody, Errors};
+use crate::routes::SmallBody;
 use crate::routes::params::unknown;
 use crate::routes::parse_json;
 use crate::state::AppState;
@@ -72,11 +73,11 @@ pub(crate) struct RuleWithId {
 }
 
 /// `POST /api/v1/rules`: the body is a rule with an optional `id` (generated when absent).
-#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", operation_id = "create_rule", summary = "Create a rule", request_body(content = RuleWithId, description = "A rule (see README, \"Rules\"), with an optional `id`"), responses((status = 201, description = "The rule", body = RuleView), (status = 409, description = "A rule with this id exists", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", operation_id = "create_rule", summary = "Create a rule", request_body(content = RuleWithId, description = "A rule (see README, \"Rules\"), with an optional `id`"), responses((status = 201, description = "The rule", body = RuleView), (status = 409, description = "A rule with this id exists", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn create_rule(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     // The scope and the id first, then the body, as before the service layer.
     caller.require(Scope::Write)?;
@@ -100,7 +101,7 @@ pub(crate) async fn create_rule(
 }
 
 /// `GET /api/v1/rules/{id}`.
-#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "get_rule", summary = "One rule", params(("id" = String, Path, description = "Rule id")), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "get_rule", summary = "One rule", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Rule id: 1 to 64 letters, digits, `-` or `_`")), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn get_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,12 +111,12 @@ pub(crate) async fn get_rule(
 }
 
 /// `PUT /api/v1/rules/{id}`: creates or replaces the rule.
-#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "put_rule", summary = "Create or replace a rule", params(("id" = String, Path, description = "Rule id")), request_body(content = RuleSpec, description = "A rule (see README, \"Rules\")"), responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Created", body = RuleView), (status = 409, description = "The tenant has its maximum of rules", body = ErrorBody), Errors))]
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "put_rule", summary = "Create or replace a rule", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Rule id: 1 to 64 letters, digits, `-` or `_`")), request_body(content = RuleSpec, description = "A rule (see README, \"Rules\")"), responses((status = 200, description = "Replaced", body = RuleView), (status = 201, description = "Created", body = RuleView), (status = 409, description = "The tenant has its maximum of rules", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn put_rule(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     caller.require(Scope::Write)?;
     check_rule_id(&id)?;
@@ -130,12 +131,12 @@ pub(crate) async fn put_rule(
 }
 
 /// `PATCH /api/v1/rules/{id}`: a JSON merge patch (RFC 7386) over the rule's fields.
-#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "patch_rule", summary = "JSON merge patch of a rule", params(("id" = String, Path, description = "Rule id")), request_body(content((RuleSpec = "application/merge-patch+json"), (RuleSpec = "application/json")), description = "A JSON merge patch (RFC 7386) of the rule's fields: given fields replace, `null` removes"), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
+#[utoipa::path(patch, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "patch_rule", summary = "JSON merge patch of a rule", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Rule id: 1 to 64 letters, digits, `-` or `_`")), request_body(content((RuleSpec = "application/merge-patch+json"), (RuleSpec = "application/json")), description = "A JSON merge patch (RFC 7386) of the rule's fields: given fields replace, `null` removes"), responses((status = 200, description = "The rule", body = RuleView), (status = 404, description = "No such rule", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn patch_rule(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Json<RuleView>> {
     caller.require(Scope::Write)?;
     let Value::Object(patch) = parse_json(&body)? else {
@@ -151,7 +152,7 @@ pub(crate) async fn patch_rule(
 }
 
 /// `DELETE /api/v1/rules/{id}`: the rule's active alerts are resolved (`rule_deleted`).
-#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "delete_rule", summary = "Delete a rule (its active alerts resolve)", params(("id" = String, Path, description = "Rule id")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "alerts", operation_id = "delete_rule", summary = "Delete a rule (its active alerts resolve)", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Rule id: 1 to 64 letters, digits, `-` or `_`")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such rule", body = ErrorBody), Errors))]
 pub(crate) async fn delete_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,23 +238,23 @@ async fn act(
 }
 
 /// `POST /api/v1/alerts/{id}/acknowledge`.
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", operation_id = "acknowledge", summary = "Acknowledge an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), (status = 409, description = "The alert is resolved", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts", operation_id = "acknowledge", summary = "Acknowledge an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), (status = 409, description = "The alert is resolved", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Json<AlertView>> {
     act(state, caller, id, &body, AlertActionKind::Acknowledge).await
 }
 
 /// `POST /api/v1/alerts/{id}/resolve`.
-#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", operation_id = "resolve", summary = "Resolve an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), Errors))]
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", operation_id = "resolve", summary = "Resolve an alert", params(("id" = String, Path, description = "Alert id")), request_body(content = ActionBody, description = "Optional: `{\"note\": \"…\"}`"), responses((status = 200, description = "The alert", body = AlertView), (status = 404, description = "No such alert", body = ErrorBody), (status = 413, description = "Body over 2 MiB", body = ErrorBody), Errors))]
 pub(crate) async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Json<AlertView>> {
     act(state, caller, id, &body, AlertActionKind::Resolve).await
 }

@@ -8,7 +8,7 @@
 //! encodes and streams.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{DurationArg, ErrorBody, Errors, FilterParams, RangeParams, TimeArg};
+use crate::routes::SmallBody;
 use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, time, unknown, whole};
 use crate::routes::parse_json;
 use crate::routes::{ListOf, list};
@@ -248,7 +249,7 @@ pub(crate) async fn top(
 /// `GET /analytics/events`: click counts per (user, page) in the shape click-tracking clients
 /// read — `{"data": [{"user_id", "page_url", "clicks"}], "total_clicks"}` — filtered by
 /// `user_id` / `page_url`, over `from`/`to` (default: the last 24 hours).
-#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 100, description = "Users and pages listed (default 100)"), RangeParams), responses((status = 200, description = "Clicks per (user, page), most first", body = eddy_service::analytics::ClickCounts), Errors))]
+#[utoipa::path(get, path = "/analytics/events", tag = "analytics", operation_id = "click_counts", summary = "Click counts per (user, page)", params(("user_id" = Option<String>, Query, description = "One user"), ("page_url" = Option<String>, Query, description = "One page"), ("event_type" = Option<String>, Query, description = "Event type counted (default click)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Users and pages listed (default 100)"), RangeParams), responses((status = 200, description = "Clicks per (user, page), most first", body = eddy_service::analytics::ClickCounts), Errors))]
 pub(crate) async fn click_counts(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -285,7 +286,7 @@ pub(crate) async fn click_counts(
 /// `GET /api/v1/analytics/timeseries?measure=&group_by=&bucket=&limit=`: per bucket, the
 /// measure (`count`, `distinct_users` or `metric:NAME` with `agg`) for each of the `limit`
 /// (default 5) largest groups over the range, and for all others together (`"other": true`).
-#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, pattern = "^(count|distinct_users|metric:.+)$", description = "`count` (default), `distinct_users` or `metric:NAME`"), ("agg" = Option<String>, Query, pattern = "^(avg|sum|min|max|count)$", description = "With `metric:NAME`: `avg` (default), `sum`, `min`, `max` or `count`"), ("group_by" = String, Query, pattern = "^(page_url|type|source|device_id|user_id|property:.+)$", description = "`type`, `page_url`, `source`, `device_id`, `user_id` or `property:KEY`"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Groups shown (default 5)"), RangeParams, FilterParams), responses((status = 200, description = "One series per top group, then \"other\"", body = eddy_service::analytics::GroupedAnswer), Errors))]
+#[utoipa::path(get, path = "/api/v1/analytics/timeseries", tag = "analytics", operation_id = "grouped_timeseries", summary = "A measure per bucket for the top groups and \"other\"", params(("measure" = Option<String>, Query, pattern = "^(count|distinct_users|metric:.+)$", description = "`count` (default), `distinct_users` or `metric:NAME`"), ("agg" = Option<String>, Query, pattern = "^(avg|sum|min|max|count)$", description = "With `metric:NAME`: `avg` (default), `sum`, `min`, `max` or `count`"), ("group_by" = String, Query, pattern = "^(page_url|type|source|device_id|user_id|property:.+)$", description = "`type`, `page_url`, `source`, `device_id`, `user_id` or `property:KEY`"), ("bucket" = Option<String>, Query, description = "Bucket width (default 1h)"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 100, description = "Groups shown (default 5)"), RangeParams, FilterParams), responses((status = 200, description = "One series per top group, then \"other\"", body = eddy_service::analytics::GroupedAnswer), Errors))]
 pub(crate) async fn grouped_timeseries(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -451,6 +452,7 @@ impl From<EventBody> for EventSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FunnelBody {
     /// 1 to 16 steps, in order.
+    #[schema(min_items = 1, max_items = 16)]
     steps: Vec<EventBody>,
     /// Conversion window from the first step: a duration such as `"1h"`, or seconds (default
     /// one day).
@@ -469,19 +471,18 @@ pub(crate) struct FunnelBody {
     /// `page_url` or `property:KEY`).
     #[serde(default)]
     breakdown: Option<String>,
-    /// Breakdown groups shown (default 20).
+    /// Breakdown groups shown (default 20; values beyond 1 to 1000 are clamped to it).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 1000)]
     breakdown_limit: Option<usize>,
 }
 
 /// `POST /api/v1/analytics/funnel`: users through ordered steps within a conversion window
 /// (strict order; see `eddy_store::journeys::funnel_user` for what counts when steps repeat).
-#[utoipa::path(post, path = "/api/v1/analytics/funnel", tag = "analytics", operation_id = "funnel", summary = "Users through ordered steps within a window", request_body(content = FunnelBody, description = "1 to 16 ordered steps, the conversion window, the range, and an optional breakdown field"), responses((status = 200, description = "Users per step, conversions and median times, and the breakdown when asked", body = eddy_service::analytics::FunnelAnswer), Errors))]
+#[utoipa::path(post, path = "/api/v1/analytics/funnel", tag = "analytics", operation_id = "funnel", summary = "Users through ordered steps within a window", request_body(content = FunnelBody, description = "1 to 16 ordered steps, the conversion window, the range, and an optional breakdown field"), responses((status = 200, description = "Users per step, conversions and median times, and the breakdown when asked", body = eddy_service::analytics::FunnelAnswer), (status = 413, description = "Body over 128 KiB (the query cache reads at most that)", body = ErrorBody), Errors))]
 pub(crate) async fn funnel(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    body: Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     let req: FunnelBody = parse_json(&body)?;
     let now = state.clock.now_ns();
@@ -534,11 +535,11 @@ pub(crate) struct RetentionBody {
 /// first-ever `cohort` event within `[from, to)`; per later bucket, the share that did a
 /// `return` event (in bucket 0: after their first event). Buckets that have not started yet
 /// are left out.
-#[utoipa::path(post, path = "/api/v1/analytics/retention", tag = "analytics", operation_id = "retention", summary = "Cohorts by first event and their returns per period", request_body(content = RetentionBody, description = "The cohort event, the return event, day or week periods, and the range"), responses((status = 200, description = "Cohorts with their returns per period, and the averages", body = eddy_service::analytics::RetentionAnswer), Errors))]
+#[utoipa::path(post, path = "/api/v1/analytics/retention", tag = "analytics", operation_id = "retention", summary = "Cohorts by first event and their returns per period", request_body(content = RetentionBody, description = "The cohort event, the return event, day or week periods, and the range"), responses((status = 200, description = "Cohorts with their returns per period, and the averages", body = eddy_service::analytics::RetentionAnswer), (status = 413, description = "Body over 128 KiB (the query cache reads at most that)", body = ErrorBody), Errors))]
 pub(crate) async fn retention(
     State(state): State<AppState>,
     Reader(caller): Reader,
-    body: Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     let req: RetentionBody = parse_json(&body)?;
     let period = match req.period.as_deref().unwrap_or("day") {

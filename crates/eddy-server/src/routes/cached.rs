@@ -31,8 +31,8 @@ const CACHED_ROUTES: [(Method, &str); 14] = [
     (Method::GET, "/analytics/events"),
     (Method::GET, "/api/v1/analytics/timeseries"),
     (Method::GET, "/api/v1/analytics/users/{user_id}"),
-    (Method::GET, "/api/v1/analytics/funnel"),
-    (Method::GET, "/api/v1/analytics/retention"),
+    (Method::POST, "/api/v1/analytics/funnel"),
+    (Method::POST, "/api/v1/analytics/retention"),
     (Method::GET, "/api/v1/metrics/export"),
 ];
 

@@ -190,9 +190,11 @@ pub(crate) async fn ws(
 ) -> Result<Response> {
     // A plain GET (no handshake) gets Eddy's JSON error, not axum's plain-text one.
     let upgrade = upgrade.map_err(|e| {
+        tracing::debug!(error = %e, "not a WebSocket handshake");
         Domain::invalid(
             "not_a_websocket",
-            format!("this route speaks WebSocket only; connect with a WebSocket client ({e})"),
+            "this route speaks WebSocket only: connect with a WebSocket client (a GET with \
+             `Connection: Upgrade`, `Upgrade: websocket` and the handshake headers)",
         )
     })?;
     if !origin_allowed(&state, &headers) {

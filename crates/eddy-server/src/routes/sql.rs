@@ -7,14 +7,14 @@
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::auth::Reader;
-use crate::openapi::Errors;
+use crate::openapi::{ErrorBody, Errors};
+use crate::routes::SmallBody;
 use crate::routes::params::{Offer, negotiate};
 use crate::routes::parse_json;
 use crate::state::AppState;
@@ -100,12 +100,12 @@ impl Format {
 }
 
 /// `POST /api/v1/query` with `{"sql": "…", "format"?: "json|csv|ndjson|arrow"}`.
-#[utoipa::path(post, path = "/api/v1/query", tag = "sql", operation_id = "query", summary = "One read-only SQL statement over the tenant's tables", request_body(content = SqlRequest), responses((status = 200, description = "The answer as JSON, CSV, NDJSON or an Arrow IPC stream", content((SqlAnswerBody = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.arrow.stream"))), Errors))]
+#[utoipa::path(post, path = "/api/v1/query", tag = "sql", operation_id = "query", summary = "One read-only SQL statement over the tenant's tables", request_body(content = SqlRequest), responses((status = 200, description = "The answer as JSON, CSV, NDJSON or an Arrow IPC stream", content((SqlAnswerBody = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.arrow.stream"))), (status = 413, description = "Body over 128 KiB (the query cache reads at most that)", body = ErrorBody), Errors))]
 pub(crate) async fn query(
     State(state): State<AppState>,
     Reader(caller): Reader,
     headers: HeaderMap,
-    body: Bytes,
+    SmallBody(body): SmallBody,
 ) -> Result<Response> {
     let req: SqlRequest = parse_json(&body)?;
     let format = negotiate(req.format.as_deref(), &headers, FORMATS)?;

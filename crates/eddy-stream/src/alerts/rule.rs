@@ -111,7 +111,7 @@ pub struct Rule {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    /// 1 to 200 characters (default: the kind).
+    /// 1 to 200 characters (default: the rule id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,

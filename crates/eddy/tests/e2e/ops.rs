@@ -368,3 +368,83 @@ async fn the_openapi_document_covers_every_route_and_lists_only_real_ones() {
         "a route registered without its OpenAPI entry"
     );
 }
+
+/// Errors the fuzzer found reaching clients in a library's words, now Eddy's JSON: an
+/// oversized JSON document, a plain GET on the WebSocket routes, a bad ingest flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_handshakes_and_flags_are_refused_in_eddys_words() {
+    let s = TestServer::spawn().await;
+    let k = s.admin_key.clone();
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(3 << 20));
+    for path in ["/api/v1/rules", "/api/v1/tenants"] {
+        // The server closes a connection whose body it did not read: not one to reuse.
+        let r = s
+            .post_raw(
+                path,
+                &k,
+                &[
+                    ("content-type", "application/json"),
+                    ("connection", "close"),
+                ],
+                big.clone(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "payload_too_large", "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("2 MiB"), "{v}");
+    }
+    for path in ["/ws", "/api/v1/ws"] {
+        let (st, v) = s.get(path, &k).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["error"], "not_a_websocket", "{v}");
+        assert!(
+            !v["message"].as_str().unwrap().contains("Connection header"),
+            "{v}"
+        );
+    }
+    let (st, v) = s
+        .post("/api/v1/events?sync=maybe", &k, r#"{"type": "x"}"#)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["message"], "`sync`: true or false", "{v}");
+    let (st, _) = s.get("/api/v1/events?limit=10", &k).await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+/// Funnels and retention (POST routes) are answered from the query cache like the other
+/// analytics routes: the same body again within the staleness is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funnel_and_retention_answers_are_cached_by_body() {
+    let s = TestServer::spawn().await;
+    let k = s.admin_key.clone();
+    for (path, body) in [
+        ("/api/v1/analytics/funnel", r#"{"steps": ["a", "b"]}"#),
+        (
+            "/api/v1/analytics/retention",
+            r#"{"cohort": "a", "return": "b"}"#,
+        ),
+    ] {
+        let mut seen = Vec::new();
+        for b in [body, body, r#"{"steps": ["a", "c"]}"#] {
+            if path.ends_with("retention") && b.contains("steps") {
+                continue;
+            }
+            let r = s
+                .post_raw(
+                    path,
+                    &k,
+                    &[("content-type", "application/json")],
+                    b.to_string(),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{path} {b}");
+            seen.push(r.headers()["x-eddy-cache"].to_str().unwrap().to_string());
+        }
+        assert_eq!(seen[0], "miss", "{path}");
+        assert_eq!(seen[1], "hit", "{path}");
+        if let Some(third) = seen.get(2) {
+            assert_eq!(third, "miss", "{path}: another body is another answer");
+        }
+    }
+}
