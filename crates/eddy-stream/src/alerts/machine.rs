@@ -205,27 +205,8 @@ impl TenantAlerts {
                     let Some(seq) = admit(alerts, next_seq, suppressed) else {
                         continue;
                     };
-                    let a = Alert {
-                        id: format!("alert-{seq}"),
-                        rule_id: rule.id.clone(),
-                        rule_name: rule.name.clone(),
-                        rule_kind: rule.kind.name().into(),
-                        device_id: device.to_string(),
-                        metric: metric.clone(),
-                        severity: rule.severity,
-                        status: Status::Open,
-                        message: message(),
-                        value: Some(value),
-                        expected,
-                        score,
-                        occurrences: 1,
-                        opened_at: e.time,
-                        last_triggered_at: e.time,
-                        acknowledged_at: None,
-                        resolved_at: None,
-                        resolution: None,
-                        note: None,
-                    };
+                    let mut a = opened(seq, rule, device, metric, message(), e.time);
+                    (a.value, a.expected, a.score) = (Some(value), expected, score);
                     out.push(notice(&e.tenant, Transition::Opened, e.received_at, &a));
                     alerts.insert(seq, a);
                     st.active = Some(seq);
@@ -273,32 +254,13 @@ impl TenantAlerts {
                     let Some(seq) = admit(alerts, next_seq, suppressed) else {
                         continue;
                     };
-                    let a = Alert {
-                        id: format!("alert-{seq}"),
-                        rule_id: rule.id.clone(),
-                        rule_name: rule.name.clone(),
-                        rule_kind: rule.kind.name().into(),
-                        device_id: device.clone(),
-                        metric: metric.clone(),
-                        severity: rule.severity,
-                        status: Status::Open,
-                        message: format!(
-                            "no {} data for {} minutes (last point received {})",
-                            series_name(device, metric),
-                            fmt_num(minutes),
-                            format_rfc3339(st.last_received_at)
-                        ),
-                        value: None,
-                        expected: None,
-                        score: None,
-                        occurrences: 1,
-                        opened_at: now,
-                        last_triggered_at: now,
-                        acknowledged_at: None,
-                        resolved_at: None,
-                        resolution: None,
-                        note: None,
-                    };
+                    let message = format!(
+                        "no {} data for {} minutes (last point received {})",
+                        series_name(device, metric),
+                        fmt_num(minutes),
+                        format_rfc3339(st.last_received_at)
+                    );
+                    let a = opened(seq, rule, device, metric, message, now);
                     out.push(notice(tenant, Transition::Opened, now, &a));
                     alerts.insert(seq, a);
                     st.active = Some(seq);
@@ -400,6 +362,32 @@ impl TenantAlerts {
             .flat_map(HashMap::values)
             .map(HashMap::len)
             .sum()
+    }
+}
+
+/// A new open alert of `rule` on one series, first triggered `at` (no value, expectation or
+/// score yet: a dead-man alert has none).
+fn opened(seq: u64, rule: &Rule, device: &str, metric: &str, message: String, at: i64) -> Alert {
+    Alert {
+        id: format!("alert-{seq}"),
+        rule_id: rule.id.clone(),
+        rule_name: rule.name.clone(),
+        rule_kind: rule.kind.name().into(),
+        device_id: device.to_string(),
+        metric: metric.to_string(),
+        severity: rule.severity,
+        status: Status::Open,
+        message,
+        value: None,
+        expected: None,
+        score: None,
+        occurrences: 1,
+        opened_at: at,
+        last_triggered_at: at,
+        acknowledged_at: None,
+        resolved_at: None,
+        resolution: None,
+        note: None,
     }
 }
 
