@@ -61,6 +61,24 @@ pub fn split_body(
     Ok(split)
 }
 
+/// Events already apart (a protocol with its own framing), held to the same rules: not
+/// empty, at most `max_events`.
+pub fn split_events(events: Vec<Value>, max_events: usize) -> Result<SplitBody, BodyError> {
+    if events.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    if events.len() > max_events {
+        return Err(BodyError::TooMany {
+            count: events.len(),
+            max: max_events,
+        });
+    }
+    Ok(SplitBody {
+        is_batch: events.len() > 1,
+        events: events.into_iter().map(Ok).collect(),
+    })
+}
+
 fn split_json(body: &[u8]) -> Result<SplitBody, BodyError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| BodyError::Syntax(e.to_string()))?;
     match doc {

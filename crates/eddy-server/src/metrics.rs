@@ -55,6 +55,15 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by method and route."
     );
+    describe_counter!(
+        "eddy_grpc_requests_total",
+        "gRPC calls by method and status code, counted when they end."
+    );
+    describe_histogram!(
+        "eddy_grpc_request_duration_seconds",
+        Unit::Seconds,
+        "gRPC call duration by method (streams: until the stream ends)."
+    );
     describe_counter!("eddy_events_accepted_total", "Events stored, per tenant.");
     describe_counter!(
         "eddy_events_rejected_total",

@@ -937,4 +937,18 @@ impl AnalyticsService {
         let p = p.require(Scope::Read)?;
         Ok(self.store.latest_metrics(&p.tenant_id).await?)
     }
+
+    /// The newest sample of every (device, metric), of one device and/or one metric only.
+    pub async fn latest_metrics_of(
+        &self,
+        p: &Principal,
+        device_id: Option<&str>,
+        metric: Option<&str>,
+    ) -> Result<Vec<LatestMetric>> {
+        let mut all = self.latest_metrics(p).await?;
+        all.retain(|m| {
+            device_id.is_none_or(|d| d == m.device_id) && metric.is_none_or(|x| x == m.metric)
+        });
+        Ok(all)
+    }
 }

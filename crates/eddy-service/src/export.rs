@@ -117,6 +117,34 @@ pub fn prometheus_text(latest: &[LatestMetric]) -> String {
     out
 }
 
+/// The newest device metrics as JSON: `{"data": [{"device_id", "metric", "time", "value"}]}`
+/// (times RFC 3339; a value JSON cannot hold as `null`).
+pub fn latest_json(latest: &[LatestMetric]) -> Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        device_id: &'a str,
+        metric: &'a str,
+        #[serde(serialize_with = "eddy_model::time::rfc3339")]
+        time: i64,
+        value: Option<f64>,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        data: Vec<Row<'a>>,
+    }
+    let data = latest
+        .iter()
+        .map(|m| Row {
+            device_id: &m.device_id,
+            metric: &m.metric,
+            time: m.time,
+            value: Some(m.value).filter(|v| v.is_finite()),
+        })
+        .collect();
+    serde_json::to_vec(&Body { data })
+        .map_err(|e| Error::Internal(format!("latest metrics not encodable as JSON: {e}")))
+}
+
 /// The newest device metrics as CSV: `device_id, metric, time, value`.
 pub fn latest_csv(latest: &[LatestMetric]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());

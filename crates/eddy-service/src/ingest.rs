@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_log::{AppendTicket, Log};
-use eddy_model::batch::{BodyError, BodyFormat, split_body};
+use eddy_model::batch::{BodyError, BodyFormat, split_body, split_events};
 use eddy_model::normalize::normalize_event;
 use eddy_model::{Clock, EventError, Limits, TenantPolicy, codec};
 use serde::Serialize;
@@ -41,13 +41,30 @@ pub struct IngestConfig {
     pub default_events_per_sec: u32,
 }
 
+/// A request's events as a front end hands them over.
+#[derive(Debug, Clone)]
+pub enum IngestBody {
+    /// A body to split (any accepted JSON shape), decompressed.
+    Raw { body: Bytes, format: BodyFormat },
+    /// Events already apart, each a JSON object in the native shape (a protocol with its own
+    /// framing, e.g. gRPC messages); validated like any other body.
+    Events(Vec<serde_json::Value>),
+}
+
+impl IngestBody {
+    fn len_hint(&self) -> usize {
+        match self {
+            IngestBody::Raw { body, .. } => body.len(),
+            // About what their JSON would take; only decides where parsing runs.
+            IngestBody::Events(events) => events.len() * 256,
+        }
+    }
+}
+
 /// One request's events, as read off the wire.
 #[derive(Debug, Clone)]
 pub struct IngestRequest {
-    /// The body, decompressed.
-    pub body: Bytes,
-    /// How the body is framed (JSON or NDJSON).
-    pub format: BodyFormat,
+    pub body: IngestBody,
     /// Store the valid events of a batch and list the rejected ones (default: all-or-nothing).
     pub partial: bool,
     /// Answer after the fsync that covers the events (default) or once queued.
@@ -152,29 +169,30 @@ impl IngestService {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let retention_ns = tenant.retention_ns(secs_to_ns(me.config.default_retention.as_secs()));
         let max_events = req.max_events.min(me.config.max_batch_events);
-        let p = if req.body.len() > BLOCKING_PARSE_BYTES {
+        let partial = req.partial;
+        let sync = req.sync;
+        let p = if req.body.len_hint() > BLOCKING_PARSE_BYTES {
             let inner = self.inner.clone();
             let tid = tenant.id.clone();
-            let body = req.body.clone();
             tokio::task::spawn_blocking(move || {
-                inner.prepare(&tid, retention_ns, &body, req.format, max_events)
+                inner.prepare(&tid, retention_ns, req.body, max_events)
             })
             .await
             .map_err(|e| Error::Internal(format!("parse task failed: {e}")))??
         } else {
-            me.prepare(&tenant.id, retention_ns, &req.body, req.format, max_events)?
+            me.prepare(&tenant.id, retention_ns, req.body, max_events)?
         };
         if !p.rejected.is_empty() {
             let n = p.rejected.len() as u64;
             counters.rejected.fetch_add(n, Ordering::Relaxed);
             metrics::counter!("eddy_events_rejected_total", "tenant" => tenant.id.clone())
                 .increment(n);
-            if !req.partial || p.records.is_empty() {
+            if !partial || p.records.is_empty() {
                 let message = if p.total == 1 {
                     format!("the event was rejected: {}", p.rejected[0])
                 } else {
                     format!(
-                        "{} of {} events were rejected; nothing was stored (use ?partial=true to store the valid ones)",
+                        "{} of {} events were rejected; nothing was stored (send it with `partial` set to store the valid ones)",
                         p.rejected.len(),
                         p.total
                     )
@@ -249,7 +267,7 @@ impl IngestService {
                 .increment(duplicates as u64);
         };
         let mut offsets = None;
-        if req.sync {
+        if sync {
             offsets = Some(ticket.durable().await?);
             release.keys.clear();
             record();
@@ -271,7 +289,7 @@ impl IngestService {
             rejected,
             event_ids: ids,
             is_batch,
-            durable: req.sync,
+            durable: sync,
             offsets,
         })
     }
@@ -296,11 +314,14 @@ impl Inner {
         &self,
         tenant: &str,
         retention_ns: i64,
-        body: &[u8],
-        format: BodyFormat,
+        body: IngestBody,
         max_events: usize,
     ) -> Result<Prepared> {
-        let split = split_body(body, format, max_events).map_err(|e| match e {
+        let split = match body {
+            IngestBody::Raw { body, format } => split_body(&body, format, max_events),
+            IngestBody::Events(events) => split_events(events, max_events),
+        }
+        .map_err(|e| match e {
             BodyError::TooMany { .. } => Error::TooLarge(e.to_string()),
             other => Error::invalid("invalid_body", other.to_string()),
         })?;

@@ -188,6 +188,23 @@ impl Subscription {
     }
 }
 
+/// Channels by name (`events`, `rollups`, `alerts`), or which name is not one.
+pub fn parse_channels(
+    list: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<BTreeSet<Channel>> {
+    let mut out = BTreeSet::new();
+    for c in list {
+        let c = c.as_ref().trim();
+        out.insert(Channel::parse(c).ok_or_else(|| {
+            crate::Error::invalid(
+                "invalid_parameter",
+                format!("`channels`: `{c}` is not a channel; use events, rollups or alerts"),
+            )
+        })?);
+    }
+    Ok(out)
+}
+
 /// The live service.
 #[derive(Debug)]
 pub struct LiveService {

@@ -20,6 +20,62 @@ use crate::{Error, Result};
 
 pub use eddy_store::{ExtraTable, SqlAnswer};
 
+/// Why an answer cannot be written in an encoding (a column type it has no form for).
+fn unrenderable(encoding: &str, e: impl std::fmt::Display) -> Error {
+    Error::invalid(
+        "unsupported_result",
+        format!(
+            "the result cannot be written as {encoding}: {e}; select scalar columns or ask for JSON rows"
+        ),
+    )
+}
+
+/// The answer as an Arrow IPC stream: the schema, then the batches (every protocol that
+/// offers Arrow sends these bytes).
+pub fn arrow_ipc(answer: &SqlAnswer) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &answer.schema)
+        .map_err(|e| unrenderable("Arrow IPC", e))?;
+    for b in &answer.batches {
+        w.write(b).map_err(|e| unrenderable("Arrow IPC", e))?;
+    }
+    w.finish().map_err(|e| unrenderable("Arrow IPC", e))?;
+    drop(w);
+    Ok(out)
+}
+
+/// The answer's rows as a JSON array of objects, column name → value, nulls written out.
+pub fn json_rows(answer: &SqlAnswer) -> Result<Vec<u8>> {
+    let refs: Vec<&RecordBatch> = answer.batches.iter().collect();
+    let mut data = Vec::new();
+    let mut w = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(&mut data);
+    w.write_batches(&refs)
+        .and_then(|()| w.finish())
+        .map_err(|e| unrenderable("JSON", e))?;
+    drop(w);
+    if data.is_empty() {
+        data.extend_from_slice(b"[]");
+    }
+    Ok(data)
+}
+
+/// The answer's columns: name and Arrow type name (e.g. `Int64`, `Utf8`).
+pub fn columns(answer: &SqlAnswer) -> Vec<(String, String)> {
+    answer
+        .schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
+}
+
+/// Rows in the answer.
+pub fn row_count(answer: &SqlAnswer) -> usize {
+    answer.batches.iter().map(RecordBatch::num_rows).sum()
+}
+
 /// Longest statement accepted, bytes.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 

@@ -23,7 +23,7 @@ use crate::auth::{Principal, Scope, authenticate};
 use crate::catalog::{Catalog, DEFAULT_TENANT};
 use crate::dedup::{DedupIndex, MemoryDedup};
 use crate::file_catalog::FileCatalog;
-use crate::ingest::{IngestConfig, IngestRequest};
+use crate::ingest::{IngestBody, IngestConfig, IngestRequest};
 use crate::ops::{PipelineStatus, StoreStatus};
 use crate::series::SeriesIndex;
 use crate::{Error, Seams, ServiceConfig, Services};
@@ -244,8 +244,10 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
 
 fn events(body: &str, partial: bool) -> IngestRequest {
     IngestRequest {
-        body: Bytes::from(body.to_string()),
-        format: BodyFormat::Json,
+        body: IngestBody::Raw {
+            body: Bytes::from(body.to_string()),
+            format: BodyFormat::Json,
+        },
         partial,
         sync: true,
         max_events: usize::MAX,

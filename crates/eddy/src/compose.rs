@@ -31,6 +31,8 @@ use eddy_service::{Seams, ServiceConfig, Services};
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) server: Server,
+    /// The gRPC front end over the same services (`None`: turned off).
+    pub(crate) grpc: Option<eddy_grpc::GrpcServer>,
     /// The admin key generated on first start (also written to `<data-dir>/admin.key`).
     pub(crate) generated_admin_key: Option<String>,
     /// The engines, for the ordered shutdown after the server stops.
@@ -79,6 +81,7 @@ impl Running {
 pub(crate) fn open(
     config: ServerConfig,
     engine_config: EngineConfig,
+    grpc: Option<eddy_grpc::GrpcConfig>,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened> {
     // The metrics recorder first: the engines record from their first replayed record.
@@ -152,9 +155,11 @@ pub(crate) fn open(
             clock: clock.clone(),
         },
     );
+    let grpc = grpc.map(|g| eddy_grpc::GrpcServer::new(g, services.clone(), clock.clone()));
     let server = Server::new(config, services, stream.take_notices(), clock);
     Ok(Opened {
         server,
+        grpc,
         generated_admin_key: generated,
         engines: Running { wal, store, stream },
     })
@@ -367,6 +372,7 @@ mod tests {
         let opened = open(
             ServerConfig::new(dir.path()),
             EngineConfig::default(),
+            None,
             Arc::new(eddy_model::SystemClock),
         )
         .unwrap();

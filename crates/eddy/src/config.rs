@@ -67,6 +67,10 @@ pub(crate) struct ServeArgs {
     /// [default: 127.0.0.1:8080].
     #[arg(long, env = "EDDY_HTTP_ADDR")]
     pub(crate) http_addr: Option<String>,
+    /// gRPC listen address, ip:port or host:port; port 0 picks a free port, empty turns gRPC
+    /// off [default: 127.0.0.1:50051].
+    #[arg(long, env = "EDDY_GRPC_ADDR")]
+    pub(crate) grpc_addr: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "EDDY_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
@@ -191,6 +195,7 @@ pub(crate) struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     http_addr: Option<String>,
+    grpc_addr: Option<String>,
     admin_key: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -233,6 +238,9 @@ struct FileConfig {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) http_addr: SocketAddr,
+    /// `None`: gRPC is off.
+    pub(crate) grpc_addr: Option<SocketAddr>,
+    pub(crate) grpc: eddy_grpc::GrpcConfig,
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
     pub(crate) server: eddy_server::ServerConfig,
@@ -285,15 +293,13 @@ fn duration(name: &str, v: &str, zero_ok: bool) -> Result<Duration> {
 
 /// A listen address: `ip:port`, or `host:port` with a host that resolves (an IPv4 address is
 /// preferred, so `localhost:8080` is reachable as 127.0.0.1 too).
-fn listen_addr(s: &str) -> Result<SocketAddr> {
+fn listen_addr(s: &str, name: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     if let Ok(a) = s.trim().parse() {
         return Ok(a);
     }
     let bad = |why: String| {
-        anyhow::anyhow!(
-            "invalid --http-addr / EDDY_HTTP_ADDR `{s}`: {why} (e.g. 127.0.0.1:8080 or localhost:8080)"
-        )
+        anyhow::anyhow!("invalid {name} `{s}`: {why} (e.g. 127.0.0.1:8080 or localhost:8080)")
     };
     let (host, port) = s
         .trim()
@@ -355,7 +361,16 @@ impl ServeArgs {
             .http_addr
             .or(file.http_addr)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let http_addr = listen_addr(&addr_s)?;
+        let http_addr = listen_addr(&addr_s, "--http-addr / EDDY_HTTP_ADDR")?;
+        let grpc_s = self
+            .grpc_addr
+            .or(file.grpc_addr)
+            .unwrap_or_else(|| "127.0.0.1:50051".into());
+        let grpc_addr = if grpc_s.trim().is_empty() {
+            None
+        } else {
+            Some(listen_addr(&grpc_s, "--grpc-addr / EDDY_GRPC_ADDR")?)
+        };
         let mut c = eddy_server::ServerConfig::new(data_dir);
         let mut store = eddy_store::StoreConfig::new(PathBuf::new());
         let mut stream = eddy_stream::StreamConfig::new(PathBuf::new());
@@ -520,8 +535,15 @@ impl ServeArgs {
         if c.max_decompressed_bytes < c.max_body_bytes {
             bail!("invalid --max-decompressed-size: must be at least --max-body-size");
         }
+        let grpc = eddy_grpc::GrpcConfig {
+            max_message_bytes: c.max_body_bytes,
+            shutdown_grace: c.shutdown_grace,
+            ..eddy_grpc::GrpcConfig::default()
+        };
         Ok(Settings {
             http_addr,
+            grpc_addr,
+            grpc,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             log_level: self
                 .log_level
@@ -559,9 +581,25 @@ mod tests {
         };
         let s = args.resolve().unwrap();
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.grpc_addr.unwrap().to_string(), "127.0.0.1:50051");
         assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(s.server.dedup_window, Duration::from_secs(86_400));
         assert_eq!(s.engines.store.digest_memory_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn an_empty_grpc_address_turns_grpc_off() {
+        let off = ServeArgs {
+            grpc_addr: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(off.resolve().unwrap().grpc_addr.is_none());
+        let bad = ServeArgs {
+            grpc_addr: Some("localhost:eighty".into()),
+            ..Default::default()
+        };
+        let e = bad.resolve().unwrap_err().to_string();
+        assert!(e.contains("--grpc-addr / EDDY_GRPC_ADDR"), "{e}");
     }
 
     #[test]

@@ -38,6 +38,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
                 settings.http_addr
             )
         })?;
+    let grpc_listener = match settings.grpc_addr {
+        None => None,
+        Some(a) => Some(
+            std::net::TcpListener::bind(a)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .with_context(|| {
+                    format!(
+                        "cannot listen on --grpc-addr / EDDY_GRPC_ADDR {a} (is another server using it? an empty value turns gRPC off)"
+                    )
+                })?,
+        ),
+    };
     let data_dir = settings.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -62,7 +74,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .context("cannot use the listening socket")?;
-        let opened = crate::compose::open(settings.server, settings.engines, Arc::new(SystemClock))?;
+        let grpc_config = grpc_listener.as_ref().map(|_| settings.grpc.clone());
+        let mut opened = crate::compose::open(settings.server, settings.engines, grpc_config, Arc::new(SystemClock))?;
         if let Some(key) = &opened.generated_admin_key {
             let path = data_dir.join("admin.key");
             let mut out = std::io::stdout().lock();
@@ -71,17 +84,51 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             writeln!(out, "  and reads and writes the default tenant.\n")?;
             out.flush()?;
         }
+        // One signal stops both front ends.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send_replace(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc_file = data_dir.join("eddy.grpc-addr");
+        let _ = std::fs::remove_file(&grpc_file);
+        let grpc_task = match (opened.grpc.take(), grpc_listener) {
+            (Some(grpc), Some(l)) => {
+                let l = tokio::net::TcpListener::from_std(l)
+                    .context("cannot use the gRPC listening socket")?;
+                let grpc_addr = l.local_addr()?;
+                std::fs::write(grpc_file.with_extension("tmp"), grpc_addr.to_string())?;
+                std::fs::rename(grpc_file.with_extension("tmp"), &grpc_file)?;
+                tracing::info!(%grpc_addr, "eddy gRPC listening on {grpc_addr}");
+                Some(tokio::spawn(grpc.serve(l, stopped(stop_rx.clone()))))
+            }
+            _ => None,
+        };
         let addr = listener.local_addr()?;
-        // Scripts and tests that ask for port 0 learn the real address from this file.
+        // Scripts and tests that ask for port 0 learn the real address from this file (the
+        // gRPC one, when on, from `eddy.grpc-addr`, written before it).
         let addr_file = data_dir.join("eddy.addr");
         std::fs::write(addr_file.with_extension("addr.tmp"), addr.to_string())?;
         std::fs::rename(addr_file.with_extension("addr.tmp"), &addr_file)?;
         tracing::info!(%addr, data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "eddy listening on http://{addr}");
-        let served = opened.server.serve(listener, shutdown_signal()).await;
+        let served = opened.server.serve(listener, stopped(stop_rx)).await;
+        // gRPC streams end after their in-flight acks before the engines stop.
+        let grpc_served = match grpc_task {
+            Some(t) => match t.await {
+                Ok(r) => r.map_err(|e| anyhow::anyhow!("{e}")),
+                Err(e) => Err(anyhow::anyhow!("the gRPC server task failed: {e}")),
+            },
+            None => Ok(()),
+        };
         // The engines are flushed and persisted whatever ended the serving.
         opened.engines.shutdown().await?;
         served.map_err(|e| anyhow::anyhow!("{e}"))?;
+        grpc_served?;
         let _ = std::fs::remove_file(&addr_file);
+        let _ = std::fs::remove_file(&grpc_file);
         Ok::<_, anyhow::Error>(())
     })?;
     drop(lock);

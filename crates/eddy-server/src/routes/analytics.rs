@@ -24,10 +24,10 @@ use serde_json::Value;
 use crate::Result;
 use crate::auth::Reader;
 use crate::openapi::{DurationArg, ErrorBody, Errors, FilterParams, RangeParams, TimeArg};
+use crate::routes::ListOf;
 use crate::routes::SmallBody;
 use crate::routes::params::{Offer, bad, bucket_secs, negotiate, take_range, time, unknown, whole};
 use crate::routes::parse_json;
-use crate::routes::{ListOf, list};
 use crate::state::AppState;
 
 /// A filter parameter (`type`, `source`, `device_id`, `user_id`, `page_url`, `property.KEY`)
@@ -669,17 +669,11 @@ pub(crate) async fn metrics_export(
     let format = negotiate(format.as_deref(), &headers, METRICS_FORMATS)?;
     let latest = state.services.analytics.latest_metrics(&caller).await?;
     Ok(match format {
-        MetricsFormat::Json => list(
-            latest
-                .iter()
-                .map(|m| LatestBody {
-                    device_id: &m.device_id,
-                    metric: &m.metric,
-                    time: m.time,
-                    value: m.value,
-                })
-                .collect(),
-        ),
+        MetricsFormat::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            export::latest_json(&latest)?,
+        )
+            .into_response(),
         MetricsFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             export::latest_csv(&latest)?,
@@ -696,8 +690,9 @@ pub(crate) async fn metrics_export(
     })
 }
 
-/// The newest value of one (device, metric).
+/// The newest value of one (device, metric) (a schema only: `export::latest_json` writes it).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
 pub(crate) struct LatestBody<'a> {
     device_id: &'a str,
     metric: &'a str,

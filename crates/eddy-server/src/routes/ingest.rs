@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use eddy_service::ingest::{IngestRequest, Outcome};
+use eddy_service::ingest::{IngestBody, IngestRequest, Outcome};
 
 use crate::Result;
 use crate::auth::Caller;
@@ -62,8 +62,10 @@ async fn run(
     let params = IngestParams::parse(pairs)?;
     let body = read_body(state, headers, body).await?;
     let req = IngestRequest {
-        body: body.bytes.clone(),
-        format: body.format,
+        body: IngestBody::Raw {
+            body: body.bytes.clone(),
+            format: body.format,
+        },
         partial: params.partial.unwrap_or(false),
         sync: params.sync.unwrap_or(sync_default),
         max_events,

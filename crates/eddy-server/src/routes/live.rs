@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::auth::{Caller, Reader, presented_secret};
 use crate::openapi::{ErrorBody, Errors};
-use crate::routes::params::{bad, unknown};
+use crate::routes::params::unknown;
 use crate::state::AppState;
 use eddy_service::Error as Domain;
 use eddy_service::auth::{Principal, Scope};
@@ -48,16 +48,7 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn parse_channels(list: impl IntoIterator<Item = impl AsRef<str>>) -> Result<BTreeSet<Channel>> {
-    let mut out = BTreeSet::new();
-    for c in list {
-        let c = c.as_ref().trim();
-        out.insert(Channel::parse(c).ok_or_else(|| {
-            bad(format!(
-                "`channels`: `{c}` is not a channel; use events, rollups or alerts"
-            ))
-        })?);
-    }
-    Ok(out)
+    Ok(eddy_service::live::parse_channels(list)?)
 }
 
 /// A live message as JSON text; `None` (logged, and the message skipped) if it cannot be

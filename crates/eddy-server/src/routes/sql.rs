@@ -6,7 +6,6 @@
 //! chosen by `format` in the body or the `Accept` header.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +19,7 @@ use crate::routes::parse_json;
 use crate::state::AppState;
 use crate::{Error, Result};
 use eddy_service::Error as Domain;
+use eddy_service::sql::{self, SqlAnswer};
 
 /// One SQL statement and how to write its answer.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -110,7 +110,7 @@ pub(crate) async fn query(
     let req: SqlRequest = parse_json(&body)?;
     let format = negotiate(req.format.as_deref(), &headers, FORMATS)?;
     let answer = state.services.sql.query(&caller, req.sql).await?;
-    render(format, &answer.schema, &answer.batches)
+    render(format, &answer)
 }
 
 fn unrenderable(format: Format, e: impl std::fmt::Display) -> Error {
@@ -124,30 +124,17 @@ fn unrenderable(format: Format, e: impl std::fmt::Display) -> Error {
 }
 
 /// Writes the answer in `format`.
-fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Response> {
+fn render(format: Format, answer: &SqlAnswer) -> Result<Response> {
+    let (schema, batches) = (&answer.schema, &answer.batches);
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let body: Vec<u8> = match format {
         Format::Json => {
-            let mut data = Vec::new();
-            let mut w = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::JsonArray>(&mut data);
-            w.write_batches(&refs)
-                .and_then(|()| w.finish())
-                .map_err(|e| unrenderable(format, e))?;
-            drop(w);
-            if data.is_empty() {
-                data.extend_from_slice(b"[]");
-            }
-            let columns: Vec<_> = schema
-                .fields()
-                .iter()
-                .map(|f| SqlColumn {
-                    name: f.name().clone(),
-                    r#type: f.data_type().to_string(),
-                })
+            let data = sql::json_rows(answer)?;
+            let columns: Vec<_> = sql::columns(answer)
+                .into_iter()
+                .map(|(name, r#type)| SqlColumn { name, r#type })
                 .collect();
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let rows = sql::row_count(answer);
             let mut out = Vec::with_capacity(data.len() + 256);
             out.extend_from_slice(b"{\"columns\":");
             let columns = serde_json::to_vec(&columns).map_err(|e| {
@@ -188,17 +175,7 @@ fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result
             drop(w);
             out
         }
-        Format::Arrow => {
-            let mut out = Vec::new();
-            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, schema)
-                .map_err(|e| unrenderable(format, e))?;
-            for b in batches {
-                w.write(b).map_err(|e| unrenderable(format, e))?;
-            }
-            w.finish().map_err(|e| unrenderable(format, e))?;
-            drop(w);
-            out
-        }
+        Format::Arrow => sql::arrow_ipc(answer)?,
     };
     let mut resp = body.into_response();
     resp.headers_mut().insert(

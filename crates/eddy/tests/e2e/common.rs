@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct TestServer {
     pub dir: Arc<tempfile::TempDir>,
     pub url: String,
+    /// `http://ADDR` of the gRPC listener (empty when turned off).
+    pub grpc_url: String,
     pub admin_key: String,
     child: Option<Child>,
     args: Vec<String>,
@@ -51,6 +53,7 @@ impl TestServer {
         let mut s = Self {
             dir,
             url: String::new(),
+            grpc_url: String::new(),
             admin_key: String::new(),
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -88,8 +91,11 @@ impl TestServer {
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--http-addr")
-            .arg("127.0.0.1:0")
-            .args(args);
+            .arg("127.0.0.1:0");
+        if !args.iter().any(|a| a == "--grpc-addr") {
+            cmd.arg("--grpc-addr").arg("127.0.0.1:0");
+        }
+        cmd.args(args);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -119,6 +125,10 @@ impl TestServer {
         loop {
             if let Ok(a) = std::fs::read_to_string(&addr_file) {
                 self.url = format!("http://{a}");
+                // Written before `eddy.addr` when gRPC is on.
+                self.grpc_url = std::fs::read_to_string(data.join("eddy.grpc-addr"))
+                    .map(|g| format!("http://{g}"))
+                    .unwrap_or_default();
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -158,6 +168,26 @@ impl TestServer {
     /// SIGKILL from any thread, by pid (reap with [`TestServer::kill9`]).
     pub fn sigkill(pid: i32) {
         unsafe_kill(pid, libc::SIGKILL);
+    }
+
+    /// SIGTERM from any thread, by pid, without waiting.
+    pub fn sigterm(pid: i32) {
+        assert_eq!(unsafe_kill(pid, libc::SIGTERM), 0);
+    }
+
+    /// Waits until `/metrics` holds `needle` (metrics of a call are taken when it ends,
+    /// which the client can see a moment before).
+    pub async fn wait_metric(&self, needle: &str) {
+        for _ in 0..500 {
+            if self.metrics_text().await.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "/metrics never showed {needle}:\n{}",
+            self.metrics_text().await
+        );
     }
 
     /// SIGTERM and wait for the exit.

@@ -13,6 +13,7 @@ mod contract;
 mod crash;
 mod fuzz;
 mod golden;
+mod grpc;
 mod ingest;
 mod live;
 mod ops;

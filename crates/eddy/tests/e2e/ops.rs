@@ -190,26 +190,35 @@ async fn a_wrong_method_gets_a_json_405_with_allow_and_is_never_cached() {
 fn a_taken_port_fails_before_the_data_dir_or_a_key_is_created() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("fresh");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--http-addr", &addr])
-        .env_remove("EDDY_ADMIN_KEY")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("EDDY_HTTP_ADDR") && err.contains(&addr),
-        "{err}"
-    );
-    assert!(!data.exists(), "nothing is created when the port is taken");
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("admin key"),
-        "no key is printed"
-    );
+    // The HTTP port, and the gRPC port (with a free HTTP one).
+    for (args, variable) in [
+        (
+            ["--http-addr", addr.as_str(), "--grpc-addr", "127.0.0.1:0"],
+            "EDDY_HTTP_ADDR",
+        ),
+        (
+            ["--http-addr", "127.0.0.1:0", "--grpc-addr", addr.as_str()],
+            "EDDY_GRPC_ADDR",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("fresh");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env_remove("EDDY_ADMIN_KEY")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(variable) && err.contains(&addr), "{err}");
+        assert!(!data.exists(), "nothing is created when the port is taken");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("admin key"),
+            "no key is printed"
+        );
+    }
 }
 
 #[tokio::test]
