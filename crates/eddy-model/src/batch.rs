@@ -35,6 +35,8 @@ pub enum BodyError {
     Shape,
     #[error("body holds no events")]
     Empty,
+    #[error("the request holds no events")]
+    NoEvents,
     #[error("batch holds {count} events, more than the limit of {max}")]
     TooMany { count: usize, max: usize },
 }
@@ -65,7 +67,7 @@ pub fn split_body(
 /// empty, at most `max_events`.
 pub fn split_events(events: Vec<Value>, max_events: usize) -> Result<SplitBody, BodyError> {
     if events.is_empty() {
-        return Err(BodyError::Empty);
+        return Err(BodyError::NoEvents);
     }
     if events.len() > max_events {
         return Err(BodyError::TooMany {

@@ -20,6 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("eddy-proto", &[]),
     // The gRPC front end: like HTTP, plus the generated API (every RPC calls a service).
     ("eddy-grpc", &["eddy-model", "eddy-service", "eddy-proto"]),
+    // The client library: the wire API only, nothing of the server.
+    ("eddy-client", &["eddy-proto"]),
     // The binary is the composition root: it may name every implementation.
     (
         "eddy",
@@ -31,6 +33,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "eddy-service",
             "eddy-server",
             "eddy-grpc",
+            "eddy-client",
+            "eddy-proto",
         ],
     ),
 ];
