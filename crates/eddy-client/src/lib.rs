@@ -218,14 +218,26 @@ impl Client {
             e.ensure_id();
         }
         self.retry
-            .run(|| async { self.send_once(&events).await })
+            .run(|| async { self.send_once(&events, false).await })
             .await
     }
 
-    async fn send_once(&self, events: &[Event]) -> Attempt<Ack> {
+    /// Sends one event (gRPC `IngestEvent`; over HTTP a single JSON object), with retries.
+    pub async fn send_one(&self, mut event: Event) -> Result<Ack, Error> {
+        event.ensure_id();
+        let events = [event];
+        self.retry
+            .run(|| async { self.send_once(&events, true).await })
+            .await
+    }
+
+    async fn send_once(&self, events: &[Event], single: bool) -> Attempt<Ack> {
         match &self.transport {
             Transport::Http { base, http } => {
-                let body: Vec<serde_json::Value> = events.iter().map(Event::to_json).collect();
+                let body = match (single, events) {
+                    (true, [one]) => one.to_json(),
+                    _ => serde_json::Value::Array(events.iter().map(Event::to_json).collect()),
+                };
                 let r = http
                     .post(format!("{base}/api/v1/events"))
                     .header("x-api-key", &self.key)
@@ -259,15 +271,24 @@ impl Client {
                 let Some(ch) = self.channel() else {
                     return Attempt::Done(Err(Error::Config("no gRPC channel".into())));
                 };
-                let msg = pb::IngestEventsRequest {
-                    events: events.iter().map(Event::to_proto).collect(),
-                    partial: false,
-                    sync: Some(true),
+                let mut client = EventIngestionServiceClient::new(ch);
+                let answer = match (single, events) {
+                    (true, [one]) => {
+                        let msg = pb::IngestEventRequest {
+                            event: Some(one.to_proto()),
+                        };
+                        client.ingest_event(self.request(msg)).await
+                    }
+                    _ => {
+                        let msg = pb::IngestEventsRequest {
+                            events: events.iter().map(Event::to_proto).collect(),
+                            partial: false,
+                            sync: Some(true),
+                        };
+                        client.ingest_events(self.request(msg)).await
+                    }
                 };
-                match EventIngestionServiceClient::new(ch)
-                    .ingest_events(self.request(msg))
-                    .await
-                {
+                match answer {
                     Ok(r) => Attempt::Done(Ok(r.into_inner().into())),
                     Err(s) => grpc_failure(s),
                 }

@@ -6,6 +6,12 @@
 //! paces the total so the run is open to a fixed offered load as long as the server keeps up.
 //! Latency is measured from the moment a request is sent to its full response.
 //!
+//! `--protocol grpc` sends the same events as unary gRPC calls (`IngestEvents`, or
+//! `IngestEvent` with `--batch 1`) and `--protocol grpc-stream` as batches over one
+//! `StreamEvents` call per worker (acks read as they come, `--stream-window` batches in
+//! flight; latency is send → ack of each batch), both through `eddy-client` with retries off
+//! (a refusal is a result).
+//!
 //! `--ws-latency` also subscribes to the tenant's WebSocket feed (`/api/v1/ws`, events channel;
 //! the key then needs the read scope too) and measures, per event, the time from building its
 //! request (just before sending) to receiving it on the socket: ingest → durable → stream
@@ -65,6 +71,23 @@ pub(crate) struct LoadgenArgs {
     /// Measure ingest → WebSocket delivery latency per event (needs a read+write key).
     #[arg(long)]
     ws_latency: bool,
+    /// `http` (JSON to `--path`), `grpc` (unary calls) or `grpc-stream` (`StreamEvents`).
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: Protocol,
+    /// gRPC server URL (for `--protocol grpc` / `grpc-stream`).
+    #[arg(long, env = "EDDY_GRPC_URL", default_value = "http://127.0.0.1:50051")]
+    grpc_url: String,
+    /// Batches in flight per `StreamEvents` call (`grpc-stream`).
+    #[arg(long, default_value_t = 4)]
+    stream_window: usize,
+}
+
+/// How events travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Http,
+    Grpc,
+    GrpcStream,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -141,6 +164,122 @@ impl Gen {
     }
 }
 
+impl Gen {
+    /// The same event as [`Gen::event`], as the client library's type (gRPC).
+    fn typed(&self, rng: &mut impl Rng) -> eddy_client::Event {
+        let v = self.event(rng);
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut e =
+            eddy_client::Event::new(text("event_type").unwrap_or_else(|| "reading".to_string()));
+        e.event_id = text("event_id").or_else(|| text("id"));
+        e.device_id = text("device_id");
+        e.user_id = text("user_id");
+        e.page_url = text("page_url");
+        e.source = text("source");
+        e.time = Some(std::time::SystemTime::now());
+        if let Some(m) = v.get("metrics").and_then(Value::as_object) {
+            e.metrics = m
+                .iter()
+                .filter_map(|(k, x)| Some((k.clone(), x.as_f64()?)))
+                .collect();
+        }
+        if let Some(p) = v.get("properties").and_then(Value::as_object) {
+            e.properties = p.iter().map(|(k, x)| (k.clone(), x.clone())).collect();
+        }
+        e
+    }
+}
+
+/// Where a worker's requests go.
+#[derive(Clone)]
+enum Sender {
+    Http {
+        client: reqwest::Client,
+        url: String,
+        key: String,
+    },
+    Grpc(eddy_client::Client),
+}
+
+impl Sender {
+    /// Sends one request of `batch` events; its size in bytes (HTTP) and its outcome.
+    async fn send(&self, generator: &Gen, batch: usize) -> (u64, Result<(), String>) {
+        match self {
+            Sender::Http { client, url, key } => {
+                let body = {
+                    let mut rng = rand::rng();
+                    if batch == 1 {
+                        serde_json::to_vec(&generator.event(&mut rng))
+                    } else {
+                        serde_json::to_vec(
+                            &(0..batch)
+                                .map(|_| generator.event(&mut rng))
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                };
+                let Ok(body) = body else {
+                    return (0, Err("encode".into()));
+                };
+                let len = body.len() as u64;
+                let res = client
+                    .post(url)
+                    .header("x-api-key", key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let outcome = match res {
+                    Ok(r) => {
+                        let status = r.status();
+                        let _ = r.bytes().await;
+                        if status.is_success() {
+                            Ok(())
+                        } else {
+                            Err(status.as_u16().to_string())
+                        }
+                    }
+                    Err(e) => Err(if e.is_connect() {
+                        "connect".to_string()
+                    } else {
+                        "transport".to_string()
+                    }),
+                };
+                (len, outcome)
+            }
+            Sender::Grpc(client) => {
+                let events: Vec<eddy_client::Event> = {
+                    let mut rng = rand::rng();
+                    (0..batch).map(|_| generator.typed(&mut rng)).collect()
+                };
+                let r = if batch == 1 {
+                    let Some(one) = events.into_iter().next() else {
+                        return (0, Err("empty".into()));
+                    };
+                    client.send_one(one).await
+                } else {
+                    client.send(events).await
+                };
+                (0, r.map(drop).map_err(|e| error_kind(&e)))
+            }
+        }
+    }
+}
+
+/// A short label of a client error, for the error counts.
+fn error_kind(e: &eddy_client::Error) -> String {
+    use eddy_client::Error as E;
+    match e {
+        E::Rejected { .. } => "rejected".into(),
+        E::Unauthenticated(_) => "unauthenticated".into(),
+        E::PermissionDenied(_) => "permission_denied".into(),
+        E::Exhausted { last, .. } => last.split(':').next().unwrap_or("retry").to_string(),
+        E::Server { code, .. } => code.clone(),
+        E::Transport(_) => "transport".into(),
+        E::Config(_) => "config".into(),
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     requests: AtomicU64,
@@ -211,12 +350,26 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         (args.rate > 0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate as f64));
     let next_slot = Arc::new(AtomicU64::new(0));
 
-    let mut workers = Vec::new();
+    let mut senders = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, key, generator, totals, hist, errors, next_slot) = (
-            client.clone(),
-            url.clone(),
-            args.api_key.clone(),
+        senders.push(match args.protocol {
+            Protocol::Http => Sender::Http {
+                client: client.clone(),
+                url: url.clone(),
+                key: args.api_key.clone(),
+            },
+            // One HTTP/2 connection per worker, like one HTTP connection each.
+            Protocol::Grpc | Protocol::GrpcStream => Sender::Grpc(
+                eddy_client::Client::grpc(&args.grpc_url, &args.api_key)
+                    .await
+                    .with_context(|| format!("connecting to {}", args.grpc_url))?
+                    .with_retry(eddy_client::Retry::none()),
+            ),
+        });
+    }
+    let mut workers = Vec::new();
+    for sender in senders {
+        let (generator, totals, hist, errors, next_slot) = (
             generator.clone(),
             totals.clone(),
             hist.clone(),
@@ -224,11 +377,32 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
             next_slot.clone(),
         );
         let batch = args.batch;
+        let pace = move |k: u64| interval.map(|iv| start + iv.mul_f64(k as f64));
+        if args.protocol == Protocol::GrpcStream {
+            let Sender::Grpc(client) = sender else {
+                continue;
+            };
+            let window = args.stream_window;
+            workers.push(tokio::spawn(async move {
+                stream_worker(
+                    client,
+                    window,
+                    batch,
+                    deadline,
+                    &generator,
+                    &totals,
+                    &hist,
+                    &errors,
+                    || pace(next_slot.fetch_add(1, Ordering::Relaxed)),
+                )
+                .await
+            }));
+            continue;
+        }
         workers.push(tokio::spawn(async move {
             loop {
-                if let Some(iv) = interval {
-                    let k = next_slot.fetch_add(1, Ordering::Relaxed);
-                    let due = start + iv.mul_f64(k as f64);
+                if interval.is_some() {
+                    let due = pace(next_slot.fetch_add(1, Ordering::Relaxed)).unwrap_or(start);
                     if due >= deadline {
                         break;
                     }
@@ -236,44 +410,8 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
                 } else if Instant::now() >= deadline {
                     break;
                 }
-                let body = {
-                    let mut rng = rand::rng();
-                    if batch == 1 {
-                        serde_json::to_vec(&generator.event(&mut rng))
-                    } else {
-                        serde_json::to_vec(
-                            &(0..batch)
-                                .map(|_| generator.event(&mut rng))
-                                .collect::<Vec<_>>(),
-                        )
-                    }
-                };
-                let Ok(body) = body else { break };
-                let len = body.len() as u64;
                 let t = Instant::now();
-                let res = client
-                    .post(&url)
-                    .header("x-api-key", &key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let outcome = match res {
-                    Ok(r) => {
-                        let status = r.status();
-                        let _ = r.bytes().await;
-                        if status.is_success() {
-                            Ok(())
-                        } else {
-                            Err(status.as_u16().to_string())
-                        }
-                    }
-                    Err(e) => Err(if e.is_connect() {
-                        "connect".to_string()
-                    } else {
-                        "transport".to_string()
-                    }),
-                };
+                let (len, outcome) = sender.send(&generator, batch).await;
                 let us = t.elapsed().as_micros().max(1) as u64;
                 totals.requests.fetch_add(1, Ordering::Relaxed);
                 totals.events.fetch_add(batch as u64, Ordering::Relaxed);
@@ -344,7 +482,8 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
     let ok = totals.ok_requests.load(Ordering::Relaxed);
     let ok_events = totals.ok_events.load(Ordering::Relaxed);
     let summary = json!({
-        "url": url,
+        "url": if args.protocol == Protocol::Http { url.clone() } else { args.grpc_url.clone() },
+        "protocol": format!("{:?}", args.protocol).to_lowercase(),
         "duration_s": (elapsed * 100.0).round() / 100.0,
         "concurrency": args.concurrency,
         "batch": args.batch,
@@ -402,6 +541,88 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One `StreamEvents` call: send batches while the window has room (paced by `due`), take
+/// acks as they come; latency of a batch is its send → its ack.
+#[allow(clippy::too_many_arguments)]
+async fn stream_worker(
+    client: eddy_client::Client,
+    window: usize,
+    batch: usize,
+    deadline: Instant,
+    generator: &Gen,
+    totals: &Totals,
+    hist: &Mutex<Histogram<u64>>,
+    errors: &Mutex<BTreeMap<String, u64>>,
+    mut due: impl FnMut() -> Option<Instant>,
+) {
+    let mut stream = match client.stream(window).await {
+        Ok(s) => s,
+        Err(e) => {
+            *errors.lock().await.entry(error_kind(&e)).or_default() += 1;
+            return;
+        }
+    };
+    let mut sent_at: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut sending = true;
+    loop {
+        if sending && Instant::now() >= deadline {
+            sending = false;
+            stream.finish();
+        }
+        if sending && stream.window_free() > 0 {
+            if let Some(at) = due() {
+                if at >= deadline {
+                    sending = false;
+                    stream.finish();
+                    continue;
+                }
+                tokio::time::sleep_until(at.into()).await;
+            }
+            let events: Vec<eddy_client::Event> = {
+                let mut rng = rand::rng();
+                (0..batch).map(|_| generator.typed(&mut rng)).collect()
+            };
+            match stream.send(events).await {
+                Ok(seq) => {
+                    sent_at.insert(seq, Instant::now());
+                    totals.requests.fetch_add(1, Ordering::Relaxed);
+                    totals.events.fetch_add(batch as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    *errors.lock().await.entry(error_kind(&e)).or_default() += 1;
+                    return;
+                }
+            }
+            continue;
+        }
+        if sent_at.is_empty() && !sending {
+            return;
+        }
+        match stream.next_ack().await {
+            Some(Ok(ack)) => {
+                let us = sent_at
+                    .remove(&ack.sequence)
+                    .map_or(1, |t| t.elapsed().as_micros().max(1) as u64);
+                match ack.result {
+                    Ok(a) => {
+                        totals.ok_requests.fetch_add(1, Ordering::Relaxed);
+                        totals
+                            .ok_events
+                            .fetch_add(a.accepted + a.duplicates, Ordering::Relaxed);
+                        let _ = hist.lock().await.record(us);
+                    }
+                    Err(e) => *errors.lock().await.entry(error_kind(&e)).or_default() += 1,
+                }
+            }
+            Some(Err(e)) => {
+                *errors.lock().await.entry(error_kind(&e)).or_default() += 1;
+                return;
+            }
+            None => return,
+        }
+    }
 }
 
 /// The WebSocket side of `--ws-latency`.
