@@ -47,7 +47,7 @@ reporting-disabled = true
   log-enabled = false
 CONF
 
-"$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --log-level warn > "$work/eddy.out" 2>&1 &
+"$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --grpc-addr "" --log-level warn > "$work/eddy.out" 2>&1 &
 pids+=($!)
 influxd -config "$work/influx.conf" > "$work/influx.log" 2>&1 &
 pids+=($!)

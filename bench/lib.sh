@@ -28,7 +28,7 @@ start_eddy() {
   local port=$1
   shift
   rm -f "$work/eddy/eddy.addr"
-  "$EDDY" --data-dir "$work/eddy" --http-addr "127.0.0.1:$port" --log-level warn "$@" >> "$work/eddy.out" 2>&1 &
+  "$EDDY" --data-dir "$work/eddy" --http-addr "127.0.0.1:$port" --grpc-addr "" --log-level warn "$@" >> "$work/eddy.out" 2>&1 &
   pid=$!
   for _ in $(seq 600); do [[ -f "$work/eddy/eddy.addr" ]] && break; sleep 0.1; done
 }

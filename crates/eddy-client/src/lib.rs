@@ -137,6 +137,8 @@ pub struct Client {
     transport: Transport,
     key: String,
     retry: Retry,
+    /// Give events without an id one before sending (so retries deduplicate).
+    client_ids: bool,
 }
 
 fn transport_error(e: impl std::fmt::Display) -> Error {
@@ -158,6 +160,7 @@ impl Client {
             },
             key: key.to_string(),
             retry: Retry::default(),
+            client_ids: true,
         })
     }
 
@@ -184,6 +187,7 @@ impl Client {
             },
             key: key.to_string(),
             retry: Retry::default(),
+            client_ids: true,
         })
     }
 
@@ -191,6 +195,22 @@ impl Client {
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The same client leaving events without an id to the server (which generates one).
+    /// Only for sends that are never retried (e.g. load generation with [`Retry::none`]): a
+    /// retry of such events may store them twice.
+    pub fn with_server_ids(mut self) -> Self {
+        self.client_ids = false;
+        self
+    }
+
+    pub(crate) fn prepare(&self, events: &mut [Event]) {
+        if self.client_ids {
+            for e in events {
+                e.ensure_id();
+            }
+        }
     }
 
     pub(crate) fn channel(&self) -> Option<Channel> {
@@ -214,18 +234,16 @@ impl Client {
     /// Sends one batch (all or nothing), retrying as the policy says. Events without an id get
     /// one first, so retries deduplicate.
     pub async fn send(&self, mut events: Vec<Event>) -> Result<Ack, Error> {
-        for e in &mut events {
-            e.ensure_id();
-        }
+        self.prepare(&mut events);
         self.retry
             .run(|| async { self.send_once(&events, false).await })
             .await
     }
 
     /// Sends one event (gRPC `IngestEvent`; over HTTP a single JSON object), with retries.
-    pub async fn send_one(&self, mut event: Event) -> Result<Ack, Error> {
-        event.ensure_id();
-        let events = [event];
+    pub async fn send_one(&self, event: Event) -> Result<Ack, Error> {
+        let mut events = [event];
+        self.prepare(&mut events);
         self.retry
             .run(|| async { self.send_once(&events, true).await })
             .await

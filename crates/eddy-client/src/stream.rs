@@ -1,4 +1,4 @@
-//! Batches over one `StreamEvents` call: [`EventStream::send`] numbers a batch and waits
+//! Batches over one `StreamEvents` call: [`EventStream::send`] numbers a batch and is refused
 //! while `window` batches are unacknowledged (their acks not yet taken with
 //! [`EventStream::next_ack`]), so a producer faster than the server is held back instead of
 //! queueing without bound. Batches whose ack never came are kept for [`EventStream::unacked`]:
@@ -25,6 +25,7 @@ pub struct StreamAck {
 /// An open `StreamEvents` call.
 #[derive(Debug)]
 pub struct EventStream {
+    client_ids: bool,
     tx: Option<mpsc::Sender<pb::StreamEventsRequest>>,
     acks: tonic::Streaming<pb::StreamEventsResponse>,
     window: Arc<Semaphore>,
@@ -60,6 +61,7 @@ impl EventStream {
             }
         };
         Ok(Self {
+            client_ids: client.client_ids,
             tx: Some(tx),
             acks,
             window: Arc::new(Semaphore::new(window)),
@@ -69,18 +71,26 @@ impl EventStream {
         })
     }
 
-    /// Sends a batch (all or nothing); waits while the window is full. Returns its sequence
-    /// number, which its ack carries.
+    /// Sends a batch (all or nothing); refused while the window is full (see
+    /// [`EventStream::window_free`]). Waits only while the connection is congested. Returns
+    /// its sequence number, which its ack carries.
     pub async fn send(&mut self, mut events: Vec<Event>) -> Result<u64, Error> {
-        for e in &mut events {
-            e.ensure_id();
+        if self.client_ids {
+            for e in &mut events {
+                e.ensure_id();
+            }
         }
-        let permit = self
-            .window
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Config("the stream is closed".into()))?;
+        // Only taking an ack frees a slot, and that needs this handle: a full window is the
+        // caller's to drain first (waiting here could never end).
+        let permit = self.window.clone().try_acquire_owned().map_err(|_| {
+            Error::Config(format!(
+                "the window of {} unacknowledged batches is full: take an ack (next_ack) first",
+                self.pending.len()
+            ))
+        })?;
+        if self.ended {
+            return Err(Error::Transport("the stream ended".into()));
+        }
         let Some(tx) = &self.tx else {
             return Err(Error::Config("the stream was finished".into()));
         };

@@ -2,10 +2,11 @@
 //! one ingest path (`eddy_service::ingest`), so validation, limits, quotas, dedup and the
 //! durable ack are the HTTP API's.
 //!
-//! `StreamEvents` reads at most `stream_window` batches ahead of the acks the client has
-//! taken: batches are ingested concurrently up to that window and answered in order. When
-//! the client stops reading acks, HTTP/2 flow control stops the response, the window fills,
-//! the server stops reading requests, and flow control stops the client — nothing grows.
+//! `StreamEvents` ingests up to `stream_window` batches at once and answers them in order;
+//! it reads the next batch only when an ack can go out. When the client stops reading acks,
+//! HTTP/2 flow control stops the acks once the client's receive window is full, the server
+//! stops reading requests, and flow control stops the client — nothing grows without bound
+//! (decoded batches in process are bounded by the in-flight budget too).
 
 use std::pin::Pin;
 
@@ -38,6 +39,19 @@ impl Ingest {
         sync: Option<bool>,
         max_events: usize,
     ) -> Result<Outcome, Domain> {
+        // The in-flight budget, held while the events are processed (bodies are already
+        // decoded: a refused one is dropped at once).
+        let bytes: usize = events.iter().map(prost::Message::encoded_len).sum();
+        let permits = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        let _budget = self
+            .0
+            .inflight
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| Domain::Unavailable {
+                message: "the server is at its limit of ingest bytes in flight; nothing was stored, retry shortly".into(),
+                retry_after_secs: 1,
+            })?;
         let req = IngestRequest {
             body: IngestBody::Events(events.into_iter().map(event_json).collect()),
             partial,

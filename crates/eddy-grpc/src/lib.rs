@@ -55,11 +55,14 @@ pub struct GrpcConfig {
     /// HTTP/2 keepalive ping interval, and how long a ping may go unanswered.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
-    /// Batches of one `StreamEvents` call being ingested before their acks are taken by the
-    /// client (read-ahead); beyond it the server stops reading the stream.
+    /// Batches of one `StreamEvents` call being ingested at once; the server reads the next
+    /// only when an ack can go out (acks are flow-controlled by the client).
     pub stream_window: usize,
     /// How long shutdown waits for calls to finish before dropping connections.
     pub shutdown_grace: Duration,
+    /// Bytes of ingest messages being processed at once (over all calls); beyond it a batch
+    /// is refused with UNAVAILABLE and RetryInfo, like HTTP's 503 (`--max-inflight-size`).
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for GrpcConfig {
@@ -71,6 +74,7 @@ impl Default for GrpcConfig {
             keepalive_timeout: Duration::from_secs(10),
             stream_window: 4,
             shutdown_grace: Duration::from_secs(10),
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -86,6 +90,8 @@ pub(crate) struct Ctx {
     pub(crate) stopping: watch::Receiver<bool>,
     /// Streaming calls open now (shutdown waits for them to end).
     pub(crate) streams: Arc<AtomicUsize>,
+    /// The in-flight budget of ingest messages, in bytes.
+    pub(crate) inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts a streaming call as open until dropped (moved into the stream).
@@ -125,6 +131,9 @@ pub struct GrpcServer {
 impl GrpcServer {
     pub fn new(config: GrpcConfig, services: Services, clock: Arc<dyn Clock>) -> Self {
         let (stop, stopping) = watch::channel(false);
+        let budget = config
+            .max_inflight_bytes
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Self {
             ctx: Ctx {
                 services,
@@ -132,6 +141,7 @@ impl GrpcServer {
                 config: Arc::new(config),
                 stopping,
                 streams: Arc::new(AtomicUsize::new(0)),
+                inflight: Arc::new(tokio::sync::Semaphore::new(budget)),
             },
             stop,
         }
@@ -187,10 +197,14 @@ impl GrpcServer {
             .max_concurrent_streams(config.max_concurrent_streams)
             .keep_alive_interval(Some(config.keepalive_interval))
             .keep_alive_timeout(config.keepalive_timeout)
-            // Fixed windows bound what one stream (and one connection) can buffer here.
+            // Fixed receive windows bound what a client can send ahead per stream and per
+            // connection (decoded messages are bounded by the in-flight budget).
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
         let graceful = GracefulShutdown::new();
+        // Connection tasks, so that those still open after the grace are ended, not left
+        // running into the engines' shutdown.
+        let mut conns = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -212,7 +226,8 @@ impl GrpcServer {
                         TowerToHyperService::new(service.clone()),
                     );
                     let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
+                    while conns.try_join_next().is_some() {}
+                    conns.spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "gRPC connection ended with an error");
                         }
@@ -248,6 +263,8 @@ impl GrpcServer {
                 tracing::warn!(grace_secs = config.shutdown_grace.as_secs(), "gRPC shutdown grace elapsed; dropping remaining calls");
             }
         }
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
         Ok(())
     }
 }

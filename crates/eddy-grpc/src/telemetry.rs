@@ -91,17 +91,33 @@ fn code_name(c: Code) -> &'static str {
     }
 }
 
-/// tonic refuses a message over the size limit with OUT_OF_RANGE and its own words; Eddy
+/// tonic refuses an undecodable message with INTERNAL (Eddy: INVALID_ARGUMENT) and a message
+/// over the size limit with OUT_OF_RANGE, in its own words; Eddy
 /// answers RESOURCE_EXHAUSTED (the limit is a resource, as the HTTP API's 413) and says which
 /// limit. Rewrites `grpc-status` / `grpc-message` in `headers` (or trailers) in place.
 fn size_limit_in_eddys_words(headers: &mut HeaderMap) {
     let Some(status) = Status::from_header_map(headers) else {
         return;
     };
+    let m = status.message();
+    // A body that is not a valid message: tonic answers INTERNAL with prost's words.
+    if status.code() == Code::Internal && m.starts_with("failed to decode Protobuf message") {
+        headers.remove("grpc-status-details-bin");
+        let detail = m
+            .trim_start_matches("failed to decode Protobuf message")
+            .trim_start_matches(':')
+            .trim();
+        let s = Status::invalid_argument(format!(
+            "the request is not a valid message of this method ({detail}); check the client's eddy.v1 protos"
+        ));
+        if s.add_header(headers).is_err() {
+            tracing::debug!("could not rewrite a decode-error status");
+        }
+        return;
+    }
     if status.code() != Code::OutOfRange {
         return;
     }
-    let m = status.message();
     let (what, hint) = if m.contains("decoded message length too large") {
         (
             "request message",
@@ -355,6 +371,14 @@ mod tests {
             s.message(),
             "the request message is 81020 bytes, more than the limit of 65536 bytes; send smaller batches or raise --max-body-size"
         );
+        let mut h = HeaderMap::new();
+        Status::internal("failed to decode Protobuf message: invalid wire type value: 7")
+            .add_header(&mut h)
+            .unwrap();
+        size_limit_in_eddys_words(&mut h);
+        let s = Status::from_header_map(&h).unwrap();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("invalid wire type"), "{}", s.message());
         // Other statuses stay as they are.
         let mut h = HeaderMap::new();
         Status::out_of_range("page 9 of 3")

@@ -268,8 +268,21 @@ impl IngestService {
         };
         let mut offsets = None;
         if sync {
-            offsets = Some(ticket.durable().await?);
-            release.keys.clear();
+            // The append is queued and will become durable whether or not this request is
+            // still waiting: the wait runs in its own task, so a request dropped now (client
+            // gone, deadline passed) does not release ids of events that do get stored —
+            // a resend is then a duplicate, not stored twice.
+            let waited = tokio::spawn(async move {
+                let r = ticket.durable().await;
+                if r.is_ok() {
+                    release.keys.clear();
+                }
+                drop(release);
+                r
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("durability wait failed: {e}")))?;
+            offsets = Some(waited?);
             record();
         } else {
             record();

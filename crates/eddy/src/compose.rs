@@ -366,6 +366,76 @@ mod tests {
     use eddy_service::dedup::dedup_key;
     use tower::ServiceExt;
 
+    /// Over gRPC: a log failure turns `grpc.health.v1` NOT_SERVING and ingest UNAVAILABLE
+    /// with RetryInfo.
+    #[tokio::test]
+    async fn fsync_failure_turns_grpc_health_not_serving() {
+        use eddy_proto::v1 as pb;
+        use tonic_types::StatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = open(
+            ServerConfig::new(dir.path()),
+            EngineConfig::default(),
+            Some(eddy_grpc::GrpcConfig::default()),
+            Arc::new(eddy_model::SystemClock),
+        )
+        .unwrap();
+        let key = opened.generated_admin_key.clone().unwrap();
+        let wal = opened.engines.wal.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let grpc = opened.grpc.take().unwrap();
+        let served = tokio::spawn(grpc.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        let ch = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+        let status = |h: &mut tonic_health::pb::health_client::HealthClient<_>| {
+            let mut h = h.clone();
+            async move {
+                h.check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+            }
+        };
+        use tonic_health::pb::health_check_response::ServingStatus;
+        assert_eq!(status(&mut health).await, ServingStatus::Serving as i32);
+        wal.inject_sync_failure();
+        let mut ingest =
+            pb::event_ingestion_service_client::EventIngestionServiceClient::new(ch.clone());
+        let mut req = tonic::Request::new(pb::IngestEventRequest {
+            event: Some(pb::Event {
+                r#type: "a".into(),
+                ..Default::default()
+            }),
+        });
+        req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        let err = ingest.ingest_event(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.get_error_details().retry_info().is_some());
+        // Health follows readiness (polled): wait for the condition, bounded.
+        let mut turned = false;
+        for _ in 0..500 {
+            if status(&mut health).await == ServingStatus::NotServing as i32 {
+                turned = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(turned, "health stayed SERVING after the log failed");
+        let _ = stop.send(());
+        served.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn fsync_failure_answers_503_and_reports_not_ready() {
         let dir = tempfile::tempdir().unwrap();

@@ -538,6 +538,7 @@ impl ServeArgs {
         let grpc = eddy_grpc::GrpcConfig {
             max_message_bytes: c.max_body_bytes,
             shutdown_grace: c.shutdown_grace,
+            max_inflight_bytes: c.max_inflight_bytes,
             ..eddy_grpc::GrpcConfig::default()
         };
         Ok(Settings {

@@ -363,7 +363,9 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
                 eddy_client::Client::grpc(&args.grpc_url, &args.api_key)
                     .await
                     .with_context(|| format!("connecting to {}", args.grpc_url))?
-                    .with_retry(eddy_client::Retry::none()),
+                    .with_retry(eddy_client::Retry::none())
+                    // The same events as over HTTP: ids only where the generator gives them.
+                    .with_server_ids(),
             ),
         });
     }
@@ -566,20 +568,37 @@ async fn stream_worker(
     };
     let mut sent_at: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut sending = true;
+    // The next paced send time, once taken from the schedule.
+    let mut next_at: Option<Instant> = None;
     loop {
         if sending && Instant::now() >= deadline {
             sending = false;
             stream.finish();
         }
         if sending && stream.window_free() > 0 {
-            if let Some(at) = due() {
-                if at >= deadline {
-                    sending = false;
-                    stream.finish();
-                    continue;
-                }
-                tokio::time::sleep_until(at.into()).await;
+            let at = *next_at.get_or_insert_with(|| due().unwrap_or_else(Instant::now));
+            if at >= deadline {
+                sending = false;
+                stream.finish();
+                continue;
             }
+            if at > Instant::now() {
+                // Take acks while waiting for the slot, so their latency is not inflated.
+                if sent_at.is_empty() {
+                    tokio::time::sleep_until(at.into()).await;
+                } else {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        ack = stream.next_ack() => {
+                            if !take_ack(ack, &mut sent_at, totals, hist, errors).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            next_at = None;
             let events: Vec<eddy_client::Event> = {
                 let mut rng = rand::rng();
                 (0..batch).map(|_| generator.typed(&mut rng)).collect()
@@ -600,28 +619,43 @@ async fn stream_worker(
         if sent_at.is_empty() && !sending {
             return;
         }
-        match stream.next_ack().await {
-            Some(Ok(ack)) => {
-                let us = sent_at
-                    .remove(&ack.sequence)
-                    .map_or(1, |t| t.elapsed().as_micros().max(1) as u64);
-                match ack.result {
-                    Ok(a) => {
-                        totals.ok_requests.fetch_add(1, Ordering::Relaxed);
-                        totals
-                            .ok_events
-                            .fetch_add(a.accepted + a.duplicates, Ordering::Relaxed);
-                        let _ = hist.lock().await.record(us);
-                    }
-                    Err(e) => *errors.lock().await.entry(error_kind(&e)).or_default() += 1,
-                }
-            }
-            Some(Err(e)) => {
-                *errors.lock().await.entry(error_kind(&e)).or_default() += 1;
-                return;
-            }
-            None => return,
+        let ack = stream.next_ack().await;
+        if !take_ack(ack, &mut sent_at, totals, hist, errors).await {
+            return;
         }
+    }
+}
+
+/// Records one ack of a stream; false once the call is over.
+async fn take_ack(
+    ack: Option<Result<eddy_client::StreamAck, eddy_client::Error>>,
+    sent_at: &mut BTreeMap<u64, Instant>,
+    totals: &Totals,
+    hist: &Mutex<Histogram<u64>>,
+    errors: &Mutex<BTreeMap<String, u64>>,
+) -> bool {
+    match ack {
+        Some(Ok(ack)) => {
+            let us = sent_at
+                .remove(&ack.sequence)
+                .map_or(1, |t| t.elapsed().as_micros().max(1) as u64);
+            match ack.result {
+                Ok(a) => {
+                    totals.ok_requests.fetch_add(1, Ordering::Relaxed);
+                    totals
+                        .ok_events
+                        .fetch_add(a.accepted + a.duplicates, Ordering::Relaxed);
+                    let _ = hist.lock().await.record(us);
+                }
+                Err(e) => *errors.lock().await.entry(error_kind(&e)).or_default() += 1,
+            }
+            true
+        }
+        Some(Err(e)) => {
+            *errors.lock().await.entry(error_kind(&e)).or_default() += 1;
+            false
+        }
+        None => false,
     }
 }
 

@@ -78,6 +78,36 @@ async fn metrics_are_prometheus_clean() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
+    // gRPC calls too (after the counts above), one ok and one refused, so their per-method
+    // series are checked.
+    {
+        use eddy_proto::v1 as pb;
+        let ch = tonic::transport::Channel::from_shared(s.grpc_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut ingest = pb::event_ingestion_service_client::EventIngestionServiceClient::new(ch);
+        let batch = || pb::IngestEventsRequest {
+            events: vec![pb::Event {
+                r#type: "g".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut ok = tonic::Request::new(batch());
+        ok.metadata_mut()
+            .insert("x-api-key", s.admin_key.parse().unwrap());
+        ingest.ingest_events(ok).await.unwrap();
+        assert!(
+            ingest
+                .ingest_events(tonic::Request::new(batch()))
+                .await
+                .is_err()
+        );
+        s.wait_metric(r#"eddy_grpc_requests_total{method="eddy.v1.EventIngestionService/IngestEvents",code="UNAUTHENTICATED"} 1"#).await;
+    }
+    let text = s.metrics_text().await;
     // promtool (Debian `prometheus`) must find no problems; CI installs it.
     match std::process::Command::new("promtool")
         .args(["check", "metrics"])
