@@ -23,18 +23,27 @@ settle() { # wait (bounded) until the store and rollups caught up, so runs do no
   for _ in $(seq 600); do [[ "$(lag)" == "0 0" ]] && return; sleep 0.1; done
   echo "  (still behind after 60 s: $(lag))"
 }
+EPID=${pids[0]}
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
 run() { # label, loadgen args...
   local label=$1; shift
-  local out
-  out=$("$EDDY" loadgen --url http://127.0.0.1:18080 --grpc-url http://127.0.0.1:18051 --api-key "$KEY" --duration "$DUR" --json "$@" 2>/dev/null)
-  python3 - "$label" "$out" <<'PY'
+  local out before after
+  before=$(cpu "$EPID")
+  out=$(/usr/bin/time -f '%U %S' -o "$work/time" "$EDDY" loadgen --url http://127.0.0.1:18080 --grpc-url http://127.0.0.1:18051 --api-key "$KEY" --duration "$DUR" --json "$@" 2>/dev/null)
+  settle # the server's CPU until the store and rollups caught up: its whole cost per event
+  after=$(cpu "$EPID")
+  python3 - "$label" "$out" "$before" "$after" "$(cat "$work/time")" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 label, v = sys.argv[1], json.loads(sys.argv[2])
+server_s = (int(sys.argv[4]) - int(sys.argv[3])) / int(sys.argv[6])
+u, s_ = sys.argv[5].split()
+client_s = float(u) + float(s_)
 l = v["latency_ms"]
+ev = v['events_ok'] or 1
 print(f"  {label:<34} {v['events_per_sec']:>10.0f} events/s  {v['requests_per_sec']:>8.0f} req/s  "
-      f"p50 {l['p50']:.2f} ms  p99 {l['p99']:.2f} ms  ok {v['success_rate']*100:.1f}%  errors {v['errors_by_status']}")
+      f"p50 {l['p50']:.2f} ms  p99 {l['p99']:.2f} ms  ok {v['success_rate']*100:.1f}%  "
+      f"cpu server {server_s:.1f}s ({server_s/ev*1e6:.1f} us/event) loadgen {client_s:.1f}s  errors {v['errors_by_status']}")
 PY
-  settle
 }
 echo "eddy $("$EDDY" --version 2>/dev/null || true), $(nproc) cores, duration $DUR per run"
 for r in $(seq "$ROUNDS"); do
