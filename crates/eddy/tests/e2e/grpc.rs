@@ -1103,3 +1103,56 @@ async fn a_client_deadline_ends_a_live_stream_with_deadline_exceeded() {
     assert!(t.elapsed() < Duration::from_secs(10));
     s.wait_metric(r#"eddy_grpc_requests_total{method="eddy.v1.AnalyticsService/GetRealTimeAnalytics",code="DEADLINE_EXCEEDED"} 1"#).await;
 }
+
+#[tokio::test]
+async fn live_streams_carry_only_the_callers_tenant() {
+    let s = TestServer::spawn().await;
+    let (_, a_key, _) = s.tenant_with_key("a", &["read_write"]).await;
+    let (_, b_key, _) = s.tenant_with_key("b", &["read_write"]).await;
+    let ch = channel(&s).await;
+    let mut analytics = AnalyticsServiceClient::new(ch.clone());
+    let mut metrics = MetricsServiceClient::new(ch.clone());
+    let mut ingest = EventIngestionServiceClient::new(ch);
+    let mut live = analytics
+        .get_real_time_analytics(keyed(
+            pb::GetRealTimeAnalyticsRequest::default(),
+            Some(&a_key),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut samples = metrics
+        .stream_metrics(keyed(pb::StreamMetricsRequest::default(), Some(&a_key)))
+        .await
+        .unwrap()
+        .into_inner();
+    // The other tenant's event is appended first: a leak would arrive first.
+    for (key, id) in [(&b_key, "from-b"), (&a_key, "from-a")] {
+        ingest
+            .ingest_event(keyed(
+                pb::IngestEventRequest {
+                    event: Some(event(id, "shared-device", 1.0)),
+                },
+                Some(key),
+            ))
+            .await
+            .unwrap();
+    }
+    let first_event = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(pb::live_message::Data::Event(e)) = m.data {
+            break e;
+        }
+    };
+    assert_eq!(first_event.event_id, "from-a");
+    let sample = tokio::time::timeout(Duration::from_secs(10), samples.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(sample.event_id, "from-a");
+}
