@@ -97,15 +97,17 @@ impl From<pb::IngestResponse> for Ack {
             durable: r.durable,
             offsets: r.offsets.map(|o| o.start..o.end),
             event_ids: r.event_ids,
-            rejected: r
-                .rejected
-                .into_iter()
-                .map(|x| Rejected {
-                    index: x.index as usize,
-                    field: x.field,
-                    reason: x.reason,
-                })
-                .collect(),
+            rejected: r.rejected.into_iter().map(Rejected::from).collect(),
+        }
+    }
+}
+
+impl From<pb::RejectedEvent> for Rejected {
+    fn from(x: pb::RejectedEvent) -> Self {
+        Self {
+            index: x.index as usize,
+            field: x.field,
+            reason: x.reason,
         }
     }
 }
@@ -117,6 +119,16 @@ pub(crate) enum Attempt<T> {
         after: Option<Duration>,
         why: String,
     },
+}
+
+impl<T> Attempt<T> {
+    /// The same outcome with a successful answer turned by `f`.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Attempt<U> {
+        match self {
+            Attempt::Done(r) => Attempt::Done(r.map(f)),
+            Attempt::Retry { after, why } => Attempt::Retry { after, why },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -271,19 +283,15 @@ impl Client {
                     }
                     Ok(r) => http_answer::<HttpAck>(r).await,
                 };
-                match answer {
-                    Attempt::Done(Ok(a)) => Attempt::Done(Ok(Ack {
-                        accepted: a.accepted,
-                        duplicates: a.duplicates,
-                        durable: a.durable,
-                        offsets: None,
-                        // The ids were given (or generated here) before sending.
-                        event_ids: events.iter().filter_map(|e| e.event_id.clone()).collect(),
-                        rejected: Vec::new(),
-                    })),
-                    Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
-                    Attempt::Retry { after, why } => Attempt::Retry { after, why },
-                }
+                answer.map(|a| Ack {
+                    accepted: a.accepted,
+                    duplicates: a.duplicates,
+                    durable: a.durable,
+                    offsets: None,
+                    // The ids were given (or generated here) before sending.
+                    event_ids: events.iter().filter_map(|e| e.event_id.clone()).collect(),
+                    rejected: Vec::new(),
+                })
             }
             Transport::Grpc { .. } => {
                 let Some(ch) = self.channel() else {
@@ -344,16 +352,14 @@ impl Client {
                                 after: None,
                                 why: format!("HTTP request failed: {e}"),
                             },
-                            Ok(r) => match http_answer::<serde_json::Value>(r).await {
-                                Attempt::Done(Ok(v)) => Attempt::Done(Ok(v["data"]
+                            Ok(r) => http_answer::<serde_json::Value>(r).await.map(|v| {
+                                v["data"]
                                     .as_array()
                                     .map(|rows| {
                                         rows.iter().filter_map(|r| r.as_object().cloned()).collect()
                                     })
-                                    .unwrap_or_default())),
-                                Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
-                                Attempt::Retry { after, why } => Attempt::Retry { after, why },
-                            },
+                                    .unwrap_or_default()
+                            }),
                         }
                     }
                     Transport::Grpc { .. } => {
@@ -431,22 +437,18 @@ impl Client {
                                 after: None,
                                 why: format!("HTTP request failed: {e}"),
                             },
-                            Ok(r) => match http_answer::<serde_json::Value>(r).await {
-                                Attempt::Done(Ok(v)) => Attempt::Done(Ok(Summary {
-                                    total_events: v["total_events"].as_u64().unwrap_or(0),
-                                    unique_users: v["unique_users"].as_u64().unwrap_or(0),
-                                    event_types: v["event_types"]
-                                        .as_object()
-                                        .map(|m| {
-                                            m.iter()
-                                                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                                                .collect()
-                                        })
-                                        .unwrap_or_default(),
-                                })),
-                                Attempt::Done(Err(e)) => Attempt::Done(Err(e)),
-                                Attempt::Retry { after, why } => Attempt::Retry { after, why },
-                            },
+                            Ok(r) => http_answer::<serde_json::Value>(r).await.map(|v| Summary {
+                                total_events: v["total_events"].as_u64().unwrap_or(0),
+                                unique_users: v["unique_users"].as_u64().unwrap_or(0),
+                                event_types: v["event_types"]
+                                    .as_object()
+                                    .map(|m| {
+                                        m.iter()
+                                            .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                                            .collect()
+                                    })
+                                    .unwrap_or_default(),
+                            }),
                         }
                     }
                     Transport::Grpc { .. } => {

@@ -145,15 +145,7 @@ impl EventStream {
                         Err(if e.code == tonic::Code::InvalidArgument as i32 {
                             Error::Rejected {
                                 message: e.message,
-                                rejected: e
-                                    .rejected
-                                    .into_iter()
-                                    .map(|x| Rejected {
-                                        index: x.index as usize,
-                                        field: x.field,
-                                        reason: x.reason,
-                                    })
-                                    .collect(),
+                                rejected: e.rejected.into_iter().map(Rejected::from).collect(),
                             }
                         } else {
                             Error::Server {
