@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use prost::Message;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// Every method path served (`package.Service/Method`), for the metric labels.
 pub(crate) fn known_methods() -> Arc<HashSet<String>> {
@@ -213,34 +214,71 @@ where
         // The service that was polled ready takes the call; a clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let start = Instant::now();
-            tracing::debug!(method = %method, request_id = ?request_id, "gRPC call");
-            let call = inner.call(req);
-            let resp = match deadline {
-                Some(at) => match tokio::time::timeout_at(at, call).await {
-                    Ok(r) => r?,
-                    Err(_) => deadline_status().into_http(),
-                },
-                None => call.await?,
-            };
-            let (mut parts, body) = resp.into_parts();
-            parts.headers.insert("x-request-id", request_id);
-            size_limit_in_eddys_words(&mut parts.headers);
-            let early = code_in(&parts.headers);
-            Ok(Response::from_parts(
-                parts,
-                Observed {
-                    inner: body,
-                    method,
+        // The call's logs (the services' included) carry its method and request id.
+        let span = tracing::info_span!(
+            "grpc",
+            method = %method,
+            request_id = %request_id.to_str().unwrap_or("")
+        );
+        Box::pin(
+            async move {
+                let start = Instant::now();
+                tracing::debug!("gRPC call");
+                // Counted as CANCELLED if the client goes away before the answer starts.
+                let mut pending = Pending {
+                    method: Some(method.clone()),
                     start,
-                    code: early,
-                    deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
-                    done: false,
-                },
-            ))
-        })
+                };
+                let call = inner.call(req);
+                let resp = match deadline {
+                    Some(at) => match tokio::time::timeout_at(at, call).await {
+                        Ok(r) => r?,
+                        Err(_) => deadline_status().into_http(),
+                    },
+                    None => call.await?,
+                };
+                pending.method = None;
+                let (mut parts, body) = resp.into_parts();
+                parts.headers.insert("x-request-id", request_id);
+                size_limit_in_eddys_words(&mut parts.headers);
+                let early = code_in(&parts.headers);
+                Ok(Response::from_parts(
+                    parts,
+                    Observed {
+                        inner: body,
+                        method,
+                        start,
+                        code: early,
+                        deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+                        done: false,
+                    },
+                ))
+            }
+            .instrument(span),
+        )
     }
+}
+
+/// Records a call whose future was dropped before it answered (the client went away).
+struct Pending {
+    /// `None` once the call answered (its body records it then).
+    method: Option<Arc<str>>,
+    start: Instant,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(method) = self.method.take() {
+            record(&method, Code::Cancelled, self.start);
+        }
+    }
+}
+
+fn record(method: &str, code: Code, start: Instant) {
+    metrics::counter!("eddy_grpc_requests_total", "method" => method.to_string(), "code" => code_name(code))
+        .increment(1);
+    metrics::histogram!("eddy_grpc_request_duration_seconds", "method" => method.to_string())
+        .record(start.elapsed().as_secs_f64());
 }
 
 /// A response body that ends the call at the client's deadline and records the call's
@@ -332,11 +370,7 @@ impl Drop for Observed {
             } else {
                 Code::Cancelled
             });
-        let method = self.method.to_string();
-        metrics::counter!("eddy_grpc_requests_total", "method" => method.clone(), "code" => code_name(code))
-            .increment(1);
-        metrics::histogram!("eddy_grpc_request_duration_seconds", "method" => method)
-            .record(self.start.elapsed().as_secs_f64());
+        record(&self.method, code, self.start);
     }
 }
 

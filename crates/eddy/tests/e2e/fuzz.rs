@@ -102,8 +102,11 @@ async fn schemathesis_finds_no_server_error_and_no_mismatch_with_the_document() 
             "10",
             "--max-time",
             "150",
+            // One worker: with two, hypothesis describes strategies from two threads at once,
+            // and CPython 3.11's `ast` can fail under that ("AST constructor recursion depth
+            // mismatch" — a runtime error of the fuzzer, not a finding; seen in CI).
             "--workers",
-            "2",
+            "1",
         ])
         .args(["--request-timeout", "20", "--seed", &seed.to_string()])
         .args(["--suppress-health-check", "filter_too_much,too_slow"])
