@@ -225,6 +225,20 @@ impl Client {
         }
     }
 
+    /// One HTTP call with the key: its answer, or a retry when it could not be made.
+    async fn http_call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Attempt<T> {
+        match req.header("x-api-key", &self.key).send().await {
+            Err(e) => Attempt::Retry {
+                after: None,
+                why: format!("HTTP request failed: {e}"),
+            },
+            Ok(r) => http_answer(r).await,
+        }
+    }
+
     pub(crate) fn channel(&self) -> Option<Channel> {
         match &self.transport {
             Transport::Grpc { channels, next } => {
@@ -268,22 +282,8 @@ impl Client {
                     (true, [one]) => one.to_json(),
                     _ => serde_json::Value::Array(events.iter().map(Event::to_json).collect()),
                 };
-                let r = http
-                    .post(format!("{base}/api/v1/events"))
-                    .header("x-api-key", &self.key)
-                    .json(&body)
-                    .send()
-                    .await;
-                let answer = match r {
-                    Err(e) => {
-                        return Attempt::Retry {
-                            after: None,
-                            why: format!("HTTP request failed: {e}"),
-                        };
-                    }
-                    Ok(r) => http_answer::<HttpAck>(r).await,
-                };
-                answer.map(|a| Ack {
+                let req = http.post(format!("{base}/api/v1/events")).json(&body);
+                self.http_call::<HttpAck>(req).await.map(|a| Ack {
                     accepted: a.accepted,
                     duplicates: a.duplicates,
                     durable: a.durable,
@@ -341,26 +341,17 @@ impl Client {
             .run(|| async {
                 match &self.transport {
                     Transport::Http { base, http } => {
-                        let r = http
+                        let req = http
                             .post(format!("{base}/api/v1/query"))
-                            .header("x-api-key", &self.key)
-                            .json(&serde_json::json!({ "sql": sql }))
-                            .send()
-                            .await;
-                        match r {
-                            Err(e) => Attempt::Retry {
-                                after: None,
-                                why: format!("HTTP request failed: {e}"),
-                            },
-                            Ok(r) => http_answer::<serde_json::Value>(r).await.map(|v| {
-                                v["data"]
-                                    .as_array()
-                                    .map(|rows| {
-                                        rows.iter().filter_map(|r| r.as_object().cloned()).collect()
-                                    })
-                                    .unwrap_or_default()
-                            }),
-                        }
+                            .json(&serde_json::json!({ "sql": sql }));
+                        self.http_call::<serde_json::Value>(req).await.map(|v| {
+                            v["data"]
+                                .as_array()
+                                .map(|rows| {
+                                    rows.iter().filter_map(|r| r.as_object().cloned()).collect()
+                                })
+                                .unwrap_or_default()
+                        })
                     }
                     Transport::Grpc { .. } => {
                         let Some(ch) = self.channel() else {
@@ -424,20 +415,13 @@ impl Client {
             .run(|| async {
                 match &self.transport {
                     Transport::Http { base, http } => {
-                        let r = http
-                            .get(format!(
-                                "{base}/analytics/summary?from=-{}s",
-                                span.as_secs().max(1)
-                            ))
-                            .header("x-api-key", &self.key)
-                            .send()
-                            .await;
-                        match r {
-                            Err(e) => Attempt::Retry {
-                                after: None,
-                                why: format!("HTTP request failed: {e}"),
-                            },
-                            Ok(r) => http_answer::<serde_json::Value>(r).await.map(|v| Summary {
+                        let req = http.get(format!(
+                            "{base}/analytics/summary?from=-{}s",
+                            span.as_secs().max(1)
+                        ));
+                        self.http_call::<serde_json::Value>(req)
+                            .await
+                            .map(|v| Summary {
                                 total_events: v["total_events"].as_u64().unwrap_or(0),
                                 unique_users: v["unique_users"].as_u64().unwrap_or(0),
                                 event_types: v["event_types"]
@@ -448,8 +432,7 @@ impl Client {
                                             .collect()
                                     })
                                     .unwrap_or_default(),
-                            }),
-                        }
+                            })
                     }
                     Transport::Grpc { .. } => {
                         let Some(ch) = self.channel() else {
