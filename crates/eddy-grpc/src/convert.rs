@@ -1,11 +1,11 @@
 //! Messages of `eddy.v1` to and from the service layer's types. Nothing is decided here:
-//! events become the native JSON shape the ingest service validates, answers are copied field
-//! by field.
+//! events become typed fields the ingest service validates, answers are copied field by
+//! field.
 
 use std::collections::BTreeMap;
 
-use eddy_model::EventError;
 use eddy_model::time::parse_time_str;
+use eddy_model::{EventError, EventFields, Scalar};
 use eddy_proto::v1 as pb;
 use eddy_service::Error as Domain;
 use eddy_service::alerts::AlertView;
@@ -38,20 +38,25 @@ pub(crate) fn ts(ns: i64) -> Timestamp {
 
 /// A `Timestamp` as ns, or why it cannot be one.
 pub(crate) fn ns(field: &str, t: &Timestamp) -> Result<i64, Domain> {
+    timestamp_ns(t).map_err(|why| bad(format!("`{field}`: {why}")))
+}
+
+/// A `Timestamp` as ns, or the reason it cannot be one.
+fn timestamp_ns(t: &Timestamp) -> Result<i64, String> {
     if !(0..NS as i32).contains(&t.nanos) {
-        return Err(bad(format!(
-            "`{field}`: nanos must be from 0 to 999999999, got {}",
+        return Err(format!(
+            "nanos must be from 0 to 999999999, got {}",
             t.nanos
-        )));
+        ));
     }
     t.seconds
         .checked_mul(NS)
         .and_then(|s| s.checked_add(i64::from(t.nanos)))
         .ok_or_else(|| {
-            bad(format!(
-                "`{field}`: {} s from the epoch is outside the years 1677 to 2262",
+            format!(
+                "{} s from the epoch is outside the years 1677 to 2262",
                 t.seconds
-            ))
+            )
         })
 }
 
@@ -157,44 +162,43 @@ pub(crate) fn structure(m: &Map<String, Json>) -> Struct {
     }
 }
 
-/// An event of a request in the native JSON shape, for the ingest service to validate like
-/// any other body. Empty strings are left out (proto3 cannot tell them from absent).
-pub(crate) fn event_json(e: pb::Event) -> Json {
-    let mut m = Map::new();
-    for (k, v) in [
-        ("event_id", e.event_id),
-        ("type", e.r#type),
-        ("device_id", e.device_id),
-        ("user_id", e.user_id),
-        ("source", e.source),
-        ("page_url", e.page_url),
-    ] {
-        if !v.is_empty() {
-            m.insert(k.into(), Json::String(v));
-        }
-    }
-    if let Some(t) = e.time {
-        // Out-of-range times reach the normaliser as text it refuses, naming `time`.
-        let text = match ns("time", &t) {
-            Ok(n) => eddy_model::time::format_rfc3339(n),
-            Err(_) => format!("{}s {}ns from the epoch", t.seconds, t.nanos),
-        };
-        m.insert("time".into(), Json::String(text));
-    }
-    if !e.metrics.is_empty() {
-        let metrics: Map<String, Json> =
-            e.metrics.into_iter().map(|(k, v)| (k, number(v))).collect();
-        m.insert("metrics".into(), Json::Object(metrics));
-    }
-    if !e.properties.is_empty() {
-        let props: Map<String, Json> = e
+/// An event of a request as typed fields for the ingest service to validate like any other
+/// body (no JSON is built). Empty strings are absent (proto3 cannot tell them apart); a time
+/// outside what ns since the epoch can hold rejects the event, naming `time`.
+pub(crate) fn event_fields(e: pb::Event) -> Result<EventFields, EventError> {
+    let text = |s: String| (!s.is_empty()).then_some(s);
+    let time = e
+        .time
+        .map(|t| timestamp_ns(&t))
+        .transpose()
+        .map_err(|why| EventError::new("time", why))?;
+    Ok(EventFields {
+        event_id: text(e.event_id),
+        r#type: text(e.r#type),
+        time,
+        source: text(e.source),
+        device_id: text(e.device_id),
+        user_id: text(e.user_id),
+        page_url: text(e.page_url),
+        metrics: e.metrics.into_iter().collect(),
+        properties: e
             .properties
             .into_iter()
-            .map(|(k, v)| (k, json(v)))
-            .collect();
-        m.insert("properties".into(), Json::Object(props));
+            .map(|(k, v)| (k, scalar(v)))
+            .collect(),
+    })
+}
+
+/// A `google.protobuf.Value` as a property value.
+fn scalar(v: Value) -> Scalar {
+    match v.kind {
+        None | Some(Kind::NullValue(_)) => Scalar::Null,
+        Some(Kind::NumberValue(n)) => Scalar::Number(n),
+        Some(Kind::StringValue(s)) => Scalar::String(s),
+        Some(Kind::BoolValue(b)) => Scalar::Bool(b),
+        Some(Kind::StructValue(_)) => Scalar::Unsupported("a struct"),
+        Some(Kind::ListValue(_)) => Scalar::Unsupported("a list"),
     }
-    Json::Object(m)
 }
 
 fn str_of(m: &Map<String, Json>, k: &str) -> String {
@@ -612,29 +616,53 @@ mod tests {
     }
 
     #[test]
-    fn events_become_the_native_shape() {
+    fn events_become_typed_fields() {
         let e = pb::Event {
             event_id: "e1".into(),
             r#type: String::new(),
             time: Some(ts(1_700_000_000_000_000_001)),
             device_id: "d1".into(),
-            metrics: [("temp".to_string(), 21.5), ("bad".to_string(), f64::NAN)].into(),
-            properties: [(
-                "ok".to_string(),
-                Value {
-                    kind: Some(Kind::BoolValue(true)),
-                },
-            )]
+            metrics: [("temp".to_string(), 21.5)].into(),
+            properties: [
+                (
+                    "ok".to_string(),
+                    Value {
+                        kind: Some(Kind::BoolValue(true)),
+                    },
+                ),
+                (
+                    "nested".to_string(),
+                    Value {
+                        kind: Some(Kind::ListValue(ListValue::default())),
+                    },
+                ),
+            ]
             .into(),
             ..Default::default()
         };
-        let j = event_json(e);
-        assert_eq!(j["event_id"], "e1");
-        assert!(j.get("type").is_none(), "empty strings are absent");
-        assert_eq!(j["time"], "2023-11-14T22:13:20.000000001Z");
-        assert_eq!(j["metrics"]["temp"], 21.5);
-        assert_eq!(j["metrics"]["bad"], "NaN");
-        assert_eq!(j["properties"]["ok"], true);
+        let mut f = event_fields(e).unwrap();
+        f.properties.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(f.event_id.as_deref(), Some("e1"));
+        assert_eq!(f.r#type, None, "empty strings are absent");
+        assert_eq!(f.time, Some(1_700_000_000_000_000_001));
+        assert_eq!(f.metrics, vec![("temp".to_string(), 21.5)]);
+        assert_eq!(
+            f.properties,
+            vec![
+                ("nested".to_string(), Scalar::Unsupported("a list")),
+                ("ok".to_string(), Scalar::Bool(true)),
+            ]
+        );
+        let far = pb::Event {
+            time: Some(Timestamp {
+                seconds: i64::MAX / 2,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let err = event_fields(far).unwrap_err();
+        assert_eq!(err.field, "time");
+        assert!(err.reason.contains("1677 to 2262"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `eddy.v1.EventIngestionService`: events become the native JSON shape and go through the
+//! `eddy.v1.EventIngestionService`: events become typed fields and go through the
 //! one ingest path (`eddy_service::ingest`), so validation, limits, quotas, dedup and the
 //! durable ack are the HTTP API's.
 //!
@@ -19,7 +19,7 @@ use futures_util::{Stream, StreamExt, future, stream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Ctx;
-use crate::convert::{event_json, outcome, rejected};
+use crate::convert::{event_fields, outcome, rejected};
 use crate::error::{code, single_event_status, status};
 
 /// Most events of one `IngestEvents` call: the limit of the gRPC APIs Eddy replaces (capped
@@ -53,7 +53,7 @@ impl Ingest {
                 retry_after_secs: 1,
             })?;
         let req = IngestRequest {
-            body: IngestBody::Events(events.into_iter().map(event_json).collect()),
+            body: IngestBody::Events(events.into_iter().map(event_fields).collect()),
             partial,
             sync: sync.unwrap_or(true),
             max_events,

@@ -63,22 +63,19 @@ pub fn split_body(
     Ok(split)
 }
 
-/// Events already apart (a protocol with its own framing), held to the same rules: not
-/// empty, at most `max_events`.
-pub fn split_events(events: Vec<Value>, max_events: usize) -> Result<SplitBody, BodyError> {
-    if events.is_empty() {
+/// Holds events that arrive already apart (a protocol with its own framing) to the rules of
+/// a body: not none, at most `max_events`.
+pub fn check_event_count(count: usize, max_events: usize) -> Result<(), BodyError> {
+    if count == 0 {
         return Err(BodyError::NoEvents);
     }
-    if events.len() > max_events {
+    if count > max_events {
         return Err(BodyError::TooMany {
-            count: events.len(),
+            count,
             max: max_events,
         });
     }
-    Ok(SplitBody {
-        is_batch: events.len() > 1,
-        events: events.into_iter().map(Ok).collect(),
-    })
+    Ok(())
 }
 
 fn split_json(body: &[u8]) -> Result<SplitBody, BodyError> {

@@ -27,7 +27,8 @@ pub struct EventError {
 }
 
 impl EventError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// An error of `field`; the index is set where the event's position is known.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             index: 0,
             field: field.into(),

@@ -23,4 +23,4 @@ pub use error::{Error, EventError, Result};
 pub use event::{
     AlertAction, Entry, Event, LogEntry, PropertyValue, RuleChange, TenantDeleted, Value,
 };
-pub use normalize::{Limits, TenantPolicy};
+pub use normalize::{EventFields, Limits, Scalar, TenantPolicy};

@@ -15,6 +15,10 @@
 //! Any other top-level scalar becomes a property (so extra fields that older clients send are
 //! kept, never silently dropped); other top-level objects or arrays are rejected. The tenant is
 //! never read from the body: a body field named `tenant` is just a property.
+//!
+//! A protocol whose messages are already typed (gRPC's `eddy.v1.Event`) hands over
+//! [`EventFields`] instead, checked by [`normalize_fields`] with the same rules and messages:
+//! no JSON is built for it, and its time is already in ns.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +87,67 @@ pub fn normalize_event(
     b.finish(policy, limits, now_ns)
 }
 
+/// One event whose fields a protocol already typed, under the data model's names (no
+/// aliases). Absent fields are `None`; a protocol that cannot tell empty from absent (proto3)
+/// passes empty strings as `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFields {
+    pub event_id: Option<String>,
+    pub r#type: Option<String>,
+    /// ns since the Unix epoch; `None` = the receive time.
+    pub time: Option<i64>,
+    pub source: Option<String>,
+    pub device_id: Option<String>,
+    pub user_id: Option<String>,
+    pub page_url: Option<String>,
+    pub metrics: Vec<(String, f64)>,
+    pub properties: Vec<(String, Scalar)>,
+}
+
+/// A property value as a typed protocol carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// Absent (skipped, like JSON `null`).
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    /// A value of a kind a property cannot hold; names it ("an object", "a list").
+    Unsupported(&'static str),
+}
+
+/// Validates one typed event with the rules of [`normalize_event`]. `now_ns` is the receive
+/// time.
+pub fn normalize_fields(
+    f: EventFields,
+    policy: &TenantPolicy<'_>,
+    limits: &Limits,
+    now_ns: i64,
+) -> Result<Event, EventError> {
+    let mut b = Builder::default();
+    let slot = |key: &str, v: Option<String>, max: usize| {
+        v.map(|v| checked_string(key, v, max).map(|v| (key.to_string(), v)))
+            .transpose()
+    };
+    b.event_id = slot("event_id", f.event_id, limits.max_id_len)?;
+    b.r#type = slot("type", f.r#type, limits.max_name_len)?;
+    if let Some((key, t)) = &b.r#type {
+        check_name(key, t, limits)?;
+    }
+    b.source = slot("source", f.source, limits.max_string_len)?;
+    b.device_id = slot("device_id", f.device_id, limits.max_string_len)?;
+    b.user_id = slot("user_id", f.user_id, limits.max_string_len)?;
+    b.page_url = slot("page_url", f.page_url, limits.max_string_len)?;
+    b.time = f.time.map(|t| ("time".to_string(), t));
+    for (name, v) in f.metrics {
+        b.metric(name, v, limits)?;
+    }
+    for (name, v) in f.properties {
+        b.property(format!("properties.{name}"), name, v, limits)?;
+    }
+    b.finish(policy, limits, now_ns)
+}
+
 #[derive(Default)]
 struct Builder {
     event_id: Option<(String, String)>,
@@ -125,6 +190,11 @@ fn string_field(key: &str, v: Json, max: usize) -> Result<Option<String>, EventE
             ));
         }
     };
+    checked_string(key, s, max).map(Some)
+}
+
+/// A string field's value, not empty and at most `max` bytes.
+fn checked_string(key: &str, s: String, max: usize) -> Result<String, EventError> {
     if s.is_empty() {
         return Err(EventError::new(key, "must not be empty"));
     }
@@ -134,7 +204,19 @@ fn string_field(key: &str, v: Json, max: usize) -> Result<Option<String>, EventE
             format!("is {} bytes long, more than the limit of {max}", s.len()),
         ));
     }
-    Ok(Some(s))
+    Ok(s)
+}
+
+/// A JSON value as a property value.
+fn scalar(v: Json) -> Scalar {
+    match v {
+        Json::Null => Scalar::Null,
+        Json::Bool(b) => Scalar::Bool(b),
+        // serde_json numbers are always representable as f64 (no arbitrary precision).
+        Json::Number(n) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Scalar::String(s),
+        other => Scalar::Unsupported(kind(&other)),
+    }
 }
 
 fn check_name(field: &str, name: &str, limits: &Limits) -> Result<(), EventError> {
@@ -260,7 +342,7 @@ impl Builder {
                 Json::Null => {}
                 Json::Object(m) => {
                     for (name, v) in m {
-                        self.property(format!("properties.{name}"), name, v, limits)?;
+                        self.property(format!("properties.{name}"), name, scalar(v), limits)?;
                     }
                 }
                 other => {
@@ -277,14 +359,26 @@ impl Builder {
 
     fn metrics(&mut self, m: Map<String, Json>, limits: &Limits) -> Result<(), EventError> {
         for (name, v) in m {
-            let field = format!("metrics.{name}");
-            check_name(&field, &name, limits)?;
             if v.is_null() {
+                check_name(&format!("metrics.{name}"), &name, limits)?;
                 continue;
             }
-            let f = finite_number(&field, &v)?;
-            self.metrics.insert(name, f);
+            let f = finite_number(&format!("metrics.{name}"), &v)?;
+            self.metric(name, f, limits)?;
         }
+        Ok(())
+    }
+
+    fn metric(&mut self, name: String, v: f64, limits: &Limits) -> Result<(), EventError> {
+        let field = || format!("metrics.{name}");
+        check_name(&field(), &name, limits)?;
+        if !v.is_finite() {
+            return Err(EventError::new(
+                field(),
+                "NaN and infinities are not accepted",
+            ));
+        }
+        self.metrics.insert(name, v);
         Ok(())
     }
 
@@ -292,15 +386,18 @@ impl Builder {
         &mut self,
         field: String,
         name: String,
-        v: Json,
+        v: Scalar,
         limits: &Limits,
     ) -> Result<(), EventError> {
         check_name(&field, &name, limits)?;
         let value = match v {
-            Json::Null => return Ok(()),
-            Json::Bool(b) => Value::Bool(b),
-            Json::Number(_) => Value::Number(finite_number(&field, &v)?),
-            Json::String(s) => {
+            Scalar::Null => return Ok(()),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Number(n) if n.is_finite() => Value::Number(n),
+            Scalar::Number(_) => {
+                return Err(EventError::new(field, "must be a finite number"));
+            }
+            Scalar::String(s) => {
                 if s.len() > limits.max_string_len {
                     return Err(EventError::new(
                         field,
@@ -313,10 +410,10 @@ impl Builder {
                 }
                 Value::String(s)
             }
-            other => {
+            Scalar::Unsupported(kind) => {
                 return Err(EventError::new(
                     field,
-                    format!("must be a string, number or boolean, got {}", kind(&other)),
+                    format!("must be a string, number or boolean, got {kind}"),
                 ));
             }
         };
@@ -343,7 +440,7 @@ impl Builder {
                         ),
                     ));
                 }
-                v => self.property(key.clone(), key, v, limits)?,
+                v => self.property(key.clone(), key, scalar(v), limits)?,
             }
         }
         if let Some(v) = self.bare_value
@@ -514,5 +611,85 @@ mod tests {
         assert_eq!(e.tenant, "t1");
         assert_eq!(e.properties["tenant"], Value::String("evil".into()).into());
         assert_eq!(e.properties["seats"], Value::Number(3.0).into());
+    }
+
+    fn fields(t: &str) -> EventFields {
+        EventFields {
+            r#type: Some(t.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn typed_fields_follow_the_json_rules() {
+        let p = TenantPolicy {
+            tenant: "t1",
+            retention_ns: 30 * 86_400 * 1_000_000_000,
+        };
+        let l = Limits::default();
+        let typed = EventFields {
+            event_id: Some("e1".into()),
+            time: Some(NOW - 1_000),
+            device_id: Some("d1".into()),
+            metrics: vec![("temp".into(), 21.5)],
+            properties: vec![
+                ("ok".into(), Scalar::Bool(true)),
+                ("gone".into(), Scalar::Null),
+                ("n".into(), Scalar::Number(3.0)),
+            ],
+            ..Default::default()
+        };
+        let json = json!({"event_id":"e1","time":NOW - 1_000,"device_id":"d1",
+            "metrics":{"temp":21.5},"properties":{"ok":true,"gone":null,"n":3}});
+        // Epoch integers in ns are ns; the two paths give the same event.
+        let a = normalize_fields(typed, &p, &l, NOW).unwrap();
+        let b = normalize_event(json, &p, &l, NOW).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.r#type, "reading");
+        assert!(a.client_id);
+
+        let cases = [
+            (
+                EventFields {
+                    metrics: vec![("bad".into(), f64::NAN)],
+                    ..fields("x")
+                },
+                "metrics.bad",
+            ),
+            (
+                EventFields {
+                    properties: vec![("nested".into(), Scalar::Unsupported("an object"))],
+                    ..fields("x")
+                },
+                "properties.nested",
+            ),
+            (
+                EventFields {
+                    properties: vec![("inf".into(), Scalar::Number(f64::INFINITY))],
+                    ..fields("x")
+                },
+                "properties.inf",
+            ),
+            (
+                EventFields {
+                    time: Some(NOW + 7_200_000_000_000),
+                    ..fields("x")
+                },
+                "time",
+            ),
+            (
+                EventFields {
+                    device_id: Some(String::new()),
+                    ..fields("x")
+                },
+                "device_id",
+            ),
+            (fields("bad\ntype"), "type"),
+            (EventFields::default(), "type"),
+        ];
+        for (f, field) in cases {
+            let err = normalize_fields(f.clone(), &p, &l, NOW).unwrap_err();
+            assert_eq!(err.field, field, "{f:?}: {err}");
+        }
     }
 }

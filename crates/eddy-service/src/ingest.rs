@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_log::{AppendTicket, Log};
-use eddy_model::batch::{BodyError, BodyFormat, split_body, split_events};
-use eddy_model::normalize::normalize_event;
-use eddy_model::{Clock, EventError, Limits, TenantPolicy, codec};
+use eddy_model::batch::{BodyError, BodyFormat, check_event_count, split_body};
+use eddy_model::normalize::{EventFields, normalize_event, normalize_fields};
+use eddy_model::{Clock, Event, EventError, Limits, TenantPolicy, codec};
 use serde::Serialize;
 
 use crate::auth::{Principal, Scope};
@@ -46,16 +46,17 @@ pub struct IngestConfig {
 pub enum IngestBody {
     /// A body to split (any accepted JSON shape), decompressed.
     Raw { body: Bytes, format: BodyFormat },
-    /// Events already apart, each a JSON object in the native shape (a protocol with its own
-    /// framing, e.g. gRPC messages); validated like any other body.
-    Events(Vec<serde_json::Value>),
+    /// Events already apart and typed (a protocol with its own framing, e.g. gRPC messages),
+    /// or why the front end could not read one (rejected at its index); validated like any
+    /// other body.
+    Events(Vec<Result<EventFields, EventError>>),
 }
 
 impl IngestBody {
     fn len_hint(&self) -> usize {
         match self {
             IngestBody::Raw { body, .. } => body.len(),
-            // About what their JSON would take; only decides where parsing runs.
+            // About what their JSON would take; only decides where validation runs.
             IngestBody::Events(events) => events.len() * 256,
         }
     }
@@ -330,47 +331,66 @@ impl Inner {
         body: IngestBody,
         max_events: usize,
     ) -> Result<Prepared> {
-        let split = match body {
-            IngestBody::Raw { body, format } => split_body(&body, format, max_events),
-            IngestBody::Events(events) => split_events(events, max_events),
-        }
-        .map_err(|e| match e {
-            BodyError::TooMany { .. } => Error::TooLarge(e.to_string()),
-            other => Error::invalid("invalid_body", other.to_string()),
-        })?;
         let now = self.clock.now_ns();
         let policy = TenantPolicy {
             tenant,
             retention_ns,
         };
-        let total = split.events.len();
-        let mut p = Prepared {
+        let limits = &self.config.limits;
+        let invalid = |e: BodyError| match e {
+            BodyError::TooMany { .. } => Error::TooLarge(e.to_string()),
+            other => Error::invalid("invalid_body", other.to_string()),
+        };
+        let mut series = SeriesGate::new(self.series.as_ref(), tenant);
+        match body {
+            IngestBody::Raw { body, format } => {
+                let split = split_body(&body, format, max_events).map_err(invalid)?;
+                let mut p = Prepared::with_capacity(split.events.len(), split.is_batch);
+                for (index, raw) in split.events.into_iter().enumerate() {
+                    let ev = raw.and_then(|v| normalize_event(v, &policy, limits, now));
+                    p.push(index, ev.and_then(|ev| series.admit(ev)), tenant);
+                }
+                Ok(p)
+            }
+            IngestBody::Events(events) => {
+                check_event_count(events.len(), max_events).map_err(invalid)?;
+                let mut p = Prepared::with_capacity(events.len(), events.len() > 1);
+                for (index, fields) in events.into_iter().enumerate() {
+                    let ev = fields.and_then(|f| normalize_fields(f, &policy, limits, now));
+                    p.push(index, ev.and_then(|ev| series.admit(ev)), tenant);
+                }
+                Ok(p)
+            }
+        }
+    }
+}
+
+impl Prepared {
+    fn with_capacity(total: usize, is_batch: bool) -> Self {
+        Self {
             records: Vec::with_capacity(total),
             keys: Vec::with_capacity(total),
             ids: Vec::with_capacity(total),
             rejected: Vec::new(),
             total,
-            is_batch: split.is_batch,
-        };
-        let mut series = SeriesGate::new(self.series.as_ref(), tenant);
-        for (index, raw) in split.events.into_iter().enumerate() {
-            let normalized = raw
-                .and_then(|v| normalize_event(v, &policy, &self.config.limits, now))
-                .and_then(|ev| series.admit(ev));
-            match normalized {
-                Ok(ev) => {
-                    p.keys
-                        .push(ev.client_id.then(|| dedup_key(tenant, &ev.event_id)));
-                    p.ids.push(ev.event_id.clone());
-                    p.records.push(Bytes::from(codec::encode_event(ev)));
-                }
-                Err(mut e) => {
-                    e.index = index;
-                    p.rejected.push(e);
-                }
+            is_batch,
+        }
+    }
+
+    /// Adds the event at `index` of the request, or its rejection.
+    fn push(&mut self, index: usize, event: Result<Event, EventError>, tenant: &str) {
+        match event {
+            Ok(ev) => {
+                self.keys
+                    .push(ev.client_id.then(|| dedup_key(tenant, &ev.event_id)));
+                self.ids.push(ev.event_id.clone());
+                self.records.push(Bytes::from(codec::encode_event(ev)));
+            }
+            Err(mut e) => {
+                e.index = index;
+                self.rejected.push(e);
             }
         }
-        Ok(p)
     }
 }
 
