@@ -8,6 +8,7 @@ use eddy_proto::v1::analytics_service_server::AnalyticsService;
 use eddy_service::Error as Domain;
 use eddy_service::analytics::{Field, FunnelRequest, Period, RetentionRequest, UserRequest};
 use eddy_service::live::{Channel, Filter, Next, Subscription, parse_channels};
+use eddy_service::overview::OverviewQuery;
 use eddy_service::query::{Agg, SourceChoice, TimeseriesQuery};
 use eddy_service::range::DAY_NS;
 use eddy_service::sql;
@@ -296,5 +297,35 @@ impl AnalyticsService for Analytics {
             },
             rows,
         }))
+    }
+
+    async fn get_overview(
+        &self,
+        req: Request<pb::GetOverviewRequest>,
+    ) -> Result<Response<pb::Overview>, Status> {
+        let caller = self.0.caller(&req)?;
+        let r = req.into_inner();
+        let q = OverviewQuery {
+            range: range(r.range.as_ref(), self.0.clock.now_ns()).map_err(status)?,
+            top: (r.top != 0).then_some(r.top as usize),
+            alerts: r.alerts.map(|n| n as usize),
+        };
+        let a = self
+            .0
+            .services
+            .overview
+            .overview(&caller, q)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::overview(a)))
+    }
+
+    async fn list_tables(
+        &self,
+        req: Request<pb::ListTablesRequest>,
+    ) -> Result<Response<pb::ListTablesResponse>, Status> {
+        let caller = self.0.caller(&req)?;
+        let t = self.0.services.sql.tables(&caller).map_err(status)?;
+        Ok(Response::new(convert::tables(t)))
     }
 }

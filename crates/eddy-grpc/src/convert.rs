@@ -15,8 +15,10 @@ use eddy_service::analytics::{
 };
 use eddy_service::ingest::Outcome;
 use eddy_service::live::{LiveMessage, RollupView};
+use eddy_service::overview::OverviewAnswer;
 use eddy_service::query::{StoredEvent, TimeseriesAnswer};
 use eddy_service::range::TimeRange;
+use eddy_service::sql::TableInfo;
 use prost_types::value::Kind;
 use prost_types::{Duration, ListValue, Struct, Timestamp, Value};
 use serde_json::{Map, Value as Json};
@@ -418,6 +420,58 @@ fn alert(event: &str, a: AlertView) -> pb::Alert {
         occurrences: a.occurrences,
         resolution: a.resolution.unwrap_or_default(),
         note: a.note.unwrap_or_default(),
+    }
+}
+
+pub(crate) fn overview(a: OverviewAnswer) -> pb::Overview {
+    let lag = a.pipeline.lag;
+    pb::Overview {
+        summary: Some(summary(a.summary)),
+        open_alerts_total: a.open_alerts.total as u64,
+        open_alerts: a
+            .open_alerts
+            .data
+            .into_iter()
+            .map(|v| alert("opened", v))
+            .collect(),
+        pipeline: Some(pb::PipelineHealth {
+            ready: a.pipeline.ready,
+            log: a.pipeline.log.to_string(),
+            reason: a.pipeline.reason.unwrap_or_default().to_string(),
+            end_offset: lag.end_offset,
+            store_lag: lag.store.lag,
+            stream_lag: lag.stream.lag,
+            consumers: lag
+                .consumers
+                .into_iter()
+                .map(|c| pb::ConsumerLag {
+                    name: c.name,
+                    next_offset: c.next_offset,
+                    lag: c.lag,
+                })
+                .collect(),
+        }),
+    }
+}
+
+pub(crate) fn tables(v: Vec<TableInfo>) -> pb::ListTablesResponse {
+    pb::ListTablesResponse {
+        tables: v
+            .into_iter()
+            .map(|t| pb::Table {
+                name: t.name,
+                description: t.description.to_string(),
+                columns: t
+                    .columns
+                    .into_iter()
+                    .map(|c| pb::TableColumn {
+                        name: c.name,
+                        r#type: c.r#type,
+                        nullable: c.nullable,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod config;
+mod dashboard;
 mod error;
 pub mod metrics;
 mod notify;

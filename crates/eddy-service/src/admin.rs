@@ -101,6 +101,8 @@ pub struct CreatedKeyView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Whoami {
     pub tenant_id: String,
+    /// The tenant's name (`null` if it was deleted since the key was checked).
+    pub tenant_name: Option<String>,
     pub key_id: String,
     pub scopes: BTreeSet<Scope>,
 }
@@ -347,6 +349,7 @@ impl AdminService {
     pub fn whoami(&self, caller: &Principal) -> Whoami {
         Whoami {
             tenant_id: caller.tenant_id.clone(),
+            tenant_name: self.catalog.tenant(&caller.tenant_id).ok().map(|t| t.name),
             key_id: caller.key_id.clone(),
             scopes: caller.scopes.clone(),
         }

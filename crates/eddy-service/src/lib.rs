@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod keys;
 pub mod live;
 pub mod ops;
+pub mod overview;
 pub mod query;
 pub mod quota;
 pub mod range;
@@ -85,6 +86,7 @@ pub struct Services {
     pub ops: Arc<ops::OpsService>,
     pub query: Arc<query::QueryService>,
     pub analytics: Arc<analytics::AnalyticsService>,
+    pub overview: Arc<overview::OverviewService>,
     pub sql: Arc<sql::SqlService>,
     pub live: Arc<live::LiveService>,
     /// Turns a presented secret into the caller's principal (every front end's first step).
@@ -149,6 +151,11 @@ impl Services {
             seams.dedup.clone(),
             stats.clone(),
         ));
+        let overview = Arc::new(overview::OverviewService::new(
+            analytics.clone(),
+            alerts.clone(),
+            ops.clone(),
+        ));
         // A catalog is its own authenticator (trait upcasting).
         let auth: Arc<dyn auth::Authenticator> = seams.catalog.clone();
         Self {
@@ -158,6 +165,7 @@ impl Services {
             ops,
             query,
             analytics,
+            overview,
             sql,
             live: Arc::new(live::LiveService::new(seams.live)),
             auth,

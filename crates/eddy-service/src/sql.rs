@@ -11,7 +11,8 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Serialize;
 
 use crate::alerts::{Alert, AlertFilter, AlertsEngine};
 use crate::auth::{Principal, Scope};
@@ -76,6 +77,59 @@ pub fn row_count(answer: &SqlAnswer) -> usize {
     answer.batches.iter().map(RecordBatch::num_rows).sum()
 }
 
+/// A column of a table statements can read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ColumnInfo {
+    pub name: String,
+    /// Arrow type name, as [`columns`] writes it (e.g. `Utf8`, `Timestamp(ns, "UTC")`).
+    #[serde(rename = "type")]
+    pub r#type: String,
+    pub nullable: bool,
+}
+
+/// A table statements can read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TableInfo {
+    pub name: String,
+    pub description: &'static str,
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// The tables of a session, in the order they are documented: name, what a row is, schema.
+/// The schemas are the engines' own (the ones the session registers), so a listed column is
+/// one a statement can name.
+fn session_tables() -> [(&'static str, &'static str, SchemaRef); 5] {
+    [
+        (
+            "events",
+            "one row per stored event (metrics and properties as maps)",
+            eddy_store::schema::events_schema(),
+        ),
+        (
+            "metric_samples",
+            "one row per metric reading of an event",
+            eddy_store::schema::samples_schema(),
+        ),
+        (
+            "rollups",
+            "one row per (device, metric, resolution, window): the rollups' aggregates",
+            eddy_stream::persist::metrics_schema(),
+        ),
+        (
+            "rollup_counts",
+            "one row per (dimension, value, window): events and distinct users per type, page and source",
+            eddy_stream::persist::counts_schema(),
+        ),
+        (
+            "alerts",
+            "one row per alert, open or closed",
+            alerts_schema(),
+        ),
+    ]
+}
+
 /// Longest statement accepted, bytes.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
@@ -101,6 +155,28 @@ impl SqlService {
             alerts,
             max_rows,
         }
+    }
+
+    /// The tables a statement of the caller can read, with their columns. Costs nothing: no
+    /// table is built.
+    pub fn tables(&self, p: &Principal) -> Result<Vec<TableInfo>> {
+        p.require(Scope::Read)?;
+        Ok(session_tables()
+            .into_iter()
+            .map(|(name, description, schema)| TableInfo {
+                name: name.to_string(),
+                description,
+                columns: schema
+                    .fields()
+                    .iter()
+                    .map(|f| ColumnInfo {
+                        name: f.name().clone(),
+                        r#type: f.data_type().to_string(),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Runs `sql` over the caller's tenant.
@@ -142,10 +218,10 @@ impl SqlService {
     }
 }
 
-/// Alerts as the `alerts` table.
-pub fn alerts_table(alerts: &[Alert]) -> Result<ExtraTable> {
+/// Schema of the `alerts` table.
+pub fn alerts_schema() -> SchemaRef {
     let ts = || DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
-    let schema = Arc::new(Schema::new(vec![
+    Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("rule_id", DataType::Utf8, false),
         Field::new("rule_name", DataType::Utf8, false),
@@ -165,7 +241,12 @@ pub fn alerts_table(alerts: &[Alert]) -> Result<ExtraTable> {
         Field::new("resolved_at", ts(), true),
         Field::new("resolution", DataType::Utf8, true),
         Field::new("note", DataType::Utf8, true),
-    ]));
+    ]))
+}
+
+/// Alerts as the `alerts` table.
+pub fn alerts_table(alerts: &[Alert]) -> Result<ExtraTable> {
+    let schema = alerts_schema();
     let text = |f: fn(&Alert) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(alerts.iter().map(f)))
     };

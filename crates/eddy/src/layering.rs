@@ -14,8 +14,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "eddy-service",
         &["eddy-model", "eddy-log", "eddy-store", "eddy-stream"],
     ),
-    // The HTTP front end: the service layer and the model only (every route calls a service).
-    ("eddy-server", &["eddy-model", "eddy-service"]),
+    // The dashboard's built files (web/dist), embedded: nothing of Eddy's.
+    ("eddy-web", &[]),
+    // The HTTP front end: the service layer and the model only (every route calls a service),
+    // and the dashboard's files it serves.
+    ("eddy-server", &["eddy-model", "eddy-service", "eddy-web"]),
     // The gRPC API's generated messages and stubs: nothing of Eddy's.
     ("eddy-proto", &[]),
     // The gRPC front end: like HTTP, plus the generated API (every RPC calls a service).

@@ -125,6 +125,34 @@ pub(crate) async fn summary(
     Ok(Json(answer).into_response())
 }
 
+/// `GET /api/v1/overview`: the summary of the range beside the previous period, the newest open
+/// alerts with their count, and the pipeline's health, in one answer.
+#[utoipa::path(get, path = "/api/v1/overview", tag = "analytics", operation_id = "overview", summary = "Summary, open alerts and pipeline health in one answer", params(RangeParams, ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Length of the top lists (default 10)"), ("alerts" = Option<usize>, Query, minimum = 0, maximum = 100, description = "Open alerts listed, newest first (default 5); `open_alerts.total` counts them all")), responses((status = 200, description = "The overview", body = eddy_service::overview::OverviewAnswer), Errors))]
+pub(crate) async fn overview(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Response> {
+    let now = state.clock.now_ns();
+    let mut q = eddy_service::overview::OverviewQuery::default();
+    for (k, v) in &pairs {
+        if take_range(&mut q.range, k, v, now)? {
+            continue;
+        }
+        let n = || {
+            v.parse::<usize>()
+                .map_err(|_| bad(format!("`{k}` `{v}`: a whole number")))
+        };
+        match k.as_str() {
+            "top" => q.top = Some(n()?),
+            "alerts" => q.alerts = Some(n()?),
+            other => return Err(unknown(other, "from, to, top, alerts")),
+        }
+    }
+    let answer = state.services.overview.overview(&caller, q).await?;
+    Ok(Json(answer).into_response())
+}
+
 /// `GET /analytics/summary` and `GET /v1/analytics/summary`: the same figures in the flat shape
 /// product-analytics clients read.
 #[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "summary_compat", summary = "Summary in the flat shape product-event clients read", params(RangeParams, ("top" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Length of the top lists (default 10)")), responses((status = 200, description = "Totals of the range in the flat shape", body = CompatSummary), Errors))]

@@ -98,8 +98,10 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(rollups::rollups))
         .routes(routes!(rollups::aggregates))
         .routes(routes!(sql::query))
+        .routes(routes!(sql::tables))
         // Analytics.
         .routes(routes!(analytics::summary))
+        .routes(routes!(analytics::overview))
         .routes(routes!(analytics::top))
         .routes(routes!(analytics::grouped_timeseries))
         .routes(routes!(analytics::user))
@@ -165,6 +167,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let api = api
         .method_not_allowed_fallback(ops::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), cached::layer))
+        .merge(crate::dashboard::router())
         .fallback(ops::not_found)
         .with_state(state);
     api.layer(middleware::from_fn(track_metrics))

@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use crate::auth::Reader;
 use crate::openapi::{ErrorBody, Errors};
-use crate::routes::SmallBody;
 use crate::routes::params::{Offer, negotiate};
 use crate::routes::parse_json;
+use crate::routes::{ListOf, SmallBody};
 use crate::state::AppState;
 use crate::{Error, Result};
 use eddy_service::Error as Domain;
@@ -111,6 +111,15 @@ pub(crate) async fn query(
     let format = negotiate(req.format.as_deref(), &headers, FORMATS)?;
     let answer = state.services.sql.query(&caller, req.sql).await?;
     render(format, &answer)
+}
+
+/// `GET /api/v1/query/tables`: the tables a statement can read, with their columns.
+#[utoipa::path(get, path = "/api/v1/query/tables", tag = "sql", operation_id = "query_tables", summary = "The tables SQL statements can read, with their columns", responses((status = 200, description = "Every table of the tenant's SQL session", body = ListOf<eddy_service::sql::TableInfo>), Errors))]
+pub(crate) async fn tables(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+) -> Result<Response> {
+    Ok(crate::routes::list(state.services.sql.tables(&caller)?))
 }
 
 fn unrenderable(format: Format, e: impl std::fmt::Display) -> Error {

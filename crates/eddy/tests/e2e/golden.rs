@@ -84,6 +84,8 @@ async fn response_shapes_match_the_golden_file() {
         "/api/v1/rollups?dimension=type&from=-1h",
         "/api/v1/analytics/aggregates?from=-1h",
         "/api/v1/analytics/summary?from=-1h",
+        "/api/v1/overview?from=-1h",
+        "/api/v1/query/tables",
         "/analytics/summary?from=-1h",
         "/v1/analytics/summary?from=-1h",
         "/api/v1/analytics/top?dimension=page_url&from=-1h",

@@ -214,6 +214,75 @@ async fn every_rpc_answers_over_grpc() {
     assert_eq!(sum.unique_users, 31);
     assert_eq!(sum.unique_devices, 1);
     assert_eq!(sum.current.as_ref().unwrap().events, 32);
+    let o = analytics
+        .get_overview(keyed(
+            pb::GetOverviewRequest {
+                top: 1,
+                alerts: Some(0),
+                ..Default::default()
+            },
+            Some(&key),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let top1 = analytics
+        .get_analytics_summary(keyed(
+            pb::GetAnalyticsSummaryRequest {
+                top: 1,
+                ..Default::default()
+            },
+            Some(&key),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let osum = o.summary.unwrap();
+    assert_eq!(osum.total_events, 32);
+    assert_eq!(
+        osum.current, top1.current,
+        "the summary, as GetAnalyticsSummary answers it"
+    );
+    assert_eq!((o.open_alerts.len(), o.open_alerts_total), (0, 0));
+    let p = o.pipeline.unwrap();
+    assert!(p.ready && p.log == "ok" && p.reason.is_empty(), "{p:?}");
+    assert!(p.end_offset > 0 && p.store_lag == 0, "{p:?}");
+    let st = analytics
+        .get_overview(keyed(
+            pb::GetOverviewRequest {
+                alerts: Some(101),
+                ..Default::default()
+            },
+            Some(&key),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+    let tables = analytics
+        .list_tables(keyed(pb::ListTablesRequest {}, Some(&key)))
+        .await
+        .unwrap()
+        .into_inner()
+        .tables;
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "events",
+            "metric_samples",
+            "rollups",
+            "rollup_counts",
+            "alerts"
+        ]
+    );
+    assert!(
+        tables[0]
+            .columns
+            .iter()
+            .any(|c| c.name == "time" && c.r#type.starts_with("Timestamp") && !c.nullable),
+        "{:?}",
+        tables[0]
+    );
 
     let ts = analytics
         .get_time_series(keyed(
@@ -511,6 +580,18 @@ async fn call(ch: &Channel, rpc: &str, key: Option<&str>) -> Code {
                 .await
                 .map(drop),
         ),
+        "GetOverview" => code(
+            analytics
+                .get_overview(keyed(pb::GetOverviewRequest::default(), key))
+                .await
+                .map(drop),
+        ),
+        "ListTables" => code(
+            analytics
+                .list_tables(keyed(pb::ListTablesRequest::default(), key))
+                .await
+                .map(drop),
+        ),
         "GetMetrics" => code(
             metrics
                 .get_metrics(keyed(pb::GetMetricsRequest::default(), key))
@@ -534,8 +615,10 @@ async fn call(ch: &Channel, rpc: &str, key: Option<&str>) -> Code {
 }
 
 const WRITES: [&str; 3] = ["IngestEvent", "IngestEvents", "StreamEvents"];
-const READS: [&str; 10] = [
+const READS: [&str; 12] = [
     "GetAnalyticsSummary",
+    "GetOverview",
+    "ListTables",
     "GetTimeSeries",
     "GetRealTimeAnalytics",
     "GetUserAnalytics",

@@ -12,6 +12,7 @@ mod client;
 mod common;
 mod contract;
 mod crash;
+mod dashboard;
 mod fuzz;
 mod golden;
 mod grpc;
