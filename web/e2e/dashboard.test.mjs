@@ -661,6 +661,7 @@ describe('screenshots', { skip: !process.env.EDDY_SCREENSHOTS }, () => {
           await screenshot(page, `devices-${scheme}${label}`);
           await page.getByRole('link', { name: 'boiler-1' }).click();
           await page.locator('.chart[data-render-ms]').nth(1).waitFor();
+          await page.locator('output.latest-value').first().waitFor();
           await screenshot(page, `device-${scheme}${label}`);
           await page.getByRole('link', { name: 'Alerts', exact: true }).click();
           await page.locator('li.alert-item').first().waitFor();

@@ -35,10 +35,15 @@ pub(crate) struct LoadgenArgs {
     /// Server URL.
     #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// API key with the write scope.
+    /// API key with the write scope (default: the admin key in `<data-dir>/admin.key`, as a
+    /// server started from the same directory wrote it).
     #[arg(long, env = "EDDY_API_KEY", hide_env_values = true)]
-    api_key: String,
-    /// Target events per second in total (0 = as fast as possible).
+    api_key: Option<String>,
+    /// Where to find `admin.key` when no `--api-key` is given.
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./data")]
+    data_dir: std::path::PathBuf,
+    /// Target events per second in total (0 = as fast as possible). Requests are paced so that
+    /// `rate × duration` events are sent (a `--batch` above the rate is lowered to it).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// How long to run, e.g. 30s.
@@ -289,9 +294,28 @@ struct Totals {
     bytes: AtomicU64,
 }
 
-pub(crate) fn run(args: LoadgenArgs) -> Result<()> {
+pub(crate) fn run(mut args: LoadgenArgs) -> Result<()> {
     if args.batch == 0 || args.concurrency == 0 {
         bail!("--batch and --concurrency must be at least 1");
+    }
+    if args.api_key.is_none() {
+        let path = args.data_dir.join("admin.key");
+        let key = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no --api-key (or EDDY_API_KEY) and no admin key at {} to fall back to",
+                path.display()
+            )
+        })?;
+        args.api_key = Some(key.trim().to_string());
+    }
+    // One request per slot of `batch / rate` seconds: a batch larger than a second's worth of
+    // events would send more than the rate (`--rate 50` with 100 per request sent 100/s).
+    if args.rate > 0 && args.batch as u64 > args.rate {
+        eprintln!(
+            "--batch {} is above --rate {}: sending {} events per request",
+            args.batch, args.rate, args.rate
+        );
+        args.batch = usize::try_from(args.rate).unwrap_or(usize::MAX);
     }
     let kinds = args
         .mix
@@ -307,6 +331,21 @@ pub(crate) fn run(args: LoadgenArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(run_async(args, kinds))
+}
+
+impl LoadgenArgs {
+    /// The key (set by `run` from the flag or the data dir).
+    fn key(&self) -> &str {
+        self.api_key.as_deref().unwrap_or_default()
+    }
+}
+
+/// An answer that says the key will never do: every further request would fail the same way.
+fn refusal(code: &str) -> bool {
+    matches!(
+        code,
+        "401" | "403" | "unauthenticated" | "permission_denied"
+    )
 }
 
 async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
@@ -349,6 +388,8 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
     let interval =
         (args.rate > 0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate as f64));
     let next_slot = Arc::new(AtomicU64::new(0));
+    // The first refusal of the key (401/403) stops every worker.
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     let mut senders = Vec::new();
     for _ in 0..args.concurrency {
@@ -356,11 +397,11 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
             Protocol::Http => Sender::Http {
                 client: client.clone(),
                 url: url.clone(),
-                key: args.api_key.clone(),
+                key: args.key().to_string(),
             },
             // One HTTP/2 connection per worker, like one HTTP connection each.
             Protocol::Grpc | Protocol::GrpcStream => Sender::Grpc(
-                eddy_client::Client::grpc(&args.grpc_url, &args.api_key)
+                eddy_client::Client::grpc(&args.grpc_url, args.key())
                     .await
                     .with_context(|| format!("connecting to {}", args.grpc_url))?
                     .with_retry(eddy_client::Retry::none())
@@ -371,12 +412,13 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
     }
     let mut workers = Vec::new();
     for sender in senders {
-        let (generator, totals, hist, errors, next_slot) = (
+        let (generator, totals, hist, errors, next_slot, refused) = (
             generator.clone(),
             totals.clone(),
             hist.clone(),
             errors.clone(),
             next_slot.clone(),
+            refused.clone(),
         );
         let batch = args.batch;
         let pace = move |k: u64| interval.map(|iv| start + iv.mul_f64(k as f64));
@@ -403,6 +445,9 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         }
         workers.push(tokio::spawn(async move {
             loop {
+                if refused.load(Ordering::Relaxed) {
+                    break;
+                }
                 if interval.is_some() {
                     let due = pace(next_slot.fetch_add(1, Ordering::Relaxed)).unwrap_or(start);
                     if due >= deadline {
@@ -425,6 +470,9 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
                         let _ = hist.lock().await.record(us);
                     }
                     Err(code) => {
+                        if refusal(&code) {
+                            refused.store(true, Ordering::Relaxed);
+                        }
                         *errors.lock().await.entry(code).or_default() += 1;
                         if Instant::now() < deadline {
                             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -460,7 +508,13 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
     for w in workers {
         let _ = w.await;
     }
+    if interval.is_some() && !refused.load(Ordering::Relaxed) {
+        // A paced run lasts its duration: its last slot is before the end, not at it.
+        tokio::time::sleep_until(deadline.into()).await;
+    }
     progress.abort();
+    // Any refusal, by any worker (a stream worker ends at its first error).
+    let refused = errors.lock().await.keys().find(|c| refusal(c)).cloned();
     let delivery = match delivery {
         Some(d) => {
             // Let the last events arrive.
@@ -541,6 +595,11 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
                     .unwrap_or_default()
             );
         }
+    }
+    if let Some(code) = refused {
+        bail!(
+            "stopped early: the server refused the key ({code}); check --api-key and its scopes (write, and read for --ws-latency)"
+        );
     }
     Ok(())
 }
@@ -680,7 +739,7 @@ async fn ws_listener(args: &LoadgenArgs, run_id: String) -> Result<Delivery> {
     );
     let mut req = url.as_str().into_client_request()?;
     req.headers_mut()
-        .insert("x-api-key", args.api_key.parse().context("API key header")?);
+        .insert("x-api-key", args.key().parse().context("API key header")?);
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .context("connecting the WebSocket (does the key have the read scope?)")?;

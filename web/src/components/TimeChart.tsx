@@ -2,8 +2,8 @@
 // p95 on request. uPlot draws on a canvas and sizes its elements through the CSSOM, so it
 // runs under the server's CSP (its stylesheet is bundled). The series arrays are mutated in
 // place by live updates; `version` tells the chart to redraw. Each draw's time from
-// `setData` (or creation) to uPlot's `draw` hook is kept in `data-render-ms` and as a
-// `performance.measure` named `eddy:chart-render`.
+// `setData` (or creation) to uPlot's `draw` hook is kept in `data-render-ms` (no performance
+// entry: see the draw hook).
 
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
@@ -92,11 +92,8 @@ export function TimeChart({ series, version, showP95, from, to, label, height = 
             const n = series.x.length - 1;
             // The newest window as drawn: [time, avg, min, max] (what live updates change).
             el.setAttribute('data-last', n >= 0 ? JSON.stringify([series.x[n], series.avg[n], series.min[n], series.max[n]]) : '');
-            try {
-              performance.measure('eddy:chart-render', { start: t0, end: t1 });
-            } catch {
-              // Older browsers without measure options: the attribute still says it.
-            }
+            // No performance.measure here: its entries are never dropped by the browser, and a
+            // chart redrawn by live readings all day would fill the page's memory with them.
           },
         ],
       },

@@ -18,6 +18,7 @@ mod golden;
 mod grpc;
 mod ingest;
 mod live;
+mod loadgen;
 mod ops;
 mod query;
 mod sql;
