@@ -82,6 +82,11 @@ pub(crate) struct LoadgenArgs {
     /// gRPC server URL (for `--protocol grpc` / `grpc-stream`).
     #[arg(long, env = "EDDY_GRPC_URL", default_value = "http://127.0.0.1:50051")]
     grpc_url: String,
+    /// After the run, wait until the store and the rollups have applied everything acknowledged
+    /// (`GET /lag`, so the key needs the read scope too) and report end-to-end events/s: acked
+    /// events over the time from the start until they are visible in queries and rollups.
+    #[arg(long)]
+    verify: bool,
     /// Batches in flight per `StreamEvents` call (`grpc-stream`).
     #[arg(long, default_value_t = 4)]
     stream_window: usize,
@@ -513,6 +518,12 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         tokio::time::sleep_until(deadline.into()).await;
     }
     progress.abort();
+    let acked_s = start.elapsed().as_secs_f64();
+    let verified = if args.verify && !refused.load(Ordering::Relaxed) {
+        Some(wait_visible(&client, &args).await?)
+    } else {
+        None
+    };
     // Any refusal, by any worker (a stream worker ends at its first error).
     let refused = errors.lock().await.keys().find(|c| refusal(c)).cloned();
     let delivery = match delivery {
@@ -531,7 +542,8 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         }
         None => None,
     };
-    let elapsed = start.elapsed().as_secs_f64();
+    // The run is over when its last request is answered (not after --verify or the feed's tail).
+    let elapsed = acked_s;
     let h = hist.lock().await;
     let ms = |us: u64| us as f64 / 1000.0;
     let requests = totals.requests.load(Ordering::Relaxed);
@@ -557,6 +569,11 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         "bytes_sent": totals.bytes.load(Ordering::Relaxed),
         "errors_by_status": *errors.lock().await,
         "ws_delivery_ms": delivery,
+        "verify": verified.map(|v| json!({
+            "log_end_offset": v.end_offset,
+            "visible_after_last_ack_s": (v.waited.as_secs_f64() * 1000.0).round() / 1000.0,
+            "end_to_end_events_per_sec": (ok_events as f64 / (acked_s + v.waited.as_secs_f64())).round(),
+        })),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -581,6 +598,12 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         );
         println!("bytes sent      {}", summary["bytes_sent"]);
         println!("errors          {}", summary["errors_by_status"]);
+        if let Some(v) = summary["verify"].as_object() {
+            println!(
+                "visible         {}s after the last ack (store and rollups at log offset {}): {} events/s end to end",
+                v["visible_after_last_ack_s"], v["log_end_offset"], v["end_to_end_events_per_sec"]
+            );
+        }
         if let Some(d) = summary["ws_delivery_ms"].as_object() {
             println!(
                 "ws delivery (ms) {} events received: p50 {} p90 {} p99 {} max {}{}",
@@ -602,6 +625,58 @@ async fn run_async(args: LoadgenArgs, kinds: Vec<Kind>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// When everything acknowledged became visible.
+struct Visible {
+    /// The log's end once the run was over: every acknowledged event is below it.
+    end_offset: u64,
+    /// From the last acknowledgement until the store and the rollups applied up to it.
+    waited: Duration,
+}
+
+/// Polls `GET /lag` until the store's and the stream processor's applied offsets reach the
+/// log's end as it was when the run ended (at most two minutes).
+async fn wait_visible(client: &reqwest::Client, args: &LoadgenArgs) -> Result<Visible> {
+    let t = Instant::now();
+    let url = format!("{}/lag", args.url.trim_end_matches('/'));
+    let lag = || async {
+        let r = client
+            .get(&url)
+            .header("x-api-key", args.key())
+            .send()
+            .await
+            .context("GET /lag for --verify")?;
+        if !r.status().is_success() {
+            bail!(
+                "GET /lag answered {} (--verify needs a key with the read scope)",
+                r.status()
+            );
+        }
+        let v: Value = r.json().await.context("GET /lag")?;
+        let at = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        Ok((
+            at("/end_offset"),
+            at("/store/applied_offset"),
+            at("/stream/applied_offset"),
+        ))
+    };
+    let (end, _, _) = lag().await?;
+    loop {
+        let (_, store, stream) = lag().await?;
+        if store >= end && stream >= end {
+            return Ok(Visible {
+                end_offset: end,
+                waited: t.elapsed(),
+            });
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "--verify: after 120 s the store is at {store} and the rollups at {stream}, the log at {end}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// One `StreamEvents` call: send batches while the window has room (paced by `due`), take

@@ -1,5 +1,6 @@
 //! `eddy loadgen` against the real server: `--rate` sends exactly `rate × duration` events
-//! (a batch above the rate is lowered to it), the key falls back to `<data-dir>/admin.key`, and
+//! (a batch above the rate is lowered to it), `--verify` returns once they are visible, the key
+//! falls back to `<data-dir>/admin.key`, and
 //! a refused key stops the run at once with a non-zero exit naming the refusal.
 
 use std::process::Command;
@@ -49,12 +50,25 @@ async fn loadgen_meets_its_rate_finds_the_admin_key_and_stops_on_a_refused_key()
         "100",
         "--concurrency",
         "2",
+        "--verify",
         "--json",
     ]));
     assert_eq!(v["batch"], 50, "{v}");
     assert_eq!(v["events_ok"], 150, "{v}");
     assert_eq!(v["events_per_sec"], 50.0, "over the run's 3 s: {v}");
-    s.wait_visible().await;
+    // --verify waited until the store and the rollups applied it all: no waiting here.
+    let verify = &v["verify"];
+    assert!(
+        verify["end_to_end_events_per_sec"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(verify["log_end_offset"].as_u64().unwrap() > 0, "{v}");
+    let (_, lag) = s.get("/lag", &s.admin_key).await;
+    assert_eq!(
+        (&lag["store"]["lag"], &lag["stream"]["lag"]),
+        (&0.into(), &0.into()),
+        "{lag}"
+    );
     let (_, n) = s
         .post(
             "/api/v1/query",
