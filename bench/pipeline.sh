@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The pipeline end to end, Eddy beside InfluxDB 1.6 (Debian `influxdb`, WAL fsync on every
+# write) in one run, both driven by wrk with the same readings (1000 per request, 3 metrics,
+# 1000 devices; line protocol for InfluxDB), durable acks on both sides:
+#   acked       requests/s × 1000 as wrk saw them answered;
+#   end to end  for Eddy: the same events over the run plus the time until the store (SQL)
+#               and the rollups have applied the whole log (`/lag`); an InfluxDB ack is
+#               already queryable, so its end to end is its acked rate.
+# Then `eddy loadgen --verify` (its own generator, 1000 per request) as a cross-check.
+# Needs: a release build, wrk, influxd (apt-get install wrk influxdb). Loopback only; bounded.
+# Usage: bench/pipeline.sh [duration per run, default 15s] [rounds, default 2] [connections, default 8]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-15s}
+ROUNDS=${2:-2}
+CONNS=${3:-8}
+source bench/lib.sh
+bench_init pipeline
+commit=$(git rev-parse --short HEAD)
+[[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
+echo "commit: $commit; command: bench/pipeline.sh $DUR $ROUNDS $CONNS"
+ipid=
+trap 'bench_cleanup; [[ -n "$ipid" ]] && kill "$ipid" 2>/dev/null; true' EXIT
+
+python3 - "$work" <<'PY'
+import json, sys, random
+w = sys.argv[1]
+random.seed(7)
+def reading(i):
+    return {"device_id": f"sensor-{i % 1000:05d}", "metrics": {
+        "temperature": round(20 + random.random() * 10, 2),
+        "humidity": round(30 + random.random() * 30, 1),
+        "pressure": round(1000 + random.random() * 25, 2)}}
+def line(r):
+    m = r["metrics"]
+    return f'readings,device_id={r["device_id"]} temperature={m["temperature"]},humidity={m["humidity"]},pressure={m["pressure"]}'
+batch = [reading(i) for i in range(1000)]
+open(f"{w}/eddy_1000.json", "w").write(json.dumps(batch))
+open(f"{w}/influx_1000.lp", "w").write("\n".join(line(r) for r in batch) + "\n")
+PY
+
+cat > "$work/influx.conf" <<CONF
+reporting-disabled = true
+[meta]
+  dir = "$work/influx/meta"
+[data]
+  dir = "$work/influx/data"
+  wal-dir = "$work/influx/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:18087"
+  log-enabled = false
+CONF
+
+start_eddy 18081
+KEY=$(cat "$work/eddy/admin.key")
+influxd -config "$work/influx.conf" > "$work/influx.log" 2>&1 &
+ipid=$!
+for _ in $(seq 100); do curl -sf 127.0.0.1:18087/ping >/dev/null && break; sleep 0.2; done
+curl -sf -XPOST 127.0.0.1:18087/query --data-urlencode "q=CREATE DATABASE bench" >/dev/null
+echo "eddy $("$EDDY" --version), $(influxd version 2>&1 | head -1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+
+# Seconds until the store and the rollups have applied the whole log (at most 300 s).
+catch_up() {
+  local t0 lag
+  t0=$(now)
+  for _ in $(seq 30000); do
+    lag=$(curl -sf 127.0.0.1:18081/lag -H "X-API-Key: $KEY" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(max(v["store"]["lag"], v["stream"]["lag"]))')
+    [[ "$lag" == 0 ]] && break
+    sleep 0.01
+  done
+  since "$t0"
+}
+
+# wrk run: prints "<events acked> <seconds> <p99 ms>".
+wrk_run() { # body content-type url key
+  local out reqs secs p99
+  out=$(BODY_FILE="$work/$1" CONTENT_TYPE="$2" API_KEY="${4:-}" wrk -t2 -c"$CONNS" -d"$DUR" --latency -s bench/post.lua "$3")
+  if grep -q "Non-2xx" <<<"$out"; then echo "   errors: $(grep Non-2xx <<<"$out")" >&2; fi
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  secs=$(awk '/requests in/ {sub(/s,/, "", $4); print $4}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  echo "$((reqs * 1000)) $secs $p99"
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r (wrk -t2 -c$CONNS -d$DUR, 1000 readings per request)"
+  read -r ev secs p99 < <(wrk_run eddy_1000.json application/json "http://127.0.0.1:18081/api/v1/events" "$KEY")
+  wait_s=$(catch_up)
+  read -r iev isecs ip99 < <(wrk_run influx_1000.lp text/plain "http://127.0.0.1:18087/write?db=bench")
+  python3 - "$ev" "$secs" "$p99" "$wait_s" "$iev" "$isecs" "$ip99" <<'PY'
+import sys
+ev, secs, p99, wait, iev, isecs, ip99 = sys.argv[1:]
+ev, secs, wait, iev, isecs = int(ev), float(secs), float(wait), int(iev), float(isecs)
+acked, e2e, influx = ev / secs, ev / (secs + wait), iev / isecs
+print(f"   eddy      acked {acked/1e3:7.1f}k events/s (p99 {p99}), visible {wait:.2f} s after the run: end to end {e2e/1e3:7.1f}k events/s")
+print(f"   influxdb  acked {influx/1e3:7.1f}k points/s (p99 {ip99}) = end to end")
+print(f"   ratio     acked {acked/influx:.2f}x, end to end {e2e/influx:.2f}x   (targets: 2.5x acked, 2x end to end)")
+PY
+done
+echo "== eddy loadgen --batch 1000 --concurrency $CONNS --duration $DUR --verify"
+"$EDDY" loadgen --url http://127.0.0.1:18081 --api-key "$KEY" --duration "$DUR" --batch 1000 --concurrency "$CONNS" --devices 1000 --verify 2>/dev/null | grep -E "^(events|throughput|latency|visible)"
+echo "== server RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}'); disk: eddy WAL $(du -sh "$work/eddy/wal" | cut -f1), store $(du -sh "$work/eddy/store" | cut -f1), influxdb $(du -sh "$work/influx" | cut -f1)"
