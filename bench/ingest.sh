@@ -5,6 +5,7 @@
 # Usage: bench/ingest.sh [duration, default 15s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 DUR=${1:-15s}
 EDDY=${EDDY:-target/release/eddy}
 work=$(mktemp -d /tmp/eddy-bench.XXXXXX)
@@ -12,40 +13,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-python3 - "$work" <<'PY'
-import json, sys, random
-w = sys.argv[1]
-random.seed(7)
-def reading(i):
-    return {"device_id": f"sensor-{i % 1000:05d}", "metrics": {
-        "temperature": round(20 + random.random() * 10, 2),
-        "humidity": round(30 + random.random() * 30, 1),
-        "pressure": round(1000 + random.random() * 25, 2)}}
-def line(r):
-    m = r["metrics"]
-    return f'readings,device_id={r["device_id"]} temperature={m["temperature"]},humidity={m["humidity"]},pressure={m["pressure"]}'
-batch = [reading(i) for i in range(1000)]
-open(f"{w}/eddy_1000.json", "w").write(json.dumps(batch))
-open(f"{w}/eddy_1.json", "w").write(json.dumps(batch[0]))
-open(f"{w}/influx_1000.lp", "w").write("\n".join(line(r) for r in batch) + "\n")
-open(f"{w}/influx_1.lp", "w").write(line(batch[0]) + "\n")
-PY
+readings_bodies "$work"
 
-cat > "$work/influx.conf" <<CONF
-reporting-disabled = true
-[meta]
-  dir = "$work/influx/meta"
-[data]
-  dir = "$work/influx/data"
-  wal-dir = "$work/influx/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:18086"
-  log-enabled = false
-CONF
+influx_conf "$work" 18086
 
 "$EDDY" --data-dir "$work/eddy" --http-addr 127.0.0.1:18080 --grpc-addr "" --log-level warn > "$work/eddy.out" 2>&1 &
 pids+=($!)

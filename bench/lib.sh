@@ -47,3 +47,47 @@ ingest_and_persist() {
   sleep 70
   echo "   stored; RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 }
+
+# readings_bodies DIR: the readings bench/ingest.sh and bench/pipeline.sh send — 1000 readings
+# (3 metrics, 1000 devices, seeded) as one JSON request (eddy_1000.json) and as line protocol
+# (influx_1000.lp), and the first alone (eddy_1.json, influx_1.lp).
+readings_bodies() {
+  python3 - "$1" <<'PY'
+import json, sys, random
+w = sys.argv[1]
+random.seed(7)
+def reading(i):
+    return {"device_id": f"sensor-{i % 1000:05d}", "metrics": {
+        "temperature": round(20 + random.random() * 10, 2),
+        "humidity": round(30 + random.random() * 30, 1),
+        "pressure": round(1000 + random.random() * 25, 2)}}
+def line(r):
+    m = r["metrics"]
+    return f'readings,device_id={r["device_id"]} temperature={m["temperature"]},humidity={m["humidity"]},pressure={m["pressure"]}'
+batch = [reading(i) for i in range(1000)]
+open(f"{w}/eddy_1000.json", "w").write(json.dumps(batch))
+open(f"{w}/eddy_1.json", "w").write(json.dumps(batch[0]))
+open(f"{w}/influx_1000.lp", "w").write("\n".join(line(r) for r in batch) + "\n")
+open(f"{w}/influx_1.lp", "w").write(line(batch[0]) + "\n")
+PY
+}
+
+# influx_conf DIR PORT: an InfluxDB 1.6 config in DIR/influx.conf (data under DIR/influx, WAL
+# fsync on every write, HTTP on 127.0.0.1:PORT).
+influx_conf() {
+  cat > "$1/influx.conf" <<CONF
+reporting-disabled = true
+[meta]
+  dir = "$1/influx/meta"
+[data]
+  dir = "$1/influx/data"
+  wal-dir = "$1/influx/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:$2"
+  log-enabled = false
+CONF
+}
