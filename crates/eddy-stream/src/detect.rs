@@ -79,8 +79,16 @@ pub struct ZScore {
     config: DetectorConfig,
     window: usize,
     values: VecDeque<f64>,
+    /// Sums of `value - shift` over the window (shifted so that the variance does not
+    /// cancel catastrophically around a large mean).
     sum: f64,
     sum_sq: f64,
+    /// The shift of `sum` and `sum_sq` (checkpoints before it existed hold 0: unshifted).
+    #[serde(default)]
+    shift: f64,
+    /// Points added since the sums were last recomputed from the window.
+    #[serde(default)]
+    since_exact: usize,
 }
 
 impl ZScore {
@@ -91,15 +99,21 @@ impl ZScore {
             values: VecDeque::with_capacity(window.max(2)),
             sum: 0.0,
             sum_sq: 0.0,
+            shift: 0.0,
+            since_exact: 0,
         }
     }
 
     /// Scores `x` against the window, then adds it.
     pub fn observe(&mut self, x: f64) -> Verdict {
+        if self.values.is_empty() {
+            // Shift by the first value: a flat series then sums to exactly zero.
+            (self.shift, self.sum, self.sum_sq, self.since_exact) = (x, 0.0, 0.0, 0);
+        }
         let n = self.values.len() as f64;
         let (mean, var) = if n >= 2.0 {
-            let mean = self.sum / n;
-            (mean, (self.sum_sq - n * mean * mean) / (n - 1.0))
+            let m = self.sum / n;
+            (self.shift + m, (self.sum_sq - n * m * m) / (n - 1.0))
         } else {
             (self.values.front().copied().unwrap_or(x), 0.0)
         };
@@ -108,13 +122,36 @@ impl ZScore {
         if self.values.len() == self.window
             && let Some(old) = self.values.pop_front()
         {
-            self.sum -= old;
-            self.sum_sq -= old * old;
+            let d = old - self.shift;
+            self.sum -= d;
+            self.sum_sq -= d * d;
         }
         self.values.push_back(admitted);
-        self.sum += admitted;
-        self.sum_sq += admitted * admitted;
+        self.since_exact += 1;
+        if self.since_exact >= self.window {
+            self.recompute();
+        } else {
+            let d = admitted - self.shift;
+            self.sum += d;
+            self.sum_sq += d * d;
+        }
         v
+    }
+
+    /// Recomputes the sums exactly from the window, shifted by its mean: sliding additions
+    /// and subtractions drift by rounding, and a flat series whose drifted mean differs from
+    /// its value in the last bits would otherwise score as infinitely anomalous. Runs once
+    /// per `window` points, so it costs O(1) per point.
+    fn recompute(&mut self) {
+        let n = self.values.len().max(1) as f64;
+        self.shift = self.values.iter().sum::<f64>() / n;
+        let (mut sum, mut sum_sq) = (0.0, 0.0);
+        for &x in &self.values {
+            let d = x - self.shift;
+            sum += d;
+            sum_sq += d * d;
+        }
+        (self.sum, self.sum_sq, self.since_exact) = (sum, sum_sq, 0);
     }
 }
 

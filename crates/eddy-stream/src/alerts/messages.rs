@@ -69,14 +69,16 @@ pub(super) fn zmsg(
     )
 }
 
+/// `v` rounded to 4 decimals, without trailing zeros. Rounds, then prints the shortest form
+/// (exact `{:.4}` formatting cost more than the rollups on a busy alert).
 pub(super) fn fmt_num(v: f64) -> String {
-    let s = format!("{v:.4}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.into()
+    let r = (v * 1e4).round() / 1e4;
+    if !r.is_finite() || r.abs() >= 1e15 {
+        // Beyond 1e15 the scaling loses nothing worth showing; print exactly.
+        let s = format!("{v:.4}");
+        return s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
+    if r == 0.0 { "0".into() } else { format!("{r}") }
 }
 
 pub(super) fn series_name(device: &str, metric: &str) -> String {
@@ -84,5 +86,27 @@ pub(super) fn series_name(device: &str, metric: &str) -> String {
         metric.to_string()
     } else {
         format!("{metric} on {device}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_num;
+
+    #[test]
+    fn numbers_print_with_at_most_four_decimals_and_no_trailing_zeros() {
+        for (v, want) in [
+            (1024.77, "1024.77"),
+            (0.1 + 0.2, "0.3"),
+            (3.0, "3"),
+            (-2.50004, "-2.5"),
+            (1.23456, "1.2346"),
+            (-0.00001, "0"),
+            (0.0, "0"),
+            (1e20, "100000000000000000000"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(fmt_num(v), want, "{v}");
+        }
     }
 }
