@@ -345,36 +345,48 @@ impl Inner {
         match body {
             IngestBody::Raw { body, format } => {
                 let split = split_body(&body, format, max_events).map_err(invalid)?;
-                let mut p = Prepared::with_capacity(split.events.len(), split.is_batch);
-                for (index, raw) in split.events.into_iter().enumerate() {
-                    let ev = raw.and_then(|v| normalize_event(v, &policy, limits, now));
-                    p.push(index, ev.and_then(|ev| series.admit(ev)), tenant);
-                }
-                Ok(p)
+                let events = split
+                    .events
+                    .into_iter()
+                    .map(|raw| raw.and_then(|v| normalize_event(v, &policy, limits, now)))
+                    .collect();
+                Ok(Prepared::of(events, split.is_batch, &mut series, tenant))
             }
             IngestBody::Events(events) => {
                 check_event_count(events.len(), max_events).map_err(invalid)?;
-                let mut p = Prepared::with_capacity(events.len(), events.len() > 1);
-                for (index, fields) in events.into_iter().enumerate() {
-                    let ev = fields.and_then(|f| normalize_fields(f, &policy, limits, now));
-                    p.push(index, ev.and_then(|ev| series.admit(ev)), tenant);
-                }
-                Ok(p)
+                let is_batch = events.len() > 1;
+                let events = events
+                    .into_iter()
+                    .map(|fields| fields.and_then(|f| normalize_fields(f, &policy, limits, now)))
+                    .collect();
+                Ok(Prepared::of(events, is_batch, &mut series, tenant))
             }
         }
     }
 }
 
 impl Prepared {
-    fn with_capacity(total: usize, is_batch: bool) -> Self {
-        Self {
+    /// The request's normalised events (or their rejections), through the series limit.
+    fn of(
+        mut events: Vec<Result<Event, EventError>>,
+        is_batch: bool,
+        series: &mut SeriesGate<'_>,
+        tenant: &str,
+    ) -> Self {
+        series.admit(&mut events);
+        let total = events.len();
+        let mut p = Self {
             records: Vec::with_capacity(total),
             keys: Vec::with_capacity(total),
             ids: Vec::with_capacity(total),
             rejected: Vec::new(),
             total,
             is_batch,
+        };
+        for (index, ev) in events.into_iter().enumerate() {
+            p.push(index, ev, tenant);
         }
+        p
     }
 
     /// Adds the event at `index` of the request, or its rejection.
@@ -422,39 +434,57 @@ impl<'a> SeriesGate<'a> {
         }
     }
 
-    /// Passes `ev` through, or rejects it if it would add series beyond the limit.
-    fn admit(
-        &mut self,
-        ev: eddy_model::Event,
-    ) -> std::result::Result<eddy_model::Event, EventError> {
-        if self.limit == 0 || ev.metrics.is_empty() {
-            return Ok(ev);
+    /// Rejects, in request order, the events that would add series beyond the limit. The
+    /// index is asked once for the whole request (it may sit behind the processor's lock).
+    fn admit(&mut self, events: &mut [std::result::Result<eddy_model::Event, EventError>]) {
+        if self.limit == 0 {
+            return;
         }
-        let device = ev.device_id.as_deref().unwrap_or("");
-        let names: Vec<&str> = ev.metrics.keys().map(String::as_str).collect();
-        // One look at the index per event (ingest hot path), then this request's series.
-        let new: Vec<&str> = self
-            .index
-            .unknown_metrics(self.tenant, device, &names)
-            .into_iter()
-            .filter_map(|i| names.get(i).copied())
-            .filter(|m| !self.added.contains(&(device.to_string(), (*m).to_string())))
-            .collect();
-        if let Some(first) = new.first()
-            && self.held + self.added.len() + new.len() > self.limit
-        {
-            return Err(EventError {
-                index: 0,
-                field: format!("metrics.{first}"),
-                reason: format!(
-                    "would start a new series (device `{device}`, metric `{first}`), but the tenant already has its limit of {} series",
-                    self.limit
-                ),
-            });
+        // (event index, device, metric) of every series the index does not hold.
+        let unknown: Vec<(usize, String, String)> = {
+            let mut pairs = Vec::new();
+            let mut owner = Vec::new();
+            for (i, ev) in events.iter().enumerate() {
+                let Ok(ev) = ev else { continue };
+                let device = ev.device_id.as_deref().unwrap_or("");
+                for m in ev.metrics.keys() {
+                    pairs.push((device, m.as_str()));
+                    owner.push(i);
+                }
+            }
+            if pairs.is_empty() {
+                return;
+            }
+            let mut found = self.index.unknown_series(self.tenant, &pairs);
+            found.sort_unstable();
+            found
+                .into_iter()
+                .filter_map(|k| {
+                    let (d, m) = pairs.get(k)?;
+                    Some((*owner.get(k)?, d.to_string(), m.to_string()))
+                })
+                .collect()
+        };
+        for group in unknown.chunk_by(|a, b| a.0 == b.0) {
+            let new: Vec<(String, String)> = group
+                .iter()
+                .map(|(_, d, m)| (d.clone(), m.clone()))
+                .filter(|s| !self.added.contains(s))
+                .collect();
+            if let Some((device, first)) = new.first()
+                && self.held + self.added.len() + new.len() > self.limit
+            {
+                events[group[0].0] = Err(EventError {
+                    index: 0,
+                    field: format!("metrics.{first}"),
+                    reason: format!(
+                        "would start a new series (device `{device}`, metric `{first}`), but the tenant already has its limit of {} series",
+                        self.limit
+                    ),
+                });
+                continue;
+            }
+            self.added.extend(new);
         }
-        for m in new {
-            self.added.insert((device.to_string(), m.to_string()));
-        }
-        Ok(ev)
     }
 }

@@ -10,8 +10,10 @@ pub trait SeriesIndex: Send + Sync + std::fmt::Debug {
     /// How many series the tenant holds now.
     fn series_count(&self, tenant: &str) -> usize;
 
-    /// Indexes into `metrics` of those the tenant holds no series of for `device` yet.
-    fn unknown_metrics(&self, tenant: &str, device: &str, metrics: &[&str]) -> Vec<usize>;
+    /// Indexes into `series` ((device, metric) pairs, `""` = no device) of those the tenant
+    /// holds no series of yet. Asked once per request with all its pairs, so an
+    /// implementation behind a lock takes it once, not per event.
+    fn unknown_series(&self, tenant: &str, series: &[(&str, &str)]) -> Vec<usize>;
 }
 
 /// No series limit.
@@ -27,7 +29,7 @@ impl SeriesIndex for NoSeriesLimit {
         0
     }
 
-    fn unknown_metrics(&self, _tenant: &str, _device: &str, _metrics: &[&str]) -> Vec<usize> {
+    fn unknown_series(&self, _tenant: &str, _series: &[(&str, &str)]) -> Vec<usize> {
         Vec::new()
     }
 }

@@ -43,10 +43,10 @@ impl SeriesIndex for FakeSeries {
     fn series_count(&self, _tenant: &str) -> usize {
         self.known.len()
     }
-    fn unknown_metrics(&self, _tenant: &str, _device: &str, metrics: &[&str]) -> Vec<usize> {
+    fn unknown_series(&self, _tenant: &str, series: &[(&str, &str)]) -> Vec<usize> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        (0..metrics.len())
-            .filter(|i| !self.known.iter().any(|k| k == metrics[*i]))
+        (0..series.len())
+            .filter(|i| !self.known.iter().any(|k| *k == series[*i].1))
             .collect()
     }
 }

@@ -62,13 +62,19 @@ pub(crate) fn file_order(table: Table) -> &'static [&'static str] {
     }
 }
 
-/// Sorts `batch` by the given columns. Several columns are sorted through Arrow's row format
-/// (one memcmp per comparison), which profiling showed far cheaper than per-column comparators.
+/// Sorts `batch` by the given columns (see [`sort_by_keys`]).
 fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch> {
     sort_by_keys(batch, std::iter::empty(), columns)
 }
 
-/// Sorts `batch` by the `computed` keys (arrays of its length), then by its `columns`.
+/// At most this many sort keys go through [`rank_keys`]; more take Arrow's row format.
+const RANK_KEYS: usize = 4;
+
+/// Sorts `batch` by the `computed` keys (arrays of its length), then by its `columns`, in
+/// ascending order with nulls first (Arrow's default). Up to [`RANK_KEYS`] keys of the kinds
+/// the store sorts by (integers, timestamps, strings) are turned into integer ranks and sorted
+/// as fixed-size arrays: profiling showed the row format's memcmp per comparison at ~6% of
+/// the server's time under batched ingest. Other keys fall back to the row format.
 fn sort_by_keys(
     batch: &RecordBatch,
     computed: impl Iterator<Item = arrow::array::ArrayRef>,
@@ -84,19 +90,84 @@ fn sort_by_keys(
     }
     let idx = if cols.len() == 1 {
         arrow::compute::sort_to_indices(&cols[0], None, None).map_err(Error::Arrow)?
+    } else if let Some(keys) = rank_keys(&cols, batch.num_rows()) {
+        let mut order: Vec<([u64; RANK_KEYS], u32)> = keys.into_iter().zip(0..).collect();
+        order.sort_unstable();
+        arrow::array::UInt32Array::from_iter_values(order.into_iter().map(|(_, i)| i))
     } else {
-        let fields = cols
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect();
-        let rows = RowConverter::new(fields)
-            .and_then(|conv| conv.convert_columns(&cols))
-            .map_err(Error::Arrow)?;
-        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        order.sort_unstable_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
-        arrow::array::UInt32Array::from(order)
+        row_format_order(&cols, batch.num_rows())?
     };
     take_record_batch(batch, &idx).map_err(Error::Arrow)
+}
+
+/// The order of `rows` rows by `cols` through Arrow's row format (one memcmp per comparison).
+fn row_format_order(
+    cols: &[arrow::array::ArrayRef],
+    rows: usize,
+) -> Result<arrow::array::UInt32Array> {
+    let fields = cols
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let converted = RowConverter::new(fields)
+        .and_then(|conv| conv.convert_columns(cols))
+        .map_err(Error::Arrow)?;
+    let mut order: Vec<u32> = (0..rows as u32).collect();
+    order.sort_unstable_by(|a, b| converted.row(*a as usize).cmp(&converted.row(*b as usize)));
+    Ok(arrow::array::UInt32Array::from(order))
+}
+
+/// Per row, the sort keys as integers that order like the values: signed integers and
+/// timestamps flipped into unsigned order, strings by their rank among the column's distinct
+/// values (0 for null, so nulls come first). `None` when a column is of another kind, has
+/// nulls where ranks cannot show them, or there are too many columns.
+fn rank_keys(cols: &[arrow::array::ArrayRef], rows: usize) -> Option<Vec<[u64; RANK_KEYS]>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type, TimestampNanosecondType, UInt64Type};
+    if cols.len() > RANK_KEYS || rows > u32::MAX as usize {
+        return None;
+    }
+    let flip = |v: i64| (v as u64) ^ (1 << 63);
+    let mut keys = vec![[0u64; RANK_KEYS]; rows];
+    for (k, col) in cols.iter().enumerate() {
+        match col.data_type() {
+            DataType::Int64 if col.null_count() == 0 => {
+                let a = col.as_primitive::<Int64Type>();
+                keys.iter_mut()
+                    .zip(a.values())
+                    .for_each(|(key, v)| key[k] = flip(*v));
+            }
+            DataType::Timestamp(_, _) if col.null_count() == 0 => {
+                let a = col.as_primitive_opt::<TimestampNanosecondType>()?;
+                keys.iter_mut()
+                    .zip(a.values())
+                    .for_each(|(key, v)| key[k] = flip(*v));
+            }
+            DataType::UInt64 if col.null_count() == 0 => {
+                let a = col.as_primitive::<UInt64Type>();
+                keys.iter_mut()
+                    .zip(a.values())
+                    .for_each(|(key, v)| key[k] = *v);
+            }
+            DataType::Utf8 => {
+                let a = col.as_string::<i32>();
+                let mut rank: HashMap<&str, u64, foldhash::fast::RandomState> = HashMap::default();
+                for v in a.iter().flatten() {
+                    rank.entry(v).or_insert(0);
+                }
+                let mut distinct: Vec<&str> = rank.keys().copied().collect();
+                distinct.sort_unstable();
+                for (r, v) in distinct.into_iter().enumerate() {
+                    rank.insert(v, r as u64 + 1);
+                }
+                for (key, v) in keys.iter_mut().zip(a.iter()) {
+                    key[k] = v.and_then(|v| rank.get(v).copied()).unwrap_or(0);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(keys)
 }
 
 fn time_column(batch: &RecordBatch) -> Result<&arrow::array::TimestampNanosecondArray> {
@@ -357,5 +428,50 @@ mod sort_tests {
             .to_vec();
         // hum/a, then temp: null device first, a, b@1, b@3.
         assert_eq!(values, vec![2.0, 1.0, 3.0, 4.0, 0.0]);
+    }
+
+    /// The integer ranks order rows exactly like Arrow's row format (nulls first, strings by
+    /// bytes, negative times before positive ones), on random columns with many ties.
+    #[test]
+    fn rank_keys_order_like_the_row_format() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray};
+        // A seeded xorshift: below `n`.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut below = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..50 {
+            let n = 1 + below(400);
+            let hours: ArrayRef = Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|_| below(6) as i64 - 3),
+            ));
+            let names = ["", "a", "ab", "b", "é", "a\u{0}"];
+            let metric: ArrayRef = Arc::new(StringArray::from_iter_values(
+                (0..n).map(|_| names[below(names.len())]),
+            ));
+            let device: ArrayRef = Arc::new(StringArray::from_iter((0..n).map(|_| {
+                let i = below(names.len() + 1);
+                names.get(i).copied()
+            })));
+            let time: ArrayRef = Arc::new(TimestampNanosecondArray::from_iter_values(
+                (0..n).map(|_| (below(10) as i64 - 5) * 1_000_000_007),
+            ));
+            let cols = [hours, metric, device, time];
+            let keys = rank_keys(&cols, n).unwrap();
+            let mut order: Vec<([u64; RANK_KEYS], u32)> = keys.into_iter().zip(0..).collect();
+            order.sort_unstable();
+            let ranked =
+                arrow::array::UInt32Array::from_iter_values(order.into_iter().map(|(_, i)| i));
+            let by_rows = row_format_order(&cols, n).unwrap();
+            for c in &cols {
+                // Tied rows may come in either order, so compare the sorted keys, not indexes.
+                let a = arrow::compute::take(c.as_ref(), &ranked, None).unwrap();
+                let b = arrow::compute::take(c.as_ref(), &by_rows, None).unwrap();
+                assert_eq!(a.as_ref(), b.as_ref());
+            }
+        }
     }
 }

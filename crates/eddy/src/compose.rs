@@ -200,11 +200,11 @@ impl SeriesIndex for ProcessorSeries {
         self.0.read(tenant, |r| r.series_count()).unwrap_or(0)
     }
 
-    fn unknown_metrics(&self, tenant: &str, device: &str, metrics: &[&str]) -> Vec<usize> {
+    fn unknown_series(&self, tenant: &str, series: &[(&str, &str)]) -> Vec<usize> {
         self.0
             .read(tenant, |r| {
-                (0..metrics.len())
-                    .filter(|i| !r.has_series(device, metrics[*i]))
+                (0..series.len())
+                    .filter(|i| !r.has_series(series[*i].0, series[*i].1))
                     .collect()
             })
             .unwrap_or_default()

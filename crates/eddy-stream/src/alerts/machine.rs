@@ -3,7 +3,9 @@
 //! changes, bounded in number. Pure state (no I/O), checkpointed with the rollups: must not
 //! touch the log, files or the live feed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap as HashMap;
 
 use eddy_model::Event;
 use eddy_model::time::format_rfc3339;
@@ -138,8 +140,8 @@ impl TenantAlerts {
                 if !rule.watches(device, metric) {
                     continue;
                 }
-                let per_device = slot_with(series, &rule.id, HashMap::new);
-                let per_metric = slot_with(per_device, device, HashMap::new);
+                let per_device = slot_with(series, &rule.id, HashMap::default);
+                let per_metric = slot_with(per_device, device, HashMap::default);
                 let st = slot_with(per_metric, metric, || SeriesState {
                     detector: rule.new_detector(),
                     active: None,

@@ -3,7 +3,9 @@
 //! freezing, and the reads of windows. Deterministic and free of I/O: must not touch files, the
 //! log or the processor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap as HashMap;
 
 use cardinality_estimator::CardinalityEstimator;
 use eddy_model::Event;
