@@ -9,6 +9,9 @@ pub enum Error {
     /// A log record could not be decoded.
     #[error("cannot decode log entry: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// A batch record's columns could not be written or read.
+    #[error("log entry columns: {0}")]
+    Columns(String),
 }
 
 /// Result alias of the model crate.

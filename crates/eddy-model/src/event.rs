@@ -107,10 +107,27 @@ pub struct AlertAction {
     pub note: Option<String>,
 }
 
+/// Several events of one tenant in one record (record format 2): the columns of
+/// [`crate::columns`] as an Arrow IPC stream.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventBatch {
+    /// The columns' format ([`crate::columns::FORMAT`]); a reader refuses one it does not know.
+    #[prost(uint32, tag = "1")]
+    pub format: u32,
+    #[prost(string, tag = "2")]
+    pub tenant: String,
+    /// Number of events (rows of the batch).
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
+    /// The Arrow IPC stream: schema, one record batch, end marker.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub columns: bytes::Bytes,
+}
+
 /// One record of the log.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LogEntry {
-    #[prost(oneof = "Entry", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "Entry", tags = "1, 2, 3, 4, 5")]
     pub entry: Option<Entry>,
 }
 
@@ -128,6 +145,8 @@ pub enum Entry {
     RuleChange(RuleChange),
     #[prost(message, tag = "4")]
     AlertAction(AlertAction),
+    #[prost(message, tag = "5")]
+    Events(EventBatch),
 }
 
 impl Event {

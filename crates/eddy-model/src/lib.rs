@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod clock;
 pub mod codec;
+pub mod columns;
 mod error;
 pub mod event;
 pub mod id;
@@ -21,6 +22,7 @@ pub mod time;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, EventError, Result};
 pub use event::{
-    AlertAction, Entry, Event, LogEntry, PropertyValue, RuleChange, TenantDeleted, Value,
+    AlertAction, Entry, Event, EventBatch, LogEntry, PropertyValue, RuleChange, TenantDeleted,
+    Value,
 };
 pub use normalize::{EventFields, Limits, Scalar, TenantPolicy};

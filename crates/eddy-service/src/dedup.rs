@@ -14,7 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use eddy_log::Log;
-use eddy_model::{Entry, codec};
+use eddy_model::Entry;
+use eddy_model::codec::{self, Decoded};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::{Error, Result};
@@ -156,11 +157,23 @@ impl MemoryDedup {
             from = last.offset + 1;
             for rec in &batch {
                 scanned += 1;
-                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
-                    Ok(Some(Entry::Event(ev))) if ev.client_id => {
+                match codec::decode(&rec.payload) {
+                    Ok(Decoded::Event(ev)) if ev.client_id => {
                         self.insert_recovered(&ev.tenant, &ev.event_id, ev.received_at, now_ns)
                     }
-                    Ok(Some(Entry::TenantDeleted(t))) => self.drop_tenant(&t.tenant),
+                    Ok(Decoded::Events(cols)) => {
+                        let (ids, client, received) =
+                            (cols.event_ids(), cols.client_ids(), cols.received());
+                        for i in (0..cols.len()).filter(|i| client.value(*i)) {
+                            self.insert_recovered(
+                                &cols.tenant,
+                                ids.value(i),
+                                received.value(i),
+                                now_ns,
+                            );
+                        }
+                    }
+                    Ok(Decoded::Other(Entry::TenantDeleted(t))) => self.drop_tenant(&t.tenant),
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by dedup rebuild")

@@ -129,6 +129,9 @@ pub struct IngestDeps {
 }
 
 struct Prepared {
+    /// The valid events, in request order.
+    events: Vec<Event>,
+    /// `events` as log records (see `eddy_model::codec::encode_events`).
     records: Vec<Bytes>,
     keys: Vec<Option<DedupKey>>,
     ids: Vec<String>,
@@ -188,7 +191,7 @@ impl IngestService {
             counters.rejected.fetch_add(n, Ordering::Relaxed);
             metrics::counter!("eddy_events_rejected_total", "tenant" => tenant.id.clone())
                 .increment(n);
-            if !partial || p.records.is_empty() {
+            if !partial || p.events.is_empty() {
                 let message = if p.total == 1 {
                     format!("the event was rejected: {}", p.rejected[0])
                 } else {
@@ -204,7 +207,7 @@ impl IngestService {
         let rate = tenant
             .events_per_sec
             .unwrap_or(me.config.default_events_per_sec);
-        if let Err(wait) = me.quotas.check(&tenant.id, rate, p.records.len()) {
+        if let Err(wait) = me.quotas.check(&tenant.id, rate, p.events.len()) {
             counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("eddy_quota_rejections_total", "tenant" => tenant.id.clone())
                 .increment(1);
@@ -215,6 +218,7 @@ impl IngestService {
         }
 
         let Prepared {
+            events,
             records,
             keys,
             ids,
@@ -230,12 +234,17 @@ impl IngestService {
                 // Duplicates send nothing, but the (possibly empty) append still queues behind
                 // the append that first reserved their ids, so a duplicate is acknowledged only
                 // once the original is durable.
-                let selected: Vec<Bytes> = records
-                    .iter()
-                    .zip(fresh)
-                    .filter(|(_, f)| **f)
-                    .map(|(r, _)| r.clone())
-                    .collect();
+                let selected = if fresh.iter().all(|f| *f) {
+                    records.clone()
+                } else {
+                    let kept: Vec<Event> = events
+                        .iter()
+                        .zip(fresh)
+                        .filter(|(_, f)| **f)
+                        .map(|(e, _)| e.clone())
+                        .collect();
+                    encode(&tenant.id, &kept)?
+                };
                 ticket = Some(me.log.append(selected)?);
                 Ok(())
             })?;
@@ -309,6 +318,13 @@ impl IngestService {
     }
 }
 
+/// A tenant's events as log records: one record per request batch (see
+/// `eddy_model::codec::encode_events`).
+fn encode(tenant: &str, events: &[Event]) -> Result<Vec<Bytes>> {
+    codec::encode_events(tenant, events)
+        .map_err(|e| Error::Internal(format!("encoding events for the log: {e}")))
+}
+
 /// Releases reserved event ids on drop unless they were cleared (made durable).
 struct Release {
     dedup: Arc<dyn DedupIndex>,
@@ -350,7 +366,7 @@ impl Inner {
                     .into_iter()
                     .map(|raw| raw.and_then(|v| normalize_event(v, &policy, limits, now)))
                     .collect();
-                Ok(Prepared::of(events, split.is_batch, &mut series, tenant))
+                Prepared::of(events, split.is_batch, &mut series, tenant)
             }
             IngestBody::Events(events) => {
                 check_event_count(events.len(), max_events).map_err(invalid)?;
@@ -359,24 +375,26 @@ impl Inner {
                     .into_iter()
                     .map(|fields| fields.and_then(|f| normalize_fields(f, &policy, limits, now)))
                     .collect();
-                Ok(Prepared::of(events, is_batch, &mut series, tenant))
+                Prepared::of(events, is_batch, &mut series, tenant)
             }
         }
     }
 }
 
 impl Prepared {
-    /// The request's normalised events (or their rejections), through the series limit.
+    /// The request's normalised events (or their rejections), through the series limit, and
+    /// the valid ones encoded as log records.
     fn of(
         mut events: Vec<Result<Event, EventError>>,
         is_batch: bool,
         series: &mut SeriesGate<'_>,
         tenant: &str,
-    ) -> Self {
+    ) -> Result<Self> {
         series.admit(&mut events);
         let total = events.len();
         let mut p = Self {
-            records: Vec::with_capacity(total),
+            events: Vec::with_capacity(total),
+            records: Vec::new(),
             keys: Vec::with_capacity(total),
             ids: Vec::with_capacity(total),
             rejected: Vec::new(),
@@ -386,7 +404,8 @@ impl Prepared {
         for (index, ev) in events.into_iter().enumerate() {
             p.push(index, ev, tenant);
         }
-        p
+        p.records = encode(tenant, &p.events)?;
+        Ok(p)
     }
 
     /// Adds the event at `index` of the request, or its rejection.
@@ -396,7 +415,7 @@ impl Prepared {
                 self.keys
                     .push(ev.client_id.then(|| dedup_key(tenant, &ev.event_id)));
                 self.ids.push(ev.event_id.clone());
-                self.records.push(Bytes::from(codec::encode_event(ev)));
+                self.events.push(ev);
             }
             Err(mut e) => {
                 e.index = index;

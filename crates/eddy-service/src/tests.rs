@@ -197,9 +197,11 @@ struct Fixture {
     admin_secret: String,
     processor: Arc<FakeProcessor>,
     catalog: Arc<dyn Catalog>,
+    series: Arc<FakeSeries>,
 }
 
 fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
+    let series = Arc::new(series);
     let dir = tempfile::tempdir().unwrap();
     let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
     let (catalog, secret) = FileCatalog::open(dir.path(), None).unwrap();
@@ -222,7 +224,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
             log: wal.clone(),
             catalog: catalog.clone(),
             dedup: Arc::new(MemoryDedup::new(i64::MAX, 1000)),
-            series: Arc::new(series),
+            series: series.clone(),
             alerts: processor.clone(),
             pipeline: Arc::new(FakePipeline),
             store: Arc::new(crate::test_store::FakeStore::default()),
@@ -239,6 +241,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
         admin,
         processor,
         catalog,
+        series,
     }
 }
 
@@ -482,7 +485,8 @@ async fn ingest_is_all_or_nothing_unless_partial() {
         .unwrap();
     assert_eq!((o.accepted, o.duplicates, o.rejected.len()), (2, 0, 1));
     assert!(o.is_batch && o.durable);
-    assert_eq!(o.offsets, Some(0..2));
+    // The request's two valid events are one (batch) record.
+    assert_eq!(o.offsets, Some(0..1));
     // The same id again is a duplicate, acknowledged but not stored.
     let o = s
         .ingest
@@ -490,8 +494,28 @@ async fn ingest_is_all_or_nothing_unless_partial() {
         .await
         .unwrap();
     assert_eq!((o.accepted, o.duplicates), (0, 1));
-    assert_eq!(f.wal.end_offset(), 2);
+    assert_eq!(f.wal.end_offset(), 1);
     assert_eq!(o.event_ids, vec!["a".to_string()]);
+    // A batch with a duplicate stores only its new events.
+    let o = s
+        .ingest
+        .ingest(
+            &f.admin,
+            events(
+                r#"[{"event_id":"a","type":"x"},{"event_id":"c","type":"x"},{"event_id":"d","type":"x"}]"#,
+                false,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((o.accepted, o.duplicates, o.offsets), (2, 1, Some(1..2)));
+    let rec = f.wal.read(1, 10).unwrap();
+    let stored = match codec::decode(&rec[0].payload).unwrap() {
+        codec::Decoded::Events(c) => c.events(),
+        other => panic!("{other:?}"),
+    };
+    let ids: Vec<&str> = stored.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["c", "d"]);
     // Too many events for the route.
     let mut req = events(r#"[{"type":"x"},{"type":"x"}]"#, false);
     req.max_events = 1;
@@ -545,6 +569,8 @@ async fn series_limit_counts_held_series_and_the_requests_own() {
         "{:?}",
         o.rejected
     );
+    // The index (the processor, behind its lock) is asked once for the request, not per event.
+    assert_eq!(f.series.lookups.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]
@@ -566,7 +592,7 @@ async fn quota_refusal_stores_nothing_and_says_when_to_retry() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(f.wal.end_offset(), 100);
+    assert_eq!(f.wal.end_offset(), 1, "the first hundred, as one record");
     assert_eq!(s.ops.counters(&f.admin).unwrap().requests_rate_limited, 1);
 }
 
@@ -574,15 +600,25 @@ async fn quota_refusal_stores_nothing_and_says_when_to_retry() {
 fn memory_dedup_rebuilds_from_the_log_and_drops_deleted_tenants() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(WalConfig::new(dir.path())).unwrap();
-    let ev = |tenant: &str, id: &str| {
-        Bytes::from(codec::encode_event(eddy_model::Event {
-            tenant: tenant.into(),
-            event_id: id.into(),
-            r#type: "x".into(),
-            client_id: true,
-            ..Default::default()
-        }))
+    let event = |tenant: &str, id: &str, client_id: bool| eddy_model::Event {
+        tenant: tenant.into(),
+        event_id: id.into(),
+        r#type: "x".into(),
+        client_id,
+        ..Default::default()
     };
+    let ev = |tenant: &str, id: &str| Bytes::from(codec::encode_event(&event(tenant, id, true)));
+    // A batch record: two client ids and a generated one (never a dedup key).
+    let batch = codec::encode_events(
+        "a",
+        &[
+            event("a", "3", true),
+            event("a", "gen", false),
+            event("a", "4", true),
+        ],
+    )
+    .unwrap();
+    assert_eq!(batch.len(), 1);
     let tomb = eddy_model::LogEntry {
         entry: Some(Entry::TenantDeleted(eddy_model::TenantDeleted {
             tenant: "b".into(),
@@ -599,6 +635,7 @@ fn memory_dedup_rebuilds_from_the_log_and_drops_deleted_tenants() {
             ev("b", "1"),
             codec::encode_entry(&tomb).into(),
             ev("a", "2"),
+            batch[0].clone(),
         ])
         .unwrap()
         .durable()
@@ -606,8 +643,12 @@ fn memory_dedup_rebuilds_from_the_log_and_drops_deleted_tenants() {
         .unwrap();
     });
     let d = MemoryDedup::new(i64::MAX, 100);
-    assert_eq!(d.rebuild_from_log(&wal, 0).unwrap(), 4);
-    assert_eq!(d.len(), 2, "a/1 and a/2; b/1 dropped by the tombstone");
+    assert_eq!(d.rebuild_from_log(&wal, 0).unwrap(), 5);
+    assert_eq!(
+        d.len(),
+        4,
+        "a/1, a/2 and the batch's a/3, a/4; b/1 dropped by the tombstone"
+    );
 }
 
 fn threshold(max: f64) -> RuleSpec {

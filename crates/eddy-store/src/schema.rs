@@ -16,45 +16,18 @@ use arrow::array::{
     ArrayRef, Float64Builder, MapBuilder, MapFieldNames, RecordBatch, StringBuilder,
     TimestampNanosecondBuilder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use eddy_model::{Event, Value};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use eddy_model::Event;
 
 use crate::{Error, Result};
 
-/// Time zone of every timestamp column.
-pub const TZ: &str = "UTC";
-
-/// Timestamp type of every time column.
-pub fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some(TZ.into()))
-}
-
-fn map_type(value: DataType) -> DataType {
-    let entries = Field::new(
-        "entries",
-        DataType::Struct(Fields::from(vec![
-            Field::new("keys", DataType::Utf8, false),
-            Field::new("values", value, true),
-        ])),
-        false,
-    );
-    DataType::Map(Arc::new(entries), false)
-}
+pub use eddy_model::columns::{TZ, encode_property, ts_type};
 
 static EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
-        Field::new("time", ts_type(), false),
-        Field::new("received_at", ts_type(), false),
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("type", DataType::Utf8, false),
-        Field::new("source", DataType::Utf8, true),
-        Field::new("device_id", DataType::Utf8, true),
-        Field::new("user_id", DataType::Utf8, true),
-        Field::new("page_url", DataType::Utf8, true),
-        Field::new("metrics", map_type(DataType::Float64), true),
-        Field::new("properties", map_type(DataType::Utf8), true),
-        Field::new("offset", DataType::UInt64, false),
-    ]))
+    // The log's batch columns (`eddy_model::columns`) as they are, then the store's own.
+    let mut fields = eddy_model::columns::event_fields();
+    fields.push(Field::new("offset", DataType::UInt64, false));
+    Arc::new(Schema::new(fields))
 });
 
 static SAMPLES: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -78,26 +51,8 @@ pub fn samples_schema() -> SchemaRef {
     SAMPLES.clone()
 }
 
-/// A property value as stored: its JSON encoding.
-pub fn encode_property(v: &Option<Value>) -> String {
-    match v {
-        Some(Value::String(s)) => serde_json::Value::String(s.clone()).to_string(),
-        // Whole numbers are written without a fraction, so `3` comes back as `3`, not `3.0`.
-        Some(Value::Number(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => format!("{}", *n as i64),
-        Some(Value::Number(n)) => {
-            serde_json::Number::from_f64(*n).map_or_else(|| "null".into(), |n| n.to_string())
-        }
-        Some(Value::Bool(b)) => b.to_string(),
-        None => "null".into(),
-    }
-}
-
 fn field_names() -> MapFieldNames {
-    MapFieldNames {
-        entry: "entries".into(),
-        key: "keys".into(),
-        value: "values".into(),
-    }
+    eddy_model::columns::map_field_names()
 }
 
 /// Accumulates events (with their log offsets) into `events` and `metric_samples` batches.
@@ -240,10 +195,47 @@ impl BatchBuilder {
     }
 }
 
+/// A batch record's events (`eddy_model::columns`, stored at log `offset`) as (`events`,
+/// `metric_samples`) batches, column by column: the first ten columns are taken as they are,
+/// positions are added, and the samples are the metrics maps' entries with their event's
+/// columns gathered beside them.
+pub fn from_columns(cols: &RecordBatch, offset: u64) -> Result<(RecordBatch, RecordBatch)> {
+    use arrow::array::{Array, AsArray, UInt32Array, UInt64Array};
+    use eddy_model::columns::{EVENT_FIELDS, position};
+    let n = cols.num_rows();
+    let mut events: Vec<ArrayRef> = cols.columns()[..EVENT_FIELDS].to_vec();
+    events.push(Arc::new(UInt64Array::from_iter_values(
+        (0..n).map(|i| position(offset, i)),
+    )));
+    let metrics = cols.column(8).as_map();
+    let offsets = metrics.value_offsets();
+    let (first, last) = (offsets[0] as usize, offsets[n] as usize);
+    let mut parents = Vec::with_capacity(last - first);
+    for i in 0..n {
+        let k = (offsets[i + 1] - offsets[i]) as usize;
+        parents.extend(std::iter::repeat_n(i as u32, k));
+    }
+    let parents = UInt32Array::from(parents);
+    let take = |c: usize| arrow::compute::take(cols.column(c), &parents, None);
+    let samples: Vec<ArrayRef> = vec![
+        take(0).map_err(Error::Arrow)?,
+        take(5).map_err(Error::Arrow)?,
+        metrics.keys().slice(first, last - first),
+        metrics.values().slice(first, last - first),
+        take(3).map_err(Error::Arrow)?,
+        take(4).map_err(Error::Arrow)?,
+    ];
+    Ok((
+        RecordBatch::try_new(events_schema(), events).map_err(Error::Arrow)?,
+        RecordBatch::try_new(samples_schema(), samples).map_err(Error::Arrow)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eddy_model::PropertyValue;
+    use arrow::array::AsArray;
+    use eddy_model::{PropertyValue, Value};
 
     #[test]
     fn builder_matches_schemas() {
@@ -281,6 +273,19 @@ mod tests {
         assert_eq!(e.schema(), events_schema());
         assert_eq!(b.rows(), 0);
         assert_eq!(encode_property(&Some(Value::Number(45.0))), "45");
+        // A batch record's columns give the same rows as the builder, positions aside.
+        let evs = [ev.clone(), ev.clone()];
+        let mut cb = eddy_model::columns::ColumnsBuilder::default();
+        for e in &evs {
+            cb.push(e).unwrap();
+            b.push(e, 0).unwrap();
+        }
+        let (ce, cs) = from_columns(&cb.finish().unwrap(), 3).unwrap();
+        let (be, bs) = b.finish().unwrap();
+        assert_eq!(cs, bs);
+        assert_eq!(ce.columns()[..10], be.columns()[..10]);
+        let pos = ce.column(10).as_primitive::<arrow::datatypes::UInt64Type>();
+        assert_eq!(pos.values().to_vec(), vec![3 << 20, (3 << 20) + 1]);
         assert_eq!(encode_property(&Some(Value::Number(0.5))), "0.5");
         assert_eq!(
             encode_property(&Some(Value::String("a\"b".into()))),

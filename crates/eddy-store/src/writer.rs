@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use eddy_log::Record;
 use eddy_log::runner::{Consumer, ReadErrors, RunConfig, Step, run_consumer};
-use eddy_model::{Entry, codec};
+use eddy_model::codec::{self, Decoded};
+use eddy_model::{Entry, columns};
 
 use crate::files::{Persisted, write_files};
-use crate::schema::BatchBuilder;
+use crate::schema::{self, BatchBuilder};
 use crate::store::{CONSUMER, EmbeddedStore, poisoned};
 use crate::{Error, Result};
 
@@ -23,10 +25,16 @@ const RUN: RunConfig = RunConfig {
     read_errors: ReadErrors::Stop,
 };
 
+/// (`events`, `metric_samples`) batches per tenant, not in the buffers yet.
+type Pending = HashMap<String, Vec<(RecordBatch, RecordBatch)>>;
+
 /// The writer loop's state between rounds of [`run_consumer`].
 struct Writer<'a> {
     store: &'a EmbeddedStore,
+    /// Rows of single-event records (format 1), per tenant.
     builders: HashMap<String, BatchBuilder>,
+    /// Batch records' rows (format 2), per tenant, as they came.
+    pending: Pending,
     /// The persist running in the background, if any.
     persist: Option<tokio::task::JoinHandle<Result<Persisted>>>,
     last_retention: Instant,
@@ -76,29 +84,35 @@ impl Consumer for Writer<'_> {
     async fn apply(&mut self, records: &[Record]) -> Result<()> {
         let store = self.store;
         for rec in records {
-            match codec::decode_entry(&rec.payload).map(|e| e.entry) {
-                Ok(Some(Entry::Event(ev))) => self
+            match codec::decode(&rec.payload) {
+                Ok(Decoded::Event(ev)) => self
                     .builders
                     .entry(ev.tenant.clone())
                     .or_default()
-                    .push(&ev, rec.offset)?,
-                Ok(Some(Entry::TenantDeleted(t))) => {
+                    .push(&ev, columns::position(rec.offset, 0))?,
+                Ok(Decoded::Events(cols)) => match schema::from_columns(&cols.batch, rec.offset) {
+                    Ok(rows) => self.pending.entry(cols.tenant).or_default().push(rows),
+                    Err(e) => {
+                        tracing::warn!(offset = rec.offset, error = %e, "unusable batch record skipped by the store")
+                    }
+                },
+                Ok(Decoded::Other(Entry::TenantDeleted(t))) => {
                     // Apply what came before the tombstone, then drop the tenant everywhere.
-                    store.apply(&mut self.builders, rec.offset)?;
+                    store.apply(&mut self.builders, &mut self.pending, rec.offset)?;
                     if let Some(p) = self.persist.take() {
                         store.finish_persist(p).await;
                     }
                     store.drop_tenant(&t.tenant)?;
                 }
                 // Rule changes and alert actions are the stream processor's business.
-                Ok(Some(Entry::RuleChange(_) | Entry::AlertAction(_)) | None) => {}
+                Ok(Decoded::Other(_) | Decoded::Unknown) => {}
                 Err(e) => {
                     tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the store")
                 }
             }
         }
         if let Some(last) = records.last() {
-            store.apply(&mut self.builders, last.offset + 1)?;
+            store.apply(&mut self.builders, &mut self.pending, last.offset + 1)?;
         }
         self.start_persist_if_due()
     }
@@ -134,6 +148,7 @@ impl EmbeddedStore {
         let mut writer = Writer {
             store: self,
             builders: HashMap::new(),
+            pending: HashMap::new(),
             persist: None,
             last_retention: Instant::now(),
         };
@@ -147,14 +162,35 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Moves built rows into the active buffers and advances the applied offset to `next`.
-    fn apply(&self, builders: &mut HashMap<String, BatchBuilder>, next: u64) -> Result<()> {
-        let mut built = Vec::new();
+    /// Moves built rows into the active buffers (one pair of batches per tenant and round)
+    /// and advances the applied offset to `next`.
+    fn apply(
+        &self,
+        builders: &mut HashMap<String, BatchBuilder>,
+        pending: &mut Pending,
+        next: u64,
+    ) -> Result<()> {
         for (tenant, b) in builders.iter_mut() {
             if b.rows() > 0 {
-                let (e, s) = b.finish()?;
-                built.push((tenant.clone(), e, s));
+                let rows = b.finish()?;
+                pending.entry(tenant.clone()).or_default().push(rows);
             }
+        }
+        let mut built = Vec::with_capacity(pending.len());
+        for (tenant, parts) in pending.drain() {
+            // Concatenated: fewer, owned batches (a decoded record's columns may point into
+            // the log read's memory).
+            let e = arrow::compute::concat_batches(
+                &schema::events_schema(),
+                parts.iter().map(|(e, _)| e),
+            )
+            .map_err(Error::Arrow)?;
+            let s = arrow::compute::concat_batches(
+                &schema::samples_schema(),
+                parts.iter().map(|(_, s)| s),
+            )
+            .map_err(Error::Arrow)?;
+            built.push((tenant, e, s));
         }
         let mut st = self.state.write().map_err(|_| poisoned())?;
         if !built.is_empty() && st.active_since.is_none() {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use eddy_log::Record;
 use eddy_log::runner::{Consumer, ReadErrors, RunConfig, Step, run_consumer};
-use eddy_model::{Entry, Event, codec};
+use eddy_model::codec::{self, Decoded};
+use eddy_model::{Entry, Event, columns};
 
 use crate::alerts::{AlertNotice, Rule, TenantAlerts};
 use crate::checkpoint::State;
@@ -63,6 +64,7 @@ impl Consumer for Consume<'_> {
     async fn apply(&mut self, records: &[Record]) -> Result<()> {
         let p = self.p;
         let mut late = 0u64;
+        let mut events = 0u64;
         let mut notices = Vec::new();
         {
             let mut s = p.state.write().map_err(|_| poisoned())?;
@@ -72,25 +74,32 @@ impl Consumer for Consume<'_> {
                 alerts,
             } = &mut *s;
             for rec in records {
-                match codec::decode_entry(&rec.payload).map(|e| e.entry) {
-                    Ok(Some(Entry::Event(ev))) => {
-                        let rollups = tenants.entry(ev.tenant.clone()).or_default();
-                        let applied = rollups.apply(&ev, rec.offset, self.lateness);
-                        late += u64::from(applied.late);
-                        let start = notices.len();
-                        alerts
-                            .entry(ev.tenant.clone())
-                            .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
-                            .observe(&ev, &mut notices);
-                        p.publish_event(ev, rollups, &notices[start..]);
+                let mut apply_event = |ev: Event, position: u64| {
+                    let rollups = tenants.entry(ev.tenant.clone()).or_default();
+                    let applied = rollups.apply(&ev, position, self.lateness);
+                    late += u64::from(applied.late);
+                    events += 1;
+                    let start = notices.len();
+                    alerts
+                        .entry(ev.tenant.clone())
+                        .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
+                        .observe(&ev, &mut notices);
+                    p.publish_event(ev, rollups, &notices[start..]);
+                };
+                match codec::decode(&rec.payload) {
+                    Ok(Decoded::Event(ev)) => apply_event(ev, columns::position(rec.offset, 0)),
+                    Ok(Decoded::Events(cols)) => {
+                        for (i, ev) in cols.events().into_iter().enumerate() {
+                            apply_event(ev, columns::position(rec.offset, i));
+                        }
                     }
-                    Ok(Some(Entry::TenantDeleted(t))) => {
+                    Ok(Decoded::Other(Entry::TenantDeleted(t))) => {
                         tenants.remove(&t.tenant);
                         p.flusher.forget(&t.tenant);
                         alerts.remove(&t.tenant);
                         p.feed.drop_tenant(&t.tenant);
                     }
-                    Ok(Some(Entry::RuleChange(c))) => {
+                    Ok(Decoded::Other(Entry::RuleChange(c))) => {
                         let rule = match c.rule_json.as_deref().map(serde_json::from_str::<Rule>) {
                             Some(Ok(r)) => Some(r),
                             None => None,
@@ -108,7 +117,7 @@ impl Consumer for Consume<'_> {
                         p.feed
                             .publish(&c.tenant, notices[start..].iter().cloned().map(Live::Alert));
                     }
-                    Ok(Some(Entry::AlertAction(a))) => {
+                    Ok(Decoded::Other(Entry::AlertAction(a))) => {
                         if let Some(n) = alerts.get_mut(&a.tenant).and_then(|t| {
                             t.act(&a.tenant, &a.alert_id, &a.action, a.at, a.note.clone())
                         }) {
@@ -116,7 +125,7 @@ impl Consumer for Consume<'_> {
                             notices.push(n);
                         }
                     }
-                    Ok(None) => {}
+                    Ok(Decoded::Other(_) | Decoded::Unknown) => {}
                     Err(e) => {
                         tracing::warn!(offset = rec.offset, error = %e, "undecodable log entry skipped by the stream processor")
                     }
@@ -126,7 +135,7 @@ impl Consumer for Consume<'_> {
         }
         p.notify(notices);
         p.applied.send_replace(p.applied_offset());
-        metrics::counter!("eddy_stream_events_total").increment(records.len() as u64);
+        metrics::counter!("eddy_stream_events_total").increment(events);
         if late > 0 {
             metrics::counter!("eddy_stream_late_total").increment(late);
         }

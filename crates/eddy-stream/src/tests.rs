@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy_log::Log;
 use eddy_log::wal::{Wal, WalConfig};
-use eddy_model::{Entry, Event, LogEntry, codec};
+use eddy_model::{Entry, Event, LogEntry, codec, columns};
 use proptest::prelude::*;
 
 use crate::rollup::{Dimension, MetricAgg, Resolution, SKETCH_ALPHA, TenantRollups};
@@ -333,7 +333,18 @@ fn a_future_dated_event_does_not_close_windows() {
     );
 }
 
+/// Appends `events` as the ingest path does: each run of one tenant's events as batch records
+/// (a run of one as a single-event record).
 async fn append(wal: &Wal, events: &[Event]) {
+    let mut recs = Vec::new();
+    for run in events.chunk_by(|a, b| a.tenant == b.tenant) {
+        recs.extend(codec::encode_events(&run[0].tenant, run).unwrap());
+    }
+    wal.append(recs).unwrap().durable().await.unwrap();
+}
+
+/// Appends `events` one record each (record format 1, as logs before batches hold them).
+async fn append_singly(wal: &Wal, events: &[Event]) {
     let recs = events
         .iter()
         .map(|e| {
@@ -363,7 +374,7 @@ async fn crash_and_restart_count_every_event_exactly_once() {
     let mut config = StreamConfig::new(dir.path().join("stream"));
     config.checkpoint_interval = Duration::from_millis(20);
     let mut naive = Naive::default();
-    let mut offset = 0u64;
+    let mut count = 0u64;
     for round in 0..5 {
         let wal = Arc::new(Wal::open(WalConfig::new(dir.path().join("wal"))).unwrap());
         let p = Processor::open(config.clone(), wal.clone()).unwrap();
@@ -371,7 +382,7 @@ async fn crash_and_restart_count_every_event_exactly_once() {
         for batch in 0..4 {
             let events: Vec<Event> = (0..50)
                 .map(|i| {
-                    let n = offset + i;
+                    let n = count + i;
                     event(
                         n,
                         T0 + (n as i64) * SEC,
@@ -381,11 +392,24 @@ async fn crash_and_restart_count_every_event_exactly_once() {
                     )
                 })
                 .collect();
-            for e in &events {
-                naive.add(e, offset);
-                offset += 1;
+            // Even rounds write batch records, odd ones single-event records: a log holds
+            // both after an upgrade.
+            let at = wal.end_offset();
+            let batched = round % 2 == 0;
+            for (i, e) in events.iter().enumerate() {
+                let position = if batched {
+                    columns::position(at, i)
+                } else {
+                    columns::position(at + i as u64, 0)
+                };
+                naive.add(e, position);
             }
-            append(&wal, &events).await;
+            count += events.len() as u64;
+            if batched {
+                append(&wal, &events).await;
+            } else {
+                append_singly(&wal, &events).await;
+            }
             if batch == 2 {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
@@ -398,7 +422,7 @@ async fn crash_and_restart_count_every_event_exactly_once() {
             p.shutdown().await;
             assert_eq!(
                 crate::processor::checkpoint_offset(&config.dir).unwrap(),
-                Some(offset),
+                Some(wal.end_offset()),
                 "a graceful stop checkpoints everything"
             );
         }
@@ -472,7 +496,7 @@ async fn a_failed_checkpoint_is_retried_and_processing_goes_on() {
     std::fs::create_dir(&config.dir).unwrap();
     // A bound for a loaded machine, not a timing claim: the retry comes within one interval.
     for _ in 0..3000 {
-        if crate::processor::checkpoint_offset(&config.dir).unwrap() == Some(60) {
+        if crate::processor::checkpoint_offset(&config.dir).unwrap() == Some(wal.end_offset()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -409,12 +409,14 @@ pub fn read_log(data_dir: &Path) -> Vec<LogEntry> {
     out
 }
 
+/// Every event the entries hold, in log order, whichever record format carries them.
 pub fn events(entries: &[LogEntry]) -> Vec<Event> {
     entries
         .iter()
-        .filter_map(|e| match &e.entry {
-            Some(Entry::Event(ev)) => Some(ev.clone()),
-            _ => None,
+        .flat_map(|e| match &e.entry {
+            Some(Entry::Event(ev)) => vec![ev.clone()],
+            Some(Entry::Events(b)) => codec::decode_batch(b).unwrap().events(),
+            _ => Vec::new(),
         })
         .collect()
 }
