@@ -711,7 +711,7 @@ pub(crate) fn build(
     };
     Ok(Some(Built {
         path: meta.path.clone(),
-        hour: meta.hour,
+        hour: meta.partition,
         digest,
     }))
 }
@@ -760,7 +760,7 @@ pub(crate) fn build_from_file(
     };
     Ok(Some(Built {
         path: meta.path.clone(),
-        hour: meta.hour,
+        hour: meta.partition,
         digest,
     }))
 }

@@ -206,7 +206,10 @@ impl EmbeddedStore {
         let (kept, rest) =
             self.split_digested(tenant, Table::Events, from, to, |f, d| match d {
                 digest::FileDigest::Events(d) if d.late_after_ns() == late_after_ns => {
-                    Some((bucket_of(f.hour), d))
+                    // A file over more than one bucket (a day or month partition read in
+                    // hours) is scanned instead.
+                    let bucket = bucket_of(f.min_time);
+                    (bucket == bucket_of(f.max_time)).then_some((bucket, d))
                 }
                 _ => None,
             })?;

@@ -1,4 +1,4 @@
-//! The store's Parquet files: writing buffered rows as per-(tenant, table, hour) files, merging a
+//! The store's Parquet files: writing buffered rows as per-(tenant, table, partition) files, merging a
 //! partition's files into one, the order of rows inside a file, the writer settings, and the
 //! removal of orphan files after a crash. Pure file work on a directory and a manifest value:
 //! must not touch the store's state, the log or a query session.
@@ -19,10 +19,9 @@ use crate::buffer::Buffer;
 use crate::digest::{self, Digests};
 use crate::error::io;
 use crate::manifest::{FileMeta, Manifest, Table, sync_dir};
+use crate::partition::{Assigner, Partitioning, Width};
 use crate::schema::{events_schema, samples_schema};
 use crate::{Error, Result};
-
-const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// Parquet settings of every file the store writes (format 2.0 pages). Columns whose values are
 /// (nearly) unique — times, log offsets, event ids — skip the dictionary, which would only grow
@@ -181,8 +180,10 @@ fn time_column(batch: &RecordBatch) -> Result<&arrow::array::TimestampNanosecond
 /// A persist's new manifest and the digests of its new files.
 pub(crate) type Persisted = (Manifest, Vec<digest::Built>);
 
-/// Writes every buffered batch into per-(tenant, table, hour) Parquet files and returns the
-/// manifest that lists them with `persisted_offset = upto`, saved atomically.
+/// Writes every buffered batch into per-(tenant, table, partition) Parquet files (partitions
+/// by the rows' age at `now`, see `partition`) and returns the manifest that lists them with
+/// `persisted_offset = upto`, saved atomically.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_files(
     dir: &Path,
     snapshot: HashMap<String, Buffer>,
@@ -190,7 +191,10 @@ pub(crate) fn write_files(
     upto: u64,
     digests: &Digests,
     late_after_ns: i64,
+    partitioning: Partitioning,
+    now: i64,
 ) -> Result<Persisted> {
+    let mut assign = Assigner::new(partitioning, now);
     let start = Instant::now();
     let mut next = manifest.clone();
     let mut built = Vec::new();
@@ -203,40 +207,36 @@ pub(crate) fn write_files(
             if batches.is_empty() {
                 continue;
             }
-            // One sort (and one copy of the rows) by hour, then the file order inside the hour.
+            // One sort (and one copy of the rows) by partition, then the file order inside it.
+            // (Partition starts are unique per persist: widths grow with age and nest.)
             let all = concat_batches(&schema, &batches).map_err(Error::Arrow)?;
-            let hours = arrow::array::Int64Array::from_iter_values(
-                time_column(&all)?
-                    .values()
-                    .iter()
-                    .map(|t| t.div_euclid(HOUR_NS)),
+            let starts = arrow::array::Int64Array::from_iter_values(
+                time_column(&all)?.values().iter().map(|t| assign.of(*t).1),
             );
             let all = sort_by_keys(
                 &all,
-                std::iter::once(Arc::new(hours) as _),
+                std::iter::once(Arc::new(starts) as _),
                 file_order(table),
             )?;
             let times = time_column(&all)?;
             let mut start_row = 0;
             while start_row < all.num_rows() {
-                let hour = times.value(start_row).div_euclid(HOUR_NS) * HOUR_NS;
+                let part = assign.of(times.value(start_row));
                 let mut end_row = start_row;
-                while end_row < all.num_rows()
-                    && times.value(end_row).div_euclid(HOUR_NS) * HOUR_NS == hour
-                {
+                while end_row < all.num_rows() && assign.of(times.value(end_row)).1 == part.1 {
                     end_row += 1;
                 }
                 let len = end_row - start_row;
                 let slice = all.slice(start_row, len);
-                let hour_times = times.slice(start_row, len);
+                let part_times = times.slice(start_row, len);
                 let meta = write_one(
                     dir,
                     &tenant,
                     table,
-                    hour,
+                    part,
                     &slice,
-                    arrow::compute::min(&hour_times).unwrap_or(hour),
-                    arrow::compute::max(&hour_times).unwrap_or(hour),
+                    arrow::compute::min(&part_times).unwrap_or(part.1),
+                    arrow::compute::max(&part_times).unwrap_or(part.1),
                 )?;
                 written += meta.bytes;
                 built.extend(digest::build(digests, &meta, &slice, late_after_ns)?);
@@ -259,10 +259,12 @@ pub(crate) fn write_files(
     Ok((next, built))
 }
 
-/// Reads `files` (one partition) and writes them as one sorted file, with its digest.
+/// Reads `files` (all inside partition `target`) and writes them as one sorted file of that
+/// partition, with its digest.
 pub(crate) fn merge_files(
     dir: &Path,
     files: &[FileMeta],
+    target: (Width, i64),
     digests: &Digests,
     late_after_ns: i64,
 ) -> Result<(FileMeta, Vec<digest::Built>)> {
@@ -299,7 +301,7 @@ pub(crate) fn merge_files(
         dir,
         &first.tenant,
         first.table,
-        first.hour,
+        target,
         &sorted,
         min_time,
         max_time,
@@ -314,14 +316,14 @@ fn write_one(
     dir: &Path,
     tenant: &str,
     table: Table,
-    hour: i64,
+    (width, partition): (Width, i64),
     batch: &RecordBatch,
     min_time: i64,
     max_time: i64,
 ) -> Result<FileMeta> {
     let rel_dir = PathBuf::from(tenant)
         .join(table.name())
-        .join(hour.to_string());
+        .join(partition.to_string());
     let abs_dir = dir.join(&rel_dir);
     let fresh_dir = !abs_dir.exists();
     std::fs::create_dir_all(&abs_dir).map_err(io(&abs_dir))?;
@@ -350,7 +352,8 @@ fn write_one(
     Ok(FileMeta {
         tenant: tenant.into(),
         table,
-        hour,
+        partition,
+        width,
         path: rel_dir.join(name).to_string_lossy().into_owned(),
         rows: batch.num_rows() as u64,
         bytes,

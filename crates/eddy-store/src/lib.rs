@@ -23,6 +23,7 @@ mod files;
 mod funnel_pass;
 pub mod journeys;
 pub mod manifest;
+pub mod partition;
 pub mod query;
 pub mod rows;
 mod runtime;

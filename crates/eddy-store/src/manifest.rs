@@ -38,8 +38,13 @@ impl Table {
 pub struct FileMeta {
     pub tenant: String,
     pub table: Table,
-    /// Start of the hour partition, ns since the epoch.
-    pub hour: i64,
+    /// Start of the file's partition, ns since the epoch (named `hour` in the manifest: every
+    /// partition was an hour before widths).
+    #[serde(rename = "hour")]
+    pub partition: i64,
+    /// The partition's width (`hour` when absent, as in manifests before widths).
+    #[serde(default)]
+    pub width: crate::partition::Width,
     /// Path relative to the store dir.
     pub path: String,
     pub rows: u64,

@@ -54,8 +54,16 @@ pub struct StoreConfig {
     pub query_threads: usize,
     /// How often expired partitions are looked for.
     pub retention_interval: Duration,
-    /// An hour partition with at least this many files is compacted into one.
+    /// A partition with at least this many files (of at most `compact_max_bytes` together) is
+    /// compacted into one.
     pub compact_min_files: usize,
+    /// Only files smaller than this are merged (a full persist's files are big enough).
+    pub compact_small_bytes: u64,
+    /// The most bytes of Parquet one compaction reads: bigger files are left as they are (they
+    /// are big enough), and a merge's memory stays bounded.
+    pub compact_max_bytes: u64,
+    /// Which partition width data gets by its age (hours, then days, then months).
+    pub partitioning: crate::partition::Partitioning,
     /// Memory for the files' digests (summaries and top lists without scanning rows); 0 keeps
     /// none.
     pub digest_memory_bytes: usize,
@@ -79,6 +87,9 @@ impl StoreConfig {
             query_threads: 2,
             retention_interval: Duration::from_secs(60),
             compact_min_files: 8,
+            compact_small_bytes: 1 << 20,
+            compact_max_bytes: 32 << 20,
+            partitioning: crate::partition::Partitioning::default(),
             digest_memory_bytes: 256 << 20,
             late_after_ns: 300_000_000_000,
         }
@@ -153,6 +164,17 @@ pub(crate) fn poisoned() -> Error {
 }
 
 impl EmbeddedStore {
+    /// Now, ns since the epoch: the retention policy's clock (tests inject one), else the
+    /// system's.
+    pub(crate) fn now_ns(&self) -> i64 {
+        if let Some(p) = self.retention.lock().ok().and_then(|r| r.clone()) {
+            return p.now_ns();
+        }
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
     /// Opens the store: loads the manifest, removes orphan files, registers the log consumer.
     /// Call [`EmbeddedStore::start`] to begin consuming.
     pub fn open(config: StoreConfig, log: Arc<dyn Log>) -> Result<Arc<Self>> {
@@ -221,7 +243,7 @@ impl EmbeddedStore {
             Ok(st) => st.manifest.files.clone(),
             Err(_) => return,
         };
-        files.sort_by_key(|f| std::cmp::Reverse(f.hour));
+        files.sort_by_key(|f| std::cmp::Reverse(f.partition));
         let (start, mut built) = (Instant::now(), 0);
         for f in files {
             if self.task.stopping() || !self.digests.enabled() {
@@ -314,7 +336,7 @@ impl EmbeddedStore {
         let mut groups: HashMap<(&str, Table, i64), usize> = HashMap::new();
         for f in &st.manifest.files {
             *groups
-                .entry((f.tenant.as_str(), f.table, f.hour))
+                .entry((f.tenant.as_str(), f.table, f.partition))
                 .or_default() += 1;
         }
         groups.into_values().max().unwrap_or(0)

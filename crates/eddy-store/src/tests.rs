@@ -49,6 +49,9 @@ struct Fixture {
 fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir.join("store"));
     c.persist_age = Duration::from_secs(3600);
+    // The tests' data is a year old by the wall clock; unless a test is about partition
+    // widths, it keeps hour partitions, whose files the tests count.
+    c.partitioning.hours_for = Duration::from_secs(100 * 365 * 24 * 3600);
     c
 }
 
@@ -1736,4 +1739,104 @@ async fn check_fx(store: &Arc<EmbeddedStore>, all: &[(u64, Event)]) {
             .await
             .is_empty()
     );
+}
+
+/// Waits (at most 60 s) until `cond` holds.
+async fn wait_long(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn widths(store: &EmbeddedStore) -> BTreeMap<crate::partition::Width, usize> {
+    let mut out = BTreeMap::new();
+    for f in &store.state.read().unwrap().manifest.files {
+        *out.entry(f.width).or_default() += 1;
+    }
+    out
+}
+
+/// Ten months of hourly readings of 10 devices (72k events), sent in time order in requests of
+/// 500 with small persists, as a history import is: months become month partitions, the last
+/// weeks day partitions, only the last two days hour partitions — a few hundred files where
+/// one per hour and table made 14,400 — and every event answers. As time goes on, the hour
+/// partitions roll into days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_import_ends_in_a_bounded_number_of_files() {
+    use crate::partition::Width;
+    const HOUR: i64 = 60 * MIN;
+    let hours = 300 * 24;
+    let start = T0 - hours * HOUR;
+    let dir = tempfile::tempdir().unwrap();
+    let history = |c: &mut StoreConfig| {
+        c.persist_bytes = 256 << 10;
+        c.partitioning = crate::partition::Partitioning::default();
+    };
+    let f = open(dir, history).await;
+    let policy = Arc::new(TestRetention {
+        now: std::sync::atomic::AtomicI64::new(T0),
+    });
+    f.store.set_retention(policy.clone());
+    let evs: Vec<Event> = (0..hours)
+        .flat_map(|h| {
+            (0..10).map(move |d| Event {
+                tenant: "h".into(),
+                event_id: format!("h{h}-{d}"),
+                time: start + h * HOUR,
+                received_at: T0,
+                r#type: "reading".into(),
+                device_id: Some(format!("dev-{d}")),
+                metrics: [("temp".to_string(), (h % 50) as f64 + d as f64)].into(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let want_sum: i64 = evs.iter().map(|e| e.metrics["temp"] as i64).sum();
+    let mut all = Vec::new();
+    for chunk in evs.chunks(500) {
+        append_recorded(&f, chunk.to_vec(), &mut all).await;
+    }
+    caught_up(&f).await;
+    all_persisted(&f).await;
+    // 8 months, ~62 days and 48 hours of partitions, two tables; compaction merges what
+    // several persists wrote into one partition.
+    wait_long("compaction", || f.store.stats().files <= 300).await;
+    let w = widths(&f.store);
+    assert!(w[&Width::Month] >= 16 && w[&Width::Day] >= 100, "{w:?}");
+    assert!(w[&Width::Hour] <= 2 * 48 + 2, "{w:?}");
+    let check = |store: Arc<EmbeddedStore>| async move {
+        assert_eq!(
+            sql_rows(
+                &store,
+                "h",
+                "SELECT count(*), CAST(sum(value) AS BIGINT) FROM metric_samples"
+            )
+            .await,
+            vec![format!("{}|{}", hours * 10, want_sum)]
+        );
+        assert_eq!(
+            sql_rows(&store, "h", "SELECT count(*) FROM events").await,
+            vec![(hours * 10).to_string()]
+        );
+    };
+    check(f.store.clone()).await;
+    // Three days later the hour partitions have rolled into days.
+    policy
+        .now
+        .store(T0 + 72 * HOUR, std::sync::atomic::Ordering::SeqCst);
+    wait_long("hours rolling into days", || {
+        !widths(&f.store).contains_key(&Width::Hour)
+    })
+    .await;
+    assert!(f.store.stats().files <= 230, "{:?}", widths(&f.store));
+    check(f.store.clone()).await;
+    let f = crash_and_reopen(f, history).await;
+    f.store.set_retention(policy.clone());
+    caught_up(&f).await;
+    check(f.store.clone()).await;
+    assert!(!widths(&f.store).contains_key(&Width::Hour));
 }

@@ -235,8 +235,18 @@ impl EmbeddedStore {
         let dir = self.config.dir.clone();
         let digests = self.digests.clone();
         let late = self.config.late_after_ns;
+        let (partitioning, now) = (self.config.partitioning, self.now_ns());
         Ok(Some(tokio::task::spawn_blocking(move || {
-            write_files(&dir, snapshot, &manifest, upto, &digests, late)
+            write_files(
+                &dir,
+                snapshot,
+                &manifest,
+                upto,
+                &digests,
+                late,
+                partitioning,
+                now,
+            )
         })))
     }
 
