@@ -12,6 +12,7 @@
 //!
 //! Records are opaque bytes here; `eddy-model::codec` decides what they mean.
 
+mod append_times;
 mod consumers;
 mod error;
 pub mod runner;
@@ -68,6 +69,9 @@ impl AppendTicket {
     }
 }
 
+/// How finely [`Log::appended_ago`] tells append times apart.
+pub const APPEND_AGE_GRANULARITY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// An append-only, durable, ordered log with named consumer offsets.
 pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// Queues `records` for appending, in order and contiguously. Fails at once with
@@ -100,6 +104,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
 
     /// All registered consumers and their committed offsets.
     fn consumers(&self) -> Vec<ConsumerOffset>;
+
+    /// How long ago, at least, the record at `offset` was appended: within
+    /// [`APPEND_AGE_GRANULARITY`] of its commit for records appended since the log opened,
+    /// the time since opening for older ones; `None` when `offset` is at or past the end.
+    /// A consumer at `offset` is this far behind (what backpressure and `/lag` go by).
+    fn appended_ago(&self, offset: Offset) -> Option<std::time::Duration>;
 
     /// Whether appends are being acknowledged.
     fn health(&self) -> LogHealth;

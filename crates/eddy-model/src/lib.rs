@@ -2,12 +2,12 @@
 //!
 //! Every accepted payload shape (native `/api/v1/events`, sensor readings, click events, device
 //! telemetry, product events, gateway envelopes) is turned into one [`Event`] by
-//! [`normalize::normalize_event`], which also validates it against [`Limits`]. Events travel
+//! [`parse::parse_body`], which also validates it against [`Limits`]. Events travel
 //! through the log as a [`LogEntry`] encoded with protobuf (see [`codec`]); protobuf's
 //! field-number rules are how the record payload evolves without breaking old logs.
 //!
-//! Data flow: raw JSON bytes → [`batch::split_body`] (one raw value per event) →
-//! [`normalize::normalize_event`] (aliases, timestamps, limits) → [`Event`] → [`codec`] → log.
+//! Data flow: raw JSON bytes → [`parse::parse_body`] (serde visitors, no JSON tree) feeding
+//! [`normalize`]'s rules (aliases, timestamps, limits) → [`Event`] → [`codec`] → log.
 
 pub mod batch;
 pub mod clock;
@@ -17,6 +17,7 @@ mod error;
 pub mod event;
 pub mod id;
 pub mod normalize;
+pub mod parse;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -20,11 +20,12 @@
 //! [`EventFields`] instead, checked by [`normalize_fields`] with the same rules and messages:
 //! no JSON is built for it, and its time is already in ns.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
-use crate::batch::kind;
+use crate::parse::{ParseContext, Raw, event_from_value};
 use crate::time::{epoch_float_to_ns, epoch_int_to_ns, parse_time_str};
 use crate::{Event, EventError, PropertyValue, Value};
 
@@ -67,24 +68,23 @@ pub struct TenantPolicy<'a> {
     pub retention_ns: i64,
 }
 
-/// Normalises and validates one event. `now_ns` is the receive time.
+/// Normalises and validates one event given as a JSON value. `now_ns` is the receive time.
+/// Request bodies take the faster [`crate::parse::parse_body`], which applies the same rules
+/// without building the value.
 pub fn normalize_event(
     raw: Json,
     policy: &TenantPolicy<'_>,
     limits: &Limits,
     now_ns: i64,
 ) -> Result<Event, EventError> {
-    let Json::Object(map) = raw else {
-        return Err(EventError::new(
-            "",
-            format!("an event must be a JSON object, got {}", kind(&raw)),
-        ));
-    };
-    let mut b = Builder::default();
-    for (key, value) in map {
-        b.field(key, value, limits)?;
-    }
-    b.finish(policy, limits, now_ns)
+    event_from_value(
+        raw,
+        ParseContext {
+            policy,
+            limits,
+            now_ns,
+        },
+    )
 }
 
 /// One event whose fields a protocol already typed, under the data model's names (no
@@ -125,46 +125,52 @@ pub fn normalize_fields(
     now_ns: i64,
 ) -> Result<Event, EventError> {
     let mut b = Builder::default();
-    let slot = |key: &str, v: Option<String>, max: usize| {
-        v.map(|v| checked_string(key, v, max).map(|v| (key.to_string(), v)))
+    let slot = |key: &'static str, v: Option<String>, max: usize| {
+        v.map(|v| checked_string(key, v, max).map(|v| (key, v)))
             .transpose()
     };
     b.event_id = slot("event_id", f.event_id, limits.max_id_len)?;
     b.r#type = slot("type", f.r#type, limits.max_name_len)?;
     if let Some((key, t)) = &b.r#type {
-        check_name(key, t, limits)?;
+        check_name("", key, t, limits)?;
     }
     b.source = slot("source", f.source, limits.max_string_len)?;
     b.device_id = slot("device_id", f.device_id, limits.max_string_len)?;
     b.user_id = slot("user_id", f.user_id, limits.max_string_len)?;
     b.page_url = slot("page_url", f.page_url, limits.max_string_len)?;
-    b.time = f.time.map(|t| ("time".to_string(), t));
+    b.time = f.time.map(|t| ("time", t));
     for (name, v) in f.metrics {
         b.metric(name, v, limits)?;
     }
     for (name, v) in f.properties {
-        b.property(format!("properties.{name}"), name, v, limits)?;
+        b.property("properties.", name, v, limits)?;
     }
     b.finish(policy, limits, now_ns)
 }
 
+/// One event's fields as they are read, in any order, under any alias; [`Builder::finish`]
+/// applies the rules that need the whole event.
 #[derive(Default)]
-struct Builder {
-    event_id: Option<(String, String)>,
-    time: Option<(String, i64)>,
-    r#type: Option<(String, String)>,
-    source: Option<(String, String)>,
-    device_id: Option<(String, String)>,
-    user_id: Option<(String, String)>,
-    page_url: Option<(String, String)>,
+pub(crate) struct Builder {
+    event_id: Option<(&'static str, String)>,
+    time: Option<(&'static str, i64)>,
+    r#type: Option<(&'static str, String)>,
+    source: Option<(&'static str, String)>,
+    device_id: Option<(&'static str, String)>,
+    user_id: Option<(&'static str, String)>,
+    page_url: Option<(&'static str, String)>,
     metrics: BTreeMap<String, f64>,
     properties: BTreeMap<String, PropertyValue>,
-    extra: Vec<(String, Json)>,
+    extra: Vec<(String, Raw)>,
     bare_value: Option<f64>,
 }
 
 /// Sets a once-only slot, refusing two spellings of the same field with different values.
-fn set_once(slot: &mut Option<(String, String)>, key: String, v: String) -> Result<(), EventError> {
+fn set_once(
+    slot: &mut Option<(&'static str, String)>,
+    key: &'static str,
+    v: String,
+) -> Result<(), EventError> {
     if let Some((prev_key, prev)) = slot {
         if *prev != v {
             return Err(EventError::new(
@@ -178,15 +184,15 @@ fn set_once(slot: &mut Option<(String, String)>, key: String, v: String) -> Resu
     Ok(())
 }
 
-fn string_field(key: &str, v: Json, max: usize) -> Result<Option<String>, EventError> {
+fn string_field(key: &str, v: Raw, max: usize) -> Result<Option<String>, EventError> {
     let s = match v {
-        Json::Null => return Ok(None),
-        Json::String(s) => s,
-        Json::Number(n) => n.to_string(),
+        Raw::Null => return Ok(None),
+        Raw::Str(s) => s,
+        Raw::Num(n) => n.to_string(),
         other => {
             return Err(EventError::new(
                 key,
-                format!("must be a string, got {}", kind(&other)),
+                format!("must be a string, got {}", other.kind()),
             ));
         }
     };
@@ -207,174 +213,186 @@ fn checked_string(key: &str, s: String, max: usize) -> Result<String, EventError
     Ok(s)
 }
 
-/// A JSON value as a property value.
-fn scalar(v: Json) -> Scalar {
-    match v {
-        Json::Null => Scalar::Null,
-        Json::Bool(b) => Scalar::Bool(b),
-        // serde_json numbers are always representable as f64 (no arbitrary precision).
-        Json::Number(n) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => Scalar::String(s),
-        other => Scalar::Unsupported(kind(&other)),
+impl From<Raw> for Scalar {
+    fn from(v: Raw) -> Self {
+        match v {
+            Raw::Null => Scalar::Null,
+            Raw::Bool(b) => Scalar::Bool(b),
+            // serde_json numbers are always representable as f64 (no arbitrary precision).
+            Raw::Num(n) => Scalar::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Raw::Str(s) => Scalar::String(s),
+            Raw::Other(kind) => Scalar::Unsupported(kind),
+        }
     }
 }
 
-fn check_name(field: &str, name: &str, limits: &Limits) -> Result<(), EventError> {
+/// Checks a name; errors name the field `{prefix}{name}` (or `prefix` alone when the name is
+/// the value of a field, like `type`).
+fn check_name(prefix: &str, field: &str, name: &str, limits: &Limits) -> Result<(), EventError> {
+    let fail = |reason: String| Err(EventError::new(format!("{prefix}{field}"), reason));
     if name.is_empty() {
-        return Err(EventError::new(field, "name must not be empty"));
+        return fail("name must not be empty".into());
     }
     if name.len() > limits.max_name_len {
-        return Err(EventError::new(
-            field,
-            format!(
-                "name is longer than the limit of {} bytes",
-                limits.max_name_len
-            ),
+        return fail(format!(
+            "name is longer than the limit of {} bytes",
+            limits.max_name_len
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(EventError::new(
-            field,
-            "name must not contain control characters",
-        ));
+        return fail("name must not contain control characters".into());
     }
     Ok(())
 }
 
-fn finite_number(field: &str, v: &Json) -> Result<f64, EventError> {
+fn finite_number(field: impl Fn() -> String, v: &Raw) -> Result<f64, EventError> {
     match v {
-        Json::Number(n) => n
+        Raw::Num(n) => n
             .as_f64()
             .filter(|f| f.is_finite())
-            .ok_or_else(|| EventError::new(field, "must be a finite number")),
-        // serde_json cannot produce NaN/Inf from JSON, but clients spell them as strings.
-        Json::String(s)
+            .ok_or_else(|| EventError::new(field(), "must be a finite number")),
+        // JSON cannot spell NaN/Inf as numbers, but clients spell them as strings.
+        Raw::Str(s)
             if matches!(
                 s.to_ascii_lowercase().as_str(),
                 "nan" | "inf" | "-inf" | "infinity" | "-infinity" | "+inf"
             ) =>
         {
             Err(EventError::new(
-                field,
+                field(),
                 "NaN and infinities are not accepted",
             ))
         }
         other => Err(EventError::new(
-            field,
-            format!("must be a number, got {}", kind(other)),
+            field(),
+            format!("must be a number, got {}", other.kind()),
         )),
     }
 }
 
+/// An unknown top-level field that holds an object or an array.
+pub(crate) fn nested_field(key: &str, kind: &str) -> EventError {
+    EventError::new(
+        key,
+        format!(
+            "unknown field `{key}` holds {kind}; put nested data under `properties` or `metrics`"
+        ),
+    )
+}
+
 impl Builder {
-    fn field(&mut self, key: String, value: Json, limits: &Limits) -> Result<(), EventError> {
-        match key.as_str() {
-            "event_id" | "id" | "eventId" => {
-                if let Some(v) = string_field(&key, value, limits.max_id_len)? {
-                    set_once(&mut self.event_id, key, v)?;
+    /// A top-level field other than `metrics` and `properties`.
+    pub(crate) fn field(
+        &mut self,
+        key: &str,
+        value: Raw,
+        limits: &Limits,
+    ) -> Result<(), EventError> {
+        let string_slot = |key: &str| -> Option<(&'static str, usize)> {
+            Some(match key {
+                "event_id" => ("event_id", limits.max_id_len),
+                "id" => ("id", limits.max_id_len),
+                "eventId" => ("eventId", limits.max_id_len),
+                "type" => ("type", limits.max_name_len),
+                "event_type" => ("event_type", limits.max_name_len),
+                "eventType" => ("eventType", limits.max_name_len),
+                "source" => ("source", limits.max_string_len),
+                "device_id" => ("device_id", limits.max_string_len),
+                "deviceId" => ("deviceId", limits.max_string_len),
+                "sensor_id" => ("sensor_id", limits.max_string_len),
+                "sensorId" => ("sensorId", limits.max_string_len),
+                "user_id" => ("user_id", limits.max_string_len),
+                "userId" => ("userId", limits.max_string_len),
+                "page_url" => ("page_url", limits.max_string_len),
+                "pageUrl" => ("pageUrl", limits.max_string_len),
+                _ => return None,
+            })
+        };
+        if let Some((key, max)) = string_slot(key) {
+            let Some(v) = string_field(key, value, max)? else {
+                return Ok(());
+            };
+            let slot = match key {
+                "event_id" | "id" | "eventId" => &mut self.event_id,
+                "type" | "event_type" | "eventType" => {
+                    check_name("", key, &v, limits)?;
+                    &mut self.r#type
                 }
+                "source" => &mut self.source,
+                "device_id" | "deviceId" | "sensor_id" | "sensorId" => &mut self.device_id,
+                "user_id" | "userId" => &mut self.user_id,
+                _ => &mut self.page_url,
+            };
+            return set_once(slot, key, v);
+        }
+        let time_key = match key {
+            "time" => Some("time"),
+            "timestamp" => Some("timestamp"),
+            "time_stamp" => Some("time_stamp"),
+            "ts" => Some("ts"),
+            _ => None,
+        };
+        if let Some(key) = time_key {
+            let ns = match &value {
+                Raw::Null => return Ok(()),
+                Raw::Str(s) => parse_time_str(s),
+                Raw::Num(n) => match n.as_i64() {
+                    Some(i) => epoch_int_to_ns(i),
+                    None => n
+                        .as_f64()
+                        .map_or(Err("not a usable number".into()), epoch_float_to_ns),
+                },
+                other => Err(format!(
+                    "must be an RFC 3339 string or an epoch number, got {}",
+                    other.kind()
+                )),
             }
-            "time" | "timestamp" | "time_stamp" | "ts" => {
-                let ns = match &value {
-                    Json::Null => return Ok(()),
-                    Json::String(s) => parse_time_str(s),
-                    Json::Number(n) => match n.as_i64() {
-                        Some(i) => epoch_int_to_ns(i),
-                        None => n
-                            .as_f64()
-                            .map_or(Err("not a usable number".into()), epoch_float_to_ns),
-                    },
-                    other => Err(format!(
-                        "must be an RFC 3339 string or an epoch number, got {}",
-                        kind(other)
-                    )),
-                }
-                .map_err(|r| EventError::new(key.clone(), r))?;
-                if let Some((prev_key, prev)) = &self.time
-                    && *prev != ns
-                {
-                    return Err(EventError::new(key, format!("conflicts with `{prev_key}`")));
-                }
-                self.time = Some((key, ns));
+            .map_err(|r| EventError::new(key, r))?;
+            if let Some((prev_key, prev)) = &self.time
+                && *prev != ns
+            {
+                return Err(EventError::new(key, format!("conflicts with `{prev_key}`")));
             }
-            "type" | "event_type" | "eventType" => {
-                if let Some(v) = string_field(&key, value, limits.max_name_len)? {
-                    check_name(&key, &v, limits)?;
-                    set_once(&mut self.r#type, key, v)?;
-                }
-            }
-            "source" => {
-                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
-                    set_once(&mut self.source, key, v)?;
-                }
-            }
-            "device_id" | "deviceId" | "sensor_id" | "sensorId" => {
-                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
-                    set_once(&mut self.device_id, key, v)?;
-                }
-            }
-            "user_id" | "userId" => {
-                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
-                    set_once(&mut self.user_id, key, v)?;
-                }
-            }
-            "page_url" | "pageUrl" => {
-                if let Some(v) = string_field(&key, value, limits.max_string_len)? {
-                    set_once(&mut self.page_url, key, v)?;
-                }
-            }
+            self.time = Some((key, ns));
+            return Ok(());
+        }
+        match key {
             "value" => {
-                if !value.is_null() {
-                    self.bare_value = Some(finite_number("value", &value)?);
+                if value != Raw::Null {
+                    self.bare_value = Some(finite_number(|| "value".into(), &value)?);
                 }
             }
-            "metrics" => match value {
-                Json::Null => {}
-                Json::Object(m) => self.metrics(m, limits)?,
-                other => {
-                    return Err(EventError::new(
-                        "metrics",
-                        format!("must be an object of name → number, got {}", kind(&other)),
-                    ));
-                }
-            },
-            "properties" => match value {
-                Json::Null => {}
-                Json::Object(m) => {
-                    for (name, v) in m {
-                        self.property(format!("properties.{name}"), name, scalar(v), limits)?;
-                    }
-                }
-                other => {
-                    return Err(EventError::new(
-                        "properties",
-                        format!("must be an object, got {}", kind(&other)),
-                    ));
-                }
-            },
-            _ => self.extra.push((key, value)),
+            "metrics" | "properties" => {
+                // Only as a value the parser did not stream in (it streams objects and null).
+                return Err(EventError::new(
+                    key,
+                    format!("must be an object, got {}", value.kind()),
+                ));
+            }
+            _ => self.extra.push((key.to_string(), value)),
         }
         Ok(())
     }
 
-    fn metrics(&mut self, m: Map<String, Json>, limits: &Limits) -> Result<(), EventError> {
-        for (name, v) in m {
-            if v.is_null() {
-                check_name(&format!("metrics.{name}"), &name, limits)?;
-                continue;
-            }
-            let f = finite_number(&format!("metrics.{name}"), &v)?;
-            self.metric(name, f, limits)?;
+    /// One entry of `metrics` as JSON gives it.
+    pub(crate) fn metric_value(
+        &mut self,
+        name: Cow<'_, str>,
+        v: Raw,
+        limits: &Limits,
+    ) -> Result<(), EventError> {
+        if v == Raw::Null {
+            return check_name("metrics.", &name, &name, limits);
         }
-        Ok(())
+        let f = finite_number(|| format!("metrics.{name}"), &v)?;
+        self.metric(name.into_owned(), f, limits)
     }
 
     fn metric(&mut self, name: String, v: f64, limits: &Limits) -> Result<(), EventError> {
-        let field = || format!("metrics.{name}");
-        check_name(&field(), &name, limits)?;
+        check_name("metrics.", &name, &name, limits)?;
         if !v.is_finite() {
             return Err(EventError::new(
-                field(),
+                format!("metrics.{name}"),
                 "NaN and infinities are not accepted",
             ));
         }
@@ -382,25 +400,27 @@ impl Builder {
         Ok(())
     }
 
-    fn property(
+    /// A property; errors name the field `{prefix}{name}`.
+    pub(crate) fn property(
         &mut self,
-        field: String,
+        prefix: &str,
         name: String,
         v: Scalar,
         limits: &Limits,
     ) -> Result<(), EventError> {
-        check_name(&field, &name, limits)?;
+        check_name(prefix, &name, &name, limits)?;
+        let field = || format!("{prefix}{name}");
         let value = match v {
             Scalar::Null => return Ok(()),
             Scalar::Bool(b) => Value::Bool(b),
             Scalar::Number(n) if n.is_finite() => Value::Number(n),
             Scalar::Number(_) => {
-                return Err(EventError::new(field, "must be a finite number"));
+                return Err(EventError::new(field(), "must be a finite number"));
             }
             Scalar::String(s) => {
                 if s.len() > limits.max_string_len {
                     return Err(EventError::new(
-                        field,
+                        field(),
                         format!(
                             "is {} bytes long, more than the limit of {}",
                             s.len(),
@@ -412,36 +432,34 @@ impl Builder {
             }
             Scalar::Unsupported(kind) => {
                 return Err(EventError::new(
-                    field,
+                    field(),
                     format!("must be a string, number or boolean, got {kind}"),
                 ));
             }
         };
-        if self.properties.insert(name, value.into()).is_some() {
-            return Err(EventError::new(field, "property given twice"));
+        match self.properties.entry(name) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(value.into());
+                Ok(())
+            }
+            std::collections::btree_map::Entry::Occupied(slot) => Err(EventError::new(
+                format!("{prefix}{}", slot.key()),
+                "property given twice",
+            )),
         }
-        Ok(())
     }
 
-    fn finish(
+    pub(crate) fn finish(
         mut self,
         policy: &TenantPolicy<'_>,
         limits: &Limits,
         now_ns: i64,
     ) -> Result<Event, EventError> {
         for (key, value) in std::mem::take(&mut self.extra) {
-            match value {
-                Json::Object(_) | Json::Array(_) => {
-                    return Err(EventError::new(
-                        key.clone(),
-                        format!(
-                            "unknown field `{key}` holds {}; put nested data under `properties` or `metrics`",
-                            kind(&value)
-                        ),
-                    ));
-                }
-                v => self.property(key.clone(), key, scalar(v), limits)?,
+            if let Raw::Other(kind) = value {
+                return Err(nested_field(&key, kind));
             }
+            self.property("", key, value.into(), limits)?;
         }
         if let Some(v) = self.bare_value
             && self.metrics.insert("value".into(), v).is_some()

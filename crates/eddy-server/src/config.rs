@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub default_retention: Duration,
     /// Ingest quota of tenants that do not set their own, events/s (0 = unlimited).
     pub default_events_per_sec: u32,
+    /// Ingest answers 503 while the store or the stream processor is further behind the log
+    /// than this (the age of the oldest record it has not applied); zero turns it off.
+    pub max_pipeline_lag: Duration,
     /// WAL segment size.
     pub wal_segment_bytes: u64,
     /// Bound of the WAL append queue.
@@ -66,6 +69,7 @@ impl ServerConfig {
             dedup_max_entries: 2_000_000,
             default_retention: Duration::from_secs(30 * 86_400),
             default_events_per_sec: 0,
+            max_pipeline_lag: Duration::from_secs(10),
             wal_segment_bytes: 64 << 20,
             wal_queue_bytes: 256 << 20,
             shutdown_grace: Duration::from_secs(30),

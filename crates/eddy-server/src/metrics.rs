@@ -162,8 +162,8 @@ fn describe() {
         "SQL statements whose aggregate (event counts, distinct users, metric statistics) was answered from digests."
     );
     describe_counter!(
-        "eddy_store_backpressure_total",
-        "Ingest requests refused (503) because the store lagged too far behind the log."
+        "eddy_ingest_backpressure_total",
+        "Ingest requests refused (503) because the store or the stream processor was further behind the log than max_pipeline_lag."
     );
     describe_counter!(
         "eddy_live_slow_consumers_total",

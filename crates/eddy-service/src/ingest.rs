@@ -12,14 +12,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_log::{AppendTicket, Log};
-use eddy_model::batch::{BodyError, BodyFormat, check_event_count, split_body};
-use eddy_model::normalize::{EventFields, normalize_event, normalize_fields};
+use eddy_model::batch::{BodyError, BodyFormat, check_event_count};
+use eddy_model::normalize::{EventFields, normalize_fields};
+use eddy_model::parse::{ParseContext, parse_body};
 use eddy_model::{Clock, Event, EventError, Limits, TenantPolicy, codec};
 use serde::Serialize;
 
 use crate::auth::{Principal, Scope};
 use crate::catalog::{Catalog, secs_to_ns};
 use crate::dedup::{DedupIndex, DedupKey, dedup_key};
+use crate::ops::{Behind, PipelineStatus};
 use crate::quota::Quotas;
 use crate::series::SeriesIndex;
 use crate::stats::TenantStats;
@@ -39,6 +41,9 @@ pub struct IngestConfig {
     pub default_retention: Duration,
     /// Quota of tenants without their own, events/s (0 = unlimited).
     pub default_events_per_sec: u32,
+    /// Ingest answers 503 (with `Retry-After`) while the store or the stream processor has
+    /// not applied a record appended longer ago than this (zero turns it off).
+    pub max_pipeline_lag: Duration,
 }
 
 /// A request's events as a front end hands them over.
@@ -114,12 +119,15 @@ struct Inner {
     quotas: Arc<Quotas>,
     stats: Arc<TenantStats>,
     clock: Arc<dyn Clock>,
+    pipeline: Arc<dyn PipelineStatus>,
 }
 
 /// The seams the ingest service works through.
 #[derive(Debug, Clone)]
 pub struct IngestDeps {
     pub log: Arc<dyn Log>,
+    /// The consumers' progress, for backpressure.
+    pub pipeline: Arc<dyn PipelineStatus>,
     pub catalog: Arc<dyn Catalog>,
     pub dedup: Arc<dyn DedupIndex>,
     pub series: Arc<dyn SeriesIndex>,
@@ -152,6 +160,7 @@ impl IngestService {
                 quotas: deps.quotas,
                 stats: deps.stats,
                 clock: deps.clock,
+                pipeline: deps.pipeline,
             }),
         }
     }
@@ -171,6 +180,7 @@ impl IngestService {
             .map_err(|_| Error::Unauthenticated("the key's tenant no longer exists".into()))?;
         let counters = me.stats.get(&tenant.id);
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        me.check_pressure()?;
         let retention_ns = tenant.retention_ns(secs_to_ns(me.config.default_retention.as_secs()));
         let max_events = req.max_events.min(me.config.max_batch_events);
         let partial = req.partial;
@@ -340,6 +350,31 @@ impl Drop for Release {
 }
 
 impl Inner {
+    /// Refuses new events while the pipeline is further behind the log than allowed, so a
+    /// backlog the store or the processor cannot work off never grows: clients wait instead
+    /// (the backlog is bounded by the rate times the allowed lag).
+    fn check_pressure(&self) -> Result<()> {
+        let max = self.config.max_pipeline_lag;
+        if max.is_zero() {
+            return Ok(());
+        }
+        let (who, behind) = Behind::of(self.log.as_ref(), self.pipeline.as_ref()).worst();
+        if behind <= max {
+            return Ok(());
+        }
+        metrics::counter!("eddy_ingest_backpressure_total").increment(1);
+        // About the time to work off the excess, at least a second.
+        let retry_after_secs = (behind - max).as_secs_f64().ceil().clamp(1.0, 30.0) as u64;
+        Err(Error::Unavailable {
+            message: format!(
+                "the {who} is {:.1} s behind the log, more than the {:.1} s allowed (max_pipeline_lag); nothing was stored, retry later",
+                behind.as_secs_f64(),
+                max.as_secs_f64()
+            ),
+            retry_after_secs,
+        })
+    }
+
     fn prepare(
         &self,
         tenant: &str,
@@ -360,13 +395,13 @@ impl Inner {
         let mut series = SeriesGate::new(self.series.as_ref(), tenant);
         match body {
             IngestBody::Raw { body, format } => {
-                let split = split_body(&body, format, max_events).map_err(invalid)?;
-                let events = split
-                    .events
-                    .into_iter()
-                    .map(|raw| raw.and_then(|v| normalize_event(v, &policy, limits, now)))
-                    .collect();
-                Prepared::of(events, split.is_batch, &mut series, tenant)
+                let cx = ParseContext {
+                    policy: &policy,
+                    limits,
+                    now_ns: now,
+                };
+                let parsed = parse_body(&body, format, max_events, cx).map_err(invalid)?;
+                Prepared::of(parsed.events, parsed.is_batch, &mut series, tenant)
             }
             IngestBody::Events(events) => {
                 check_event_count(events.len(), max_events).map_err(invalid)?;

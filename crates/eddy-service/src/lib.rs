@@ -105,6 +105,7 @@ impl Services {
             config.ingest,
             ingest::IngestDeps {
                 log: seams.log.clone(),
+                pipeline: seams.pipeline.clone(),
                 catalog: seams.catalog.clone(),
                 dedup: seams.dedup.clone(),
                 series: seams.series.clone(),

@@ -3,7 +3,7 @@
 //! without a local store or processor answers with what it has.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eddy_log::{Log, LogHealth};
 use serde::Serialize;
@@ -102,7 +102,10 @@ pub struct StoreLag {
     pub applied_offset: u64,
     /// The committed offset: moves only when buffers are persisted.
     pub persisted_offset: u64,
+    /// Records (a request's events are one record) not yet visible to queries.
     pub lag: u64,
+    /// How long ago the oldest record queries do not see yet was appended, ms (0: caught up).
+    pub behind_ms: u64,
 }
 
 /// The processor's progress behind the log end.
@@ -111,7 +114,38 @@ pub struct StoreLag {
 pub struct StreamLag {
     /// Rollups reflect everything below it.
     pub applied_offset: u64,
+    /// Records not yet in the rollups.
     pub lag: u64,
+    /// How long ago the oldest record the rollups lack was appended, ms (0: caught up).
+    pub behind_ms: u64,
+}
+
+/// How far the store and the stream processor are behind the log: the age of the oldest
+/// record each has not applied (zero when caught up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Behind {
+    pub store: Duration,
+    pub stream: Duration,
+}
+
+impl Behind {
+    /// Reads both from the log's append times.
+    pub fn of(log: &dyn Log, pipeline: &dyn PipelineStatus) -> Self {
+        let age = |offset| log.appended_ago(offset).unwrap_or_default();
+        Self {
+            store: age(pipeline.store_applied_offset()),
+            stream: age(pipeline.stream_applied_offset()),
+        }
+    }
+
+    /// The one further behind, and its name.
+    pub fn worst(&self) -> (&'static str, Duration) {
+        if self.store >= self.stream {
+            ("store", self.store)
+        } else {
+            ("stream processor", self.stream)
+        }
+    }
 }
 
 /// `GET /lag`.
@@ -216,6 +250,11 @@ impl OpsService {
         let end = self.log.end_offset();
         let store = self.pipeline.store();
         let stream = self.pipeline.stream_applied_offset();
+        let ms = |offset| {
+            self.log
+                .appended_ago(offset)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
         Ok(Lag {
             end_offset: end,
             consumers: self
@@ -232,10 +271,12 @@ impl OpsService {
                 applied_offset: store.applied_offset,
                 persisted_offset: store.persisted_offset,
                 lag: end.saturating_sub(store.applied_offset),
+                behind_ms: ms(store.applied_offset),
             },
             stream: StreamLag {
                 applied_offset: stream,
                 lag: end.saturating_sub(stream),
+                behind_ms: ms(stream),
             },
         })
     }

@@ -216,6 +216,7 @@ fn fixture(series: FakeSeries, default_events_per_sec: u32) -> Fixture {
                 max_batch_events: 100,
                 default_retention: std::time::Duration::ZERO,
                 default_events_per_sec,
+                max_pipeline_lag: std::time::Duration::ZERO,
             },
             max_result_rows: 1000,
             late_after_ns: 0,

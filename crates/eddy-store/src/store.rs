@@ -44,8 +44,6 @@ pub struct StoreConfig {
     /// The writer stops consuming the log while this many bytes are buffered (persisting
     /// included); ingest sees the growing lag and answers 503.
     pub max_buffer_bytes: usize,
-    /// Ingest answers 503 while the store is this many records behind the log.
-    pub max_lag_records: u64,
     /// Per-query limits.
     pub query_timeout: Duration,
     pub query_memory_bytes: usize,
@@ -80,7 +78,6 @@ impl StoreConfig {
             persist_bytes: 64 << 20,
             persist_age: Duration::from_secs(60),
             max_buffer_bytes: 512 << 20,
-            max_lag_records: 5_000_000,
             query_timeout: Duration::from_secs(30),
             query_memory_bytes: 512 << 20,
             max_result_rows: 100_000,
@@ -301,11 +298,6 @@ impl EmbeddedStore {
     /// The offset up to which events are queryable.
     pub fn applied_offset(&self) -> u64 {
         self.state.read().map(|s| s.applied).unwrap_or(0)
-    }
-
-    /// True when ingest should pause: the store is too far behind the log.
-    pub fn overloaded(&self) -> bool {
-        self.log.end_offset().saturating_sub(self.applied_offset()) > self.config.max_lag_records
     }
 
     /// Counters for operators.

@@ -135,6 +135,7 @@ pub(crate) fn open(
                 max_batch_events: config.max_batch_events,
                 default_retention: config.default_retention,
                 default_events_per_sec: config.default_events_per_sec,
+                max_pipeline_lag: config.max_pipeline_lag,
             },
             max_result_rows: engine_config.store.max_result_rows,
             late_after_ns: engine_config.stream.lateness_ns(),

@@ -113,6 +113,10 @@ pub(crate) struct ServeArgs {
     /// Ingest quota of tenants without their own, events/s; `0` = unlimited [default: 0].
     #[arg(long, env = "EDDY_DEFAULT_EVENTS_PER_SEC")]
     pub(crate) default_events_per_sec: Option<u32>,
+    /// Ingest answers 503 with Retry-After while the store or the stream processor has not
+    /// applied a record appended longer ago than this; `0` turns it off [default: 10s].
+    #[arg(long, env = "EDDY_MAX_PIPELINE_LAG")]
+    pub(crate) max_pipeline_lag: Option<String>,
     /// WAL segment size [default: 64MiB].
     #[arg(long, env = "EDDY_WAL_SEGMENT_SIZE")]
     pub(crate) wal_segment_size: Option<String>,
@@ -129,9 +133,6 @@ pub(crate) struct ServeArgs {
     /// until a persist finishes [default: 512MiB].
     #[arg(long, env = "EDDY_STORE_MAX_BUFFER_SIZE")]
     pub(crate) store_max_buffer_size: Option<String>,
-    /// Ingest answers 503 while the store is this many events behind the log [default: 5000000].
-    #[arg(long, env = "EDDY_STORE_MAX_LAG")]
-    pub(crate) store_max_lag: Option<u64>,
     /// An hour partition with this many Parquet files is compacted into one (minimum 2)
     /// [default: 8].
     #[arg(long, env = "EDDY_STORE_COMPACT_MIN_FILES")]
@@ -211,13 +212,13 @@ struct FileConfig {
     dedup_max_entries: Option<usize>,
     default_retention: Option<String>,
     default_events_per_sec: Option<u32>,
+    max_pipeline_lag: Option<String>,
     wal_segment_size: Option<String>,
     wal_queue_size: Option<String>,
     shutdown_grace: Option<String>,
     store_persist_size: Option<String>,
     store_persist_age: Option<String>,
     store_max_buffer_size: Option<String>,
-    store_max_lag: Option<u64>,
     store_compact_min_files: Option<usize>,
     allowed_lateness: Option<String>,
     rollup_horizons: Option<Vec<String>>,
@@ -420,6 +421,9 @@ impl ServeArgs {
         if let Some(v) = self.default_events_per_sec.or(file.default_events_per_sec) {
             c.default_events_per_sec = v;
         }
+        if let Some(v) = self.max_pipeline_lag.or(file.max_pipeline_lag) {
+            c.max_pipeline_lag = duration("--max-pipeline-lag / EDDY_MAX_PIPELINE_LAG", &v, true)?;
+        }
         if let Some(v) = self.wal_segment_size.or(file.wal_segment_size) {
             c.wal_segment_bytes =
                 size("--wal-segment-size / EDDY_WAL_SEGMENT_SIZE", &v, false)? as u64;
@@ -444,12 +448,6 @@ impl ServeArgs {
                 &v,
                 false,
             )?;
-        }
-        if let Some(v) = self.store_max_lag.or(file.store_max_lag) {
-            store.max_lag_records = positive(
-                "--store-max-lag / EDDY_STORE_MAX_LAG",
-                usize::try_from(v).unwrap_or(usize::MAX),
-            )? as u64;
         }
         if let Some(v) = self
             .store_compact_min_files

@@ -25,6 +25,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::append_times::AppendTimes;
 use crate::consumers::{Consumers, sync_dir};
 use crate::error::IoContext;
 use crate::{AppendTicket, ConsumerOffset, Error, Log, LogHealth, Offset, Record, Result};
@@ -88,6 +89,7 @@ struct Shared {
     health: Mutex<LogHealth>,
     queued: AtomicUsize,
     fail_next_sync: AtomicBool,
+    appended: AppendTimes,
 }
 
 #[derive(Debug)]
@@ -238,6 +240,7 @@ impl Wal {
             health: Mutex::new(LogHealth::Ok),
             queued: AtomicUsize::new(0),
             fail_next_sync: AtomicBool::new(false),
+            appended: AppendTimes::new(end, Instant::now()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Writer {
@@ -455,6 +458,7 @@ impl Writer {
             st.durable_len = self.len;
             st.end_offset = next;
         }
+        self.shared.appended.committed(next, Instant::now());
         self.shared.end_tx.send_replace(next);
         metrics::histogram!("eddy_log_group_commit_records").record((next - start) as f64);
         metrics::histogram!("eddy_log_group_commit_requests").record(group.len() as f64);
@@ -696,6 +700,10 @@ impl Log for Wal {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    fn appended_ago(&self, offset: Offset) -> Option<std::time::Duration> {
+        self.shared.appended.ago(offset, Instant::now())
     }
 
     fn health(&self) -> LogHealth {

@@ -466,6 +466,61 @@ async fn in_flight_body_budget_answers_503_when_spent() {
     assert_eq!(st, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_pipeline_behind_the_log_slows_ingest_with_503_and_retry_after() {
+    // Any record the store or the processor has not applied within 1 ms counts as behind.
+    let s = TestServer::spawn_with(&["--max-pipeline-lag", "1ms"], &[]).await;
+    let body = readings_batch(2000);
+    // A batch in flight beside a probe: the probe arrives while the batch is not applied yet.
+    // Bounded: 50 tries.
+    let mut refused = None;
+    for _ in 0..50 {
+        let end = s.log_end().await;
+        let fill = s.post_raw(
+            "/api/v1/events",
+            &s.admin_key,
+            &[("content-type", "application/json")],
+            body.clone(),
+        );
+        let (_, r) = tokio::join!(
+            fill,
+            s.post_raw(
+                "/api/v1/events",
+                &s.admin_key,
+                &[("content-type", "application/json")],
+                body.clone(),
+            )
+        );
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // At most the other batch was appended: a refusal stores nothing.
+            assert!(s.log_end().await <= end + 1);
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = refused.expect("a batch beside another one 1 ms behind must be refused");
+    assert!(r.headers().contains_key("retry-after"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "unavailable", "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("behind the log") && msg.contains("nothing was stored"),
+        "{msg}"
+    );
+    // Caught up, ingest is open again, and /lag reports how far behind each consumer is.
+    s.wait_visible().await;
+    s.wait_rollups().await;
+    let (_, lag) = s.get("/lag", &s.admin_key).await;
+    assert_eq!(lag["store"]["behind_ms"], 0, "{lag}");
+    assert_eq!(lag["stream"]["behind_ms"], 0, "{lag}");
+    let (st, v) = s
+        .post("/api/v1/events", &s.admin_key, r#"{"type":"x"}"#)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.wait_metric("eddy_ingest_backpressure_total").await;
+}
+
 /// Sends waves of `n` concurrent copies of `body` until some answer is `want` (which must carry
 /// `Retry-After`); every other answer must be 200. Bounded: at most 20 waves.
 async fn overload_until(s: &TestServer, body: &str, n: usize, want: StatusCode) -> bool {
