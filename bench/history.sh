@@ -72,5 +72,5 @@ for i in 1 2 3; do
 done
 echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
 t=$(now)
-kill -TERM "$pid"; wait "$pid" || true; pid=
-echo "== graceful shutdown: $(since "$t") s"
+kill -TERM "$pid"; status=0; wait "$pid" || status=$?; pid=
+echo "== graceful shutdown: $(since "$t") s, exit status $status"

@@ -7,6 +7,8 @@
 #               and the rollups have applied the whole log (`/lag`); an InfluxDB ack is
 #               already queryable, so its end to end is its acked rate.
 # Then `eddy loadgen --verify` (its own generator, 1000 per request) as a cross-check.
+# Records every round in RESULTS (default bench/results/pipeline-<commit>): summary.jsonl
+# and Eddy's timeline (bench/sample.py); `python3 bench/plot.py RESULTS` draws them.
 # Needs: a release build, wrk, influxd (apt-get install wrk influxdb). Loopback only; bounded.
 # Usage: bench/pipeline.sh [duration per run, default 15s] [rounds, default 2] [connections, default 8]
 set -euo pipefail
@@ -19,8 +21,11 @@ bench_init pipeline
 commit=$(git rev-parse --short HEAD)
 [[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
 echo "commit: $commit; command: bench/pipeline.sh $DUR $ROUNDS $CONNS"
+RESULTS=${RESULTS:-bench/results/pipeline-$commit}
+mkdir -p "$RESULTS"
+: > "$RESULTS/summary.jsonl"
 ipid=
-trap 'bench_cleanup; [[ -n "$ipid" ]] && kill "$ipid" 2>/dev/null; true' EXIT
+trap '[[ -n "$ipid" ]] && kill "$ipid" 2>/dev/null; bench_cleanup; true' EXIT
 
 readings_bodies "$work"
 
@@ -46,30 +51,46 @@ catch_up() {
   since "$t0"
 }
 
-# wrk run: prints "<events acked> <seconds> <p99 ms>".
+# wrk run: prints "<events acked> <seconds> <p50> <p75> <p90> <p99>" (latencies as wrk
+# prints them, e.g. 12.3ms).
 wrk_run() { # body content-type url key
-  local out reqs secs p99
+  local out reqs secs
   out=$(BODY_FILE="$work/$1" CONTENT_TYPE="$2" API_KEY="${4:-}" wrk -t2 -c"$CONNS" -d"$DUR" --latency -s bench/post.lua "$3")
   if grep -q "Non-2xx" <<<"$out"; then echo "   errors: $(grep Non-2xx <<<"$out")" >&2; fi
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   secs=$(awk '/requests in/ {sub(/s,/, "", $4); print $4}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  echo "$((reqs * 1000)) $secs $p99"
+  echo "$((reqs * 1000)) $secs $(awk '$1 == "50%" || $1 == "75%" || $1 == "90%" || $1 == "99%" {printf "%s ", $2}' <<<"$out")"
 }
 
 for r in $(seq "$ROUNDS"); do
   echo "== round $r (wrk -t2 -c$CONNS -d$DUR, 1000 readings per request)"
-  read -r ev secs p99 < <(wrk_run eddy_1000.json application/json "http://127.0.0.1:18081/api/v1/events" "$KEY")
+  rm -f "$work/stop"
+  python3 bench/sample.py http://127.0.0.1:18081 "$KEY" "$pid" "$RESULTS/timeline-$r.csv" "$work/stop" &
+  spid=$!
+  read -r ev secs p50 p75 p90 p99 < <(wrk_run eddy_1000.json application/json "http://127.0.0.1:18081/api/v1/events" "$KEY")
   wait_s=$(catch_up)
-  read -r iev isecs ip99 < <(wrk_run influx_1000.lp text/plain "http://127.0.0.1:18087/write?db=bench")
-  python3 - "$ev" "$secs" "$p99" "$wait_s" "$iev" "$isecs" "$ip99" <<'PY'
-import sys
-ev, secs, p99, wait, iev, isecs, ip99 = sys.argv[1:]
+  touch "$work/stop"; wait "$spid" || true
+  read -r iev isecs ip50 ip75 ip90 ip99 < <(wrk_run influx_1000.lp text/plain "http://127.0.0.1:18087/write?db=bench")
+  python3 - "$RESULTS/summary.jsonl" "$commit" "$r" "$ev" "$secs" "$wait_s" "$iev" "$isecs" "$p50" "$p75" "$p90" "$p99" "$ip50" "$ip75" "$ip90" "$ip99" <<'PY'
+import json, sys
+out, commit, rnd, ev, secs, wait, iev, isecs = sys.argv[1:9]
+lat = sys.argv[9:]
+def ms(s):
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 6e4)):
+        if s.endswith(unit) and s[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(s[:-len(unit)]) * f
+    return float("nan")
 ev, secs, wait, iev, isecs = int(ev), float(secs), float(wait), int(iev), float(isecs)
 acked, e2e, influx = ev / secs, ev / (secs + wait), iev / isecs
-print(f"   eddy      acked {acked/1e3:7.1f}k events/s (p99 {p99}), visible {wait:.2f} s after the run: end to end {e2e/1e3:7.1f}k events/s")
-print(f"   influxdb  acked {influx/1e3:7.1f}k points/s (p99 {ip99}) = end to end")
+names = ["p50", "p75", "p90", "p99"]
+el = dict(zip(names, map(ms, lat[:4])))
+il = dict(zip(names, map(ms, lat[4:])))
+print(f"   eddy      acked {acked/1e3:7.1f}k events/s (p99 {lat[3]}), visible {wait:.2f} s after the run: end to end {e2e/1e3:7.1f}k events/s")
+print(f"   influxdb  acked {influx/1e3:7.1f}k points/s (p99 {lat[7]}) = end to end")
 print(f"   ratio     acked {acked/influx:.2f}x, end to end {e2e/influx:.2f}x   (targets: 2.5x acked, 2x end to end)")
+with open(out, "a") as f:
+    f.write(json.dumps({"commit": commit, "round": int(rnd), "system": "eddy", "acked": acked, "e2e": e2e, "visible_after_s": wait, "latency_ms": el}) + "\n")
+    f.write(json.dumps({"commit": commit, "round": int(rnd), "system": "influxdb", "acked": influx, "e2e": influx, "latency_ms": il}) + "\n")
 PY
 done
 echo "== eddy loadgen --batch 1000 --concurrency $CONNS --duration $DUR --verify"
