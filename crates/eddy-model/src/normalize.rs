@@ -23,9 +23,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::Value as Json;
+use std::fmt;
 
-use crate::parse::{ParseContext, Raw, event_from_value};
+use serde::Deserializer;
+use serde::de::{self, Deserialize, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
 use crate::time::{epoch_float_to_ns, epoch_int_to_ns, parse_time_str};
 use crate::{Event, EventError, PropertyValue, Value};
 
@@ -68,25 +70,6 @@ pub struct TenantPolicy<'a> {
     pub retention_ns: i64,
 }
 
-/// Normalises and validates one event given as a JSON value. `now_ns` is the receive time.
-/// Request bodies take the faster [`crate::parse::parse_body`], which applies the same rules
-/// without building the value.
-pub fn normalize_event(
-    raw: Json,
-    policy: &TenantPolicy<'_>,
-    limits: &Limits,
-    now_ns: i64,
-) -> Result<Event, EventError> {
-    event_from_value(
-        raw,
-        ParseContext {
-            policy,
-            limits,
-            now_ns,
-        },
-    )
-}
-
 /// One event whose fields a protocol already typed, under the data model's names (no
 /// aliases). Absent fields are `None`; a protocol that cannot tell empty from absent (proto3)
 /// passes empty strings as `None`.
@@ -116,7 +99,7 @@ pub enum Scalar {
     Unsupported(&'static str),
 }
 
-/// Validates one typed event with the rules of [`normalize_event`]. `now_ns` is the receive
+/// Validates one typed event with the rules JSON events follow. `now_ns` is the receive
 /// time.
 pub fn normalize_fields(
     f: EventFields,
@@ -541,9 +524,89 @@ impl Builder {
     }
 }
 
+/// One JSON value where a scalar is expected: objects and arrays are skipped and kept only
+/// as their kind, for the error that names it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Raw {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(String),
+    /// An object or an array ("an object", "an array").
+    Other(&'static str),
+}
+
+impl Raw {
+    /// How errors name the value's kind.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Raw::Null => "null",
+            Raw::Bool(_) => "a boolean",
+            Raw::Num(_) => "a number",
+            Raw::Str(_) => "a string",
+            Raw::Other(k) => k,
+        }
+    }
+
+    pub(crate) fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Raw, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Raw::Other("an array"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+pub(crate) struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Num(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw::Num(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
+        // The JSON parser yields only finite numbers.
+        Ok(serde_json::Number::from_f64(v).map_or(Raw::Other("a number"), Raw::Num))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Raw, A::Error> {
+        Raw::skip_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Other("an object"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::normalize_event;
+    use serde_json::Value as Json;
     use serde_json::json;
 
     const NOW: i64 = 1_764_000_000_000_000_000; // 2025-11-24
