@@ -360,8 +360,18 @@ impl EventVisitor<'_> {
                         Wrapped::Raw(v) => b.field(name, v, limits),
                     }
                 }
-                "metrics" => map.next_value_seed(MetricsSeed { b: &mut b, limits })?,
-                "properties" => map.next_value_seed(PropertiesSeed { b: &mut b, limits })?,
+                "metrics" => map.next_value_seed(EntriesSeed {
+                    field: "metrics",
+                    expected: "must be an object of name → number",
+                    on: |name, v| b.metric_value(name, v, limits),
+                })?,
+                "properties" => map.next_value_seed(EntriesSeed {
+                    field: "properties",
+                    expected: "must be an object",
+                    on: |name: Cow<'de, str>, v: Raw| {
+                        b.property("properties.", name.into_owned(), v.into(), limits)
+                    },
+                })?,
                 other => {
                     let v = map.next_value::<Raw>()?;
                     b.field(other, v, limits)
@@ -485,13 +495,19 @@ impl<'de> Visitor<'de> for WrapperSeed<'_> {
     }
 }
 
-/// `metrics`: an object of name → number, streamed into the builder.
-struct MetricsSeed<'b> {
-    b: &'b mut Builder,
-    limits: &'b Limits,
+/// `metrics` or `properties`: an object whose entries are streamed into the builder by `on`;
+/// `null` is no entries, anything else is `field`'s error.
+struct EntriesSeed<F> {
+    field: &'static str,
+    /// What the error says the field must be.
+    expected: &'static str,
+    on: F,
 }
 
-impl<'de> DeserializeSeed<'de> for MetricsSeed<'_> {
+impl<'de, F> DeserializeSeed<'de> for EntriesSeed<F>
+where
+    F: FnMut(Cow<'de, str>, Raw) -> Result<(), EventError>,
+{
     type Value = Result<(), EventError>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -499,14 +515,26 @@ impl<'de> DeserializeSeed<'de> for MetricsSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for MetricsSeed<'_> {
+impl<F> EntriesSeed<F> {
+    fn not_an_object(&self, kind: &str) -> Result<(), EventError> {
+        Err(EventError::new(
+            self.field,
+            format!("{}, got {kind}", self.expected),
+        ))
+    }
+}
+
+impl<'de, F> Visitor<'de> for EntriesSeed<F>
+where
+    F: FnMut(Cow<'de, str>, Raw) -> Result<(), EventError>,
+{
     type Value = Result<(), EventError>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of metrics")
+        f.write_str(self.expected)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut r = Ok(());
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
             if r.is_err() {
@@ -514,7 +542,7 @@ impl<'de> Visitor<'de> for MetricsSeed<'_> {
                 continue;
             }
             let v = map.next_value::<Raw>()?;
-            r = self.b.metric_value(name, v, self.limits);
+            r = (self.on)(name, v);
         }
         Ok(r)
     }
@@ -523,96 +551,24 @@ impl<'de> Visitor<'de> for MetricsSeed<'_> {
         Ok(Ok(()))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Ok(not_metrics(Raw::skip_seq(seq)?.kind()))
+        let kind = Raw::skip_seq(seq)?.kind();
+        Ok(self.not_an_object(kind))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(not_metrics("a boolean"))
+        Ok(self.not_an_object("a boolean"))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(not_metrics("a number"))
+        Ok(self.not_an_object("a number"))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(not_metrics("a number"))
+        Ok(self.not_an_object("a number"))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(not_metrics("a number"))
+        Ok(self.not_an_object("a number"))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(not_metrics("a string"))
+        Ok(self.not_an_object("a string"))
     }
-}
-
-fn not_metrics(kind: &str) -> Result<(), EventError> {
-    Err(EventError::new(
-        "metrics",
-        format!("must be an object of name → number, got {kind}"),
-    ))
-}
-
-/// `properties`: an object of name → scalar, streamed into the builder.
-struct PropertiesSeed<'b> {
-    b: &'b mut Builder,
-    limits: &'b Limits,
-}
-
-impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_> {
-    type Value = Result<(), EventError>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PropertiesSeed<'_> {
-    type Value = Result<(), EventError>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of properties")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut r = Ok(());
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            if r.is_err() {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let v = map.next_value::<Raw>()?;
-            r = self
-                .b
-                .property("properties.", name.into_owned(), v.into(), self.limits);
-        }
-        Ok(r)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Ok(()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Ok(not_properties(Raw::skip_seq(seq)?.kind()))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(not_properties("a boolean"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(not_properties("a number"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(not_properties("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(not_properties("a number"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(not_properties("a string"))
-    }
-}
-
-fn not_properties(kind: &str) -> Result<(), EventError> {
-    Err(EventError::new(
-        "properties",
-        format!("must be an object, got {kind}"),
-    ))
 }
 
 #[cfg(test)]
