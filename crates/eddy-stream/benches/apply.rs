@@ -130,5 +130,57 @@ fn apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, apply);
+/// Readings as `bench/pipeline.sh` sends them: 1000 devices × 3 metrics, ~200 readings per
+/// device and minute (so minute, hour and day windows all hold sketches), over 3 minutes of
+/// event time, with the processor's periodic work every 10 s of it (taking closed windows for
+/// the files, the eviction pass that freezes them).
+fn readings(c: &mut Criterion) {
+    let n = 600_000usize;
+    let t0 = 1_764_000_000 * SEC;
+    let step = 180 * SEC / n as i64;
+    let evs: Vec<Event> = (0..n)
+        .map(|i| {
+            let time = t0 + i as i64 * step;
+            let mut e = Event {
+                tenant: "t".into(),
+                event_id: format!("r{i}"),
+                time,
+                received_at: time,
+                r#type: "reading".into(),
+                device_id: Some(format!("sensor-{:04}", (i * 7919) % 1000)),
+                ..Default::default()
+            };
+            let x = (i % 97) as f64;
+            for (k, v) in [
+                ("temperature", 20.0 + x / 20.0),
+                ("humidity", 40.0 + x / 10.0),
+                ("power", x),
+            ] {
+                e.metrics.insert(k.into(), v);
+            }
+            e
+        })
+        .collect();
+    let mut g = c.benchmark_group("rollups");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.bench_function("apply_600k_readings_of_1000_devices_over_3_minutes", |b| {
+        b.iter(|| {
+            let mut r = TenantRollups::default();
+            let mut next = t0 + 10 * SEC;
+            for (i, e) in evs.iter().enumerate() {
+                r.apply(e, i as u64, 5 * SEC);
+                if e.time >= next {
+                    next += 10 * SEC;
+                    r.take_closed(5 * SEC);
+                    r.evict(5 * SEC, |_| i64::MAX / 4);
+                }
+            }
+            r.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, apply, readings);
 criterion_main!(benches);

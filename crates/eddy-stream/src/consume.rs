@@ -218,7 +218,7 @@ impl Processor {
                 let (_, _, agg) = rollups
                     .metric_windows(r, m, Some(device), start, start + 1)
                     .next()?;
-                Some(Live::Rollup(RollupUpdate::new(device, m, r, start, agg)))
+                Some(Live::Rollup(RollupUpdate::new(device, m, r, start, &agg)))
             })
             .collect();
         let tenant = ev.tenant.clone();

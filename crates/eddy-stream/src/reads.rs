@@ -181,7 +181,7 @@ impl Processor {
                     metric: metric.to_string(),
                     device_id: device_of(device),
                     start,
-                    stats: a.into(),
+                    stats: a.as_ref().into(),
                     closed: t.closed(r, start, lateness),
                     complete: !incomplete.contains(&start),
                 })
@@ -264,17 +264,17 @@ impl Processor {
                 Devices::Together | Devices::Any => t
                     .all_devices_windows(r, &q.metric, from, to)
                     .take(q.limit)
-                    .map(|(start, a)| window("", start, a))
+                    .map(|(start, a)| window("", start, &a))
                     .collect(),
                 Devices::One(d) => t
                     .metric_windows(r, &q.metric, Some(d), from, to)
                     .take(q.limit)
-                    .map(|(d, start, a)| window(d, start, a))
+                    .map(|(d, start, a)| window(d, start, &a))
                     .collect(),
                 Devices::Each => t
                     .metric_windows(r, &q.metric, None, from, to)
                     .take(q.limit)
-                    .map(|(d, start, a)| window(d, start, a))
+                    .map(|(d, start, a)| window(d, start, &a))
                     .collect(),
             })
         })

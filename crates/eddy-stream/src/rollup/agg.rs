@@ -30,7 +30,7 @@ impl Quantiles {
         match self {
             Quantiles::Exact(values) if values.len() < EXACT_SAMPLES => values.push(v),
             Quantiles::Exact(values) => {
-                let mut sketch = DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9));
+                let mut sketch = new_sketch();
                 for x in values.iter() {
                     sketch.add(*x);
                 }
@@ -68,12 +68,39 @@ impl Quantiles {
         }
     }
 
-    fn freeze(&mut self) {
-        if !matches!(self, Quantiles::Frozen(_)) {
-            let qs = QUANTILES.map(|q| self.quantile(q).unwrap_or(f64::NAN));
-            *self = Quantiles::Frozen(qs);
+    /// Freezes, answering the samples or sketch it held (`None` if frozen already).
+    fn freeze(&mut self) -> Option<Quantiles> {
+        if matches!(self, Quantiles::Frozen(_)) {
+            return None;
+        }
+        let qs = QUANTILES.map(|q| self.quantile(q).unwrap_or(f64::NAN));
+        Some(std::mem::replace(self, Quantiles::Frozen(qs)))
+    }
+
+    /// Takes `other`'s samples as if each had been added: a sketch's bins add up exactly, so
+    /// the result does not depend on the order of adds and merges.
+    fn merge(&mut self, other: &Quantiles) {
+        match other {
+            Quantiles::Frozen(_) => {}
+            Quantiles::Exact(values) => values.iter().for_each(|v| self.add(*v)),
+            Quantiles::Sketch(theirs) => match self {
+                Quantiles::Frozen(_) => {}
+                Quantiles::Sketch(mine) => {
+                    // Invariant: every sketch has the one config of `new_sketch`.
+                    let _ = mine.merge(theirs);
+                }
+                Quantiles::Exact(values) => {
+                    let mut sketch = theirs.clone();
+                    values.iter().for_each(|v| sketch.add(*v));
+                    *self = Quantiles::Sketch(sketch);
+                }
+            },
         }
     }
+}
+
+fn new_sketch() -> DDSketch {
+    DDSketch::new(Config::new(SKETCH_ALPHA, 2048, 1e-9))
 }
 
 /// One sample: first/last order by event time, ties broken by value (as the raw path does, so
@@ -101,7 +128,15 @@ pub struct MetricAgg {
     pub max: f64,
     pub first: Point,
     pub last: Point,
+    /// The samples' quantile state. An hour or day window's holds only the samples not held by
+    /// a pending minute window of the same series (see `pending`).
     quantiles: Quantiles,
+    /// Minute windows: their samples are not yet in their hour and day windows' quantile state;
+    /// they move there in one merge when the minute freezes, so a sample costs one sketch add,
+    /// not three. False for hour and day windows, frozen minutes, and the minutes of
+    /// checkpoints written before this (whose hours and days took every sample directly).
+    #[serde(default)]
+    pub(crate) pending: bool,
 }
 
 impl std::fmt::Debug for MetricAgg {
@@ -116,7 +151,9 @@ impl std::fmt::Debug for MetricAgg {
 }
 
 impl MetricAgg {
-    pub(crate) fn new(p: Point) -> Self {
+    /// A window's first sample; `quantile`: whether its quantile state takes it (an hour or
+    /// day window does not while the sample waits in a pending minute).
+    pub(crate) fn new(p: Point, quantile: bool) -> Self {
         Self {
             count: 1,
             sum: p.value,
@@ -124,11 +161,21 @@ impl MetricAgg {
             max: p.value,
             first: p,
             last: p,
-            quantiles: Quantiles::Exact(vec![p.value]),
+            quantiles: Quantiles::Exact(if quantile { vec![p.value] } else { vec![] }),
+            pending: false,
         }
     }
 
-    pub(crate) fn add(&mut self, p: Point) {
+    /// A minute window's first sample, pending for its hour and day.
+    pub(crate) fn pending_minute(p: Point) -> Self {
+        Self {
+            pending: true,
+            ..Self::new(p, true)
+        }
+    }
+
+    /// Adds a sample; `quantile` as in [`Self::new`].
+    pub(crate) fn add(&mut self, p: Point, quantile: bool) {
         self.count += 1;
         self.sum += p.value;
         self.min = self.min.min(p.value);
@@ -139,7 +186,18 @@ impl MetricAgg {
         if self.last.before(&p) {
             self.last = p;
         }
-        self.quantiles.add(p.value);
+        if quantile {
+            self.quantiles.add(p.value);
+        }
+    }
+
+    /// Takes the quantile samples of `minute`, one of this window's pending minutes.
+    pub(crate) fn absorb(&mut self, minute: &MetricAgg) {
+        self.quantiles.merge(&minute.quantiles);
+    }
+
+    pub(crate) fn is_frozen(&self) -> bool {
+        matches!(self.quantiles, Quantiles::Frozen(_))
     }
 
     /// Mean of the window's samples.
@@ -153,9 +211,15 @@ impl MetricAgg {
         self.quantiles.quantile(q)
     }
 
-    /// Keeps only what a closed window answers (samples or sketch → its [`QUANTILES`]).
-    pub(crate) fn freeze(&mut self) {
-        self.quantiles.freeze();
+    /// Keeps only what a closed window answers (samples or sketch → its [`QUANTILES`]). A
+    /// pending minute answers what it held, for its hour and day (see [`Self::pending`]).
+    pub(crate) fn freeze(&mut self) -> Option<MetricAgg> {
+        let held = self.quantiles.freeze()?;
+        std::mem::take(&mut self.pending).then(|| MetricAgg {
+            quantiles: held,
+            pending: false,
+            ..self.clone()
+        })
     }
 
     /// The [`QUANTILES`] (p50, p90, p95, p99) of the window (NaN where it has none).
@@ -181,6 +245,7 @@ impl MetricAgg {
             first,
             last,
             quantiles: Quantiles::Frozen(quantiles),
+            pending: false,
         }
     }
 }

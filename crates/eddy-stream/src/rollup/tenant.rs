@@ -3,6 +3,7 @@
 //! freezing, and the reads of windows. Deterministic and free of I/O: must not touch files, the
 //! log or the processor.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::FastMap as HashMap;
@@ -89,9 +90,13 @@ struct Pass {
 }
 
 impl Pass {
-    /// Drops the windows past the cut and freezes the newly closed ones, by key ranges;
-    /// returns how many were dropped.
-    fn run<A>(&self, windows: &mut Windows<A>, freeze: impl Fn(&mut A)) -> usize {
+    /// Drops the windows past the cut and freezes the newly closed ones (minutes before hours
+    /// before days: see [`freeze_metric`]), by key ranges; returns how many were dropped.
+    fn run<A>(
+        &self,
+        windows: &mut Windows<A>,
+        freeze: impl Fn(&mut Windows<A>, (Resolution, i64)),
+    ) -> usize {
         let mut dropped = 0;
         for (r, cut) in Resolution::ALL.into_iter().zip(self.cut) {
             let n = r.nanos();
@@ -101,13 +106,54 @@ impl Pass {
             let lo = self.frozen_since.saturating_sub(n).saturating_add(1);
             let hi = self.closed_through.saturating_sub(n);
             if lo <= hi {
-                windows
-                    .range_mut((r, lo)..=(r, hi))
-                    .for_each(|(_, a)| freeze(a));
+                let keys: Vec<_> = windows.range((r, lo)..=(r, hi)).map(|(k, _)| *k).collect();
+                keys.into_iter().for_each(|k| freeze(windows, k));
             }
         }
         dropped
     }
+}
+
+/// Freezes the window at `key`; a pending minute's samples move into its hour and day windows
+/// (which are still open: a window closes after every minute in it, and minutes freeze first).
+fn freeze_metric(windows: &mut Windows<MetricAgg>, key: (Resolution, i64)) {
+    let Some(held) = windows.get_mut(&key).and_then(MetricAgg::freeze) else {
+        return;
+    };
+    for r in [Resolution::Hour, Resolution::Day] {
+        if let Some(parent) = windows.get_mut(&(r, r.window_start(key.1))) {
+            parent.absorb(&held);
+        }
+    }
+}
+
+fn freeze_count(windows: &mut Windows<CountAgg>, key: (Resolution, i64)) {
+    if let Some(a) = windows.get_mut(&key) {
+        a.freeze();
+    }
+}
+
+/// What the window at `key` answers: an open hour or day window with the samples its pending
+/// minutes still hold; any other window as it is.
+fn answer<'a>(
+    windows: &'a Windows<MetricAgg>,
+    key: (Resolution, i64),
+    agg: &'a MetricAgg,
+) -> Cow<'a, MetricAgg> {
+    if key.0 == Resolution::Minute || agg.is_frozen() {
+        return Cow::Borrowed(agg);
+    }
+    let end = key.1.saturating_add(key.0.nanos());
+    let mut pending = windows
+        .range((Resolution::Minute, key.1)..(Resolution::Minute, end))
+        .filter(|(_, m)| m.pending)
+        .peekable();
+    if pending.peek().is_none() {
+        return Cow::Borrowed(agg);
+    }
+    let mut out = agg.clone();
+    pending.for_each(|(_, m)| out.absorb(m));
+    Cow::Owned(out)
 }
 
 /// `map[key]`, inserting a default under an owned copy of `key` only when it is missing.
@@ -119,13 +165,24 @@ fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V
     map.get_mut(key).unwrap_or_else(|| unreachable!())
 }
 
-/// Adds `p` to its open windows (`None` = late for that resolution).
+/// Adds `p` to its open windows (`None` = late for that resolution). Its quantile sample goes
+/// to the minute window only while that minute is pending (see [`MetricAgg::pending`]), and
+/// straight to the hour and day windows otherwise (late for the minute, or a minute that was
+/// frozen or held in an older checkpoint).
 fn add_point(windows: &mut Windows<MetricAgg>, open: &[Option<(Resolution, i64)>; 3], p: Point) {
-    for key in open.iter().flatten() {
+    let mut direct = true;
+    if let Some(key) = open[0] {
+        let minute = windows
+            .entry(key)
+            .and_modify(|a| a.add(p, true))
+            .or_insert_with(|| MetricAgg::pending_minute(p));
+        direct = !minute.pending;
+    }
+    for key in open[1..].iter().flatten() {
         windows
             .entry(*key)
-            .and_modify(|a| a.add(p))
-            .or_insert_with(|| MetricAgg::new(p));
+            .and_modify(|a| a.add(p, direct))
+            .or_insert_with(|| MetricAgg::new(p, direct));
     }
 }
 
@@ -184,13 +241,16 @@ impl TenantRollups {
             })
             .collect();
         let mut out = Closed::default();
+        // Spans in resolution order: a window's minutes freeze (into it) before it does.
         let mut metric_rows = |device: Option<&str>, metric: &str, w: &mut WindowsOf<MetricAgg>| {
             for (_, span) in &spans {
-                for ((r, start), a) in w.0.range_mut(span.clone()) {
-                    a.freeze();
+                let keys: Vec<_> = w.0.range(span.clone()).map(|(k, _)| *k).collect();
+                for key in keys {
+                    freeze_metric(&mut w.0, key);
+                    let Some(a) = w.0.get(&key) else { continue };
                     out.metrics.push(MetricRow {
-                        resolution: *r,
-                        start: *start,
+                        resolution: key.0,
+                        start: key.1,
                         device: device.map(str::to_string),
                         metric: metric.to_string(),
                         agg: a.clone(),
@@ -236,7 +296,7 @@ impl TenantRollups {
         let ft = self.flushed_through.unwrap_or(i64::MIN);
         let spans = Resolution::ALL
             .map(|r| (r, ft.saturating_sub(r.nanos()).saturating_add(1))..=(r, i64::MAX));
-        self.copy_of(&spans, None)
+        self.copy_of(&spans, None, false)
     }
 
     /// The windows not yet persisted (open ones with their current aggregates), as rows: what
@@ -247,12 +307,12 @@ impl TenantRollups {
         let metric_rows =
             |out: &mut Closed, device: Option<&str>, metric: &str, w: WindowsOf<MetricAgg>| {
                 out.metrics
-                    .extend(w.0.into_iter().map(|((resolution, start), agg)| MetricRow {
+                    .extend(w.0.iter().map(|(&(resolution, start), agg)| MetricRow {
                         resolution,
                         start,
                         device: device.map(str::to_string),
                         metric: metric.to_string(),
-                        agg,
+                        agg: answer(&w.0, (resolution, start), agg).into_owned(),
                     }));
             };
         for (device, metrics) in copy.metrics {
@@ -290,36 +350,44 @@ impl TenantRollups {
             .then(|| (r, from)..=(r, to.saturating_sub(1)))
             .into_iter()
             .collect();
-        let mut copy = self.copy_of(&spans, Some(series));
+        // The view holds no minutes for its hours or days: they answer what they hold.
+        let mut copy = self.copy_of(&spans, Some(series), r != Resolution::Minute);
         // The view holds every window of its range (memory's and the files').
         copy.evicted_through = [None; 3];
         copy
     }
 
     /// A copy with the windows in `spans` of the series `series` wants (all without), and
-    /// everything else that is not windows.
+    /// everything else that is not windows; `settle`: hour and day windows with their pending
+    /// minutes' samples (see [`answer`]), for a copy that does not hold those minutes.
     fn copy_of(
         &self,
         spans: &[std::ops::RangeInclusive<(Resolution, i64)>],
         series: Option<&Series>,
+        settle: bool,
     ) -> TenantRollups {
         fn select<A: Clone + Serialize + serde::de::DeserializeOwned>(
             w: &WindowsOf<A>,
             spans: &[std::ops::RangeInclusive<(Resolution, i64)>],
+            copy: impl Fn(&Windows<A>, (Resolution, i64), &A) -> A,
         ) -> Option<WindowsOf<A>> {
             let kept: Windows<A> = spans
                 .iter()
                 .flat_map(|span| w.0.range(span.clone()))
-                .map(|(k, a)| (*k, a.clone()))
+                .map(|(k, a)| (*k, copy(&w.0, *k, a)))
                 .collect();
             (!kept.is_empty()).then_some(WindowsOf(kept))
         }
+        let copy_metric = |w: &Windows<MetricAgg>, k, a: &MetricAgg| match settle {
+            true => answer(w, k, a).into_owned(),
+            false => a.clone(),
+        };
         let metrics_of = |m: &HashMap<String, WindowsOf<MetricAgg>>, device: Option<&str>| {
             m.iter()
                 .filter(|(metric, _)| {
                     series.is_none_or(|s| s.has_metric(metric) && s.has_device(device))
                 })
-                .filter_map(|(k, w)| Some((k.clone(), select(w, spans)?)))
+                .filter_map(|(k, w)| Some((k.clone(), select(w, spans, copy_metric)?)))
                 .collect::<HashMap<_, _>>()
         };
         let mut copy = TenantRollups {
@@ -340,7 +408,9 @@ impl TenantRollups {
                 .map(|(d, m)| {
                     let values = m
                         .iter()
-                        .filter_map(|(k, w)| Some((k.clone(), select(w, spans)?)))
+                        .filter_map(|(k, w)| {
+                            Some((k.clone(), select(w, spans, |_, _, a| a.clone())?))
+                        })
                         .collect::<HashMap<_, _>>();
                     (*d, values)
                 })
@@ -479,14 +549,14 @@ impl TenantRollups {
         let mut dropped = 0;
         for metrics in self.metrics.values_mut() {
             for windows in metrics.values_mut() {
-                dropped += pass.run(&mut windows.0, MetricAgg::freeze);
+                dropped += pass.run(&mut windows.0, freeze_metric);
             }
             metrics.retain(|_, windows| !windows.0.is_empty());
         }
         self.metrics.retain(|_, m| !m.is_empty());
         self.recount();
         for windows in self.all_devices.values_mut() {
-            pass.run(&mut windows.0, MetricAgg::freeze);
+            pass.run(&mut windows.0, freeze_metric);
         }
         self.all_devices.retain(|_, w| !w.0.is_empty());
         for r in Resolution::ALL {
@@ -497,7 +567,7 @@ impl TenantRollups {
         }
         for values in self.counts.values_mut() {
             for windows in values.values_mut() {
-                dropped += pass.run(&mut windows.0, CountAgg::freeze);
+                dropped += pass.run(&mut windows.0, freeze_count);
             }
             values.retain(|_, windows| !windows.0.is_empty());
         }
@@ -513,7 +583,7 @@ impl TenantRollups {
         device_id: Option<&'a str>,
         from: i64,
         to: i64,
-    ) -> impl Iterator<Item = (&'a str, i64, &'a MetricAgg)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, i64, Cow<'a, MetricAgg>)> + 'a {
         let mut devices: Vec<(&'a str, &'a WindowsOf<MetricAgg>)> = match device_id {
             Some(d) => self
                 .metrics
@@ -532,7 +602,7 @@ impl TenantRollups {
             windows
                 .0
                 .range((r, from)..(r, to.max(from)))
-                .map(move |((_, s), a)| (d, *s, a))
+                .map(move |(k, a)| (d, k.1, answer(&windows.0, *k, a)))
         })
     }
 
@@ -576,10 +646,10 @@ impl TenantRollups {
         metric: &'a str,
         from: i64,
         to: i64,
-    ) -> impl Iterator<Item = (i64, &'a MetricAgg)> + 'a {
+    ) -> impl Iterator<Item = (i64, Cow<'a, MetricAgg>)> + 'a {
         self.all_devices.get(metric).into_iter().flat_map(move |w| {
             w.0.range((r, from)..(r, to.max(from)))
-                .map(|((_, s), a)| (*s, a))
+                .map(|(k, a)| (k.1, answer(&w.0, *k, a)))
         })
     }
 
