@@ -49,9 +49,10 @@ impl EmbeddedStore {
         Ok(doomed.len())
     }
 
-    /// Merges the small files (below `compact_small_bytes`) of one partition into one: a
-    /// (tenant, table, partition) group with at least `compact_min_files` of them, at most
-    /// `compact_max_bytes` together, or —
+    /// Merges the small files (below `compact_small_bytes` and `compact_small_rows`) of one
+    /// partition into one: a (tenant, table, partition) group with at least
+    /// `compact_min_files` of them, at most `compact_max_bytes` and `compact_max_rows`
+    /// together, or —
     /// as data ages into a wider partition (hours into a day, days into a month) — any two or
     /// more such files of which one is narrower than the partition now holding it. Smallest
     /// files first, so big files are not rewritten again and again. Crash-safe: the new file
@@ -74,14 +75,16 @@ impl EmbeddedStore {
             for ((_, _, w, start), mut g) in groups {
                 // Only small files take part: a file from a full persist is big enough, and
                 // merging it again would spend the CPU ingest needs (a quarter of it, measured).
-                g.retain(|f| f.bytes < self.config.compact_small_bytes);
+                let c = &self.config;
+                g.retain(|f| f.bytes < c.compact_small_bytes && f.rows < c.compact_small_rows);
                 g.sort_by_key(|f| f.bytes);
-                let mut total = 0u64;
+                let (mut bytes, mut rows) = (0u64, 0u64);
                 let small: Vec<&FileMeta> = g
                     .into_iter()
                     .take_while(|f| {
-                        total += f.bytes;
-                        total <= self.config.compact_max_bytes
+                        bytes += f.bytes;
+                        rows += f.rows;
+                        bytes <= c.compact_max_bytes && rows <= c.compact_max_rows
                     })
                     .collect();
                 let rolls = small.iter().any(|f| f.width < w);

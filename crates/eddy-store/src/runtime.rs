@@ -15,13 +15,52 @@ impl std::fmt::Debug for SharedCaches {
 }
 
 /// A dedicated runtime for queries, so a heavy query does not starve ingest.
+///
+/// Stopped by [`QueryRuntime::stop`] (the store's shutdown), which waits for its threads: a
+/// runtime left to `shutdown_background` still has threads unwinding tasks when `main`
+/// returns, and the allocator's exit-time cleanup running beside them is a crash at exit.
 #[derive(Debug)]
-pub(crate) struct QueryRuntime(pub(crate) Option<tokio::runtime::Runtime>);
+pub(crate) struct QueryRuntime(std::sync::Mutex<Option<tokio::runtime::Runtime>>);
+
+/// How long the query runtime's threads get to finish on shutdown (a query past it is
+/// abandoned, as it would be by the process ending).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl QueryRuntime {
+    pub(crate) fn new(rt: tokio::runtime::Runtime) -> Self {
+        Self(std::sync::Mutex::new(Some(rt)))
+    }
+
+    /// A handle to spawn on; an error once stopped.
+    pub(crate) fn handle(&self) -> Result<tokio::runtime::Handle> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|rt| rt.as_ref().map(|rt| rt.handle().clone()))
+            .ok_or_else(|| crate::Error::Task("query runtime stopped".into()))
+    }
+
+    /// Stops the runtime and waits (at most [`STOP_WAIT`], on a blocking thread) for its
+    /// threads to end; queries after it answer "query runtime stopped".
+    pub(crate) async fn stop(&self) {
+        let rt = self.0.lock().ok().and_then(|mut rt| rt.take());
+        if let Some(rt) = rt {
+            // A JoinError here is the blocking pool shutting down too: nothing left to wait for.
+            let _ = tokio::task::spawn_blocking(move || rt.shutdown_timeout(STOP_WAIT)).await;
+        }
+    }
+}
 
 impl Drop for QueryRuntime {
     fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
+        let rt = self.0.get_mut().ok().and_then(|rt| rt.take());
+        if let Some(rt) = rt {
+            // Dropped without a shutdown (tests): a runtime must not block inside another.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(STOP_WAIT);
+            }
         }
     }
 }

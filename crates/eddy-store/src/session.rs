@@ -136,12 +136,7 @@ impl EmbeddedStore {
         &self,
         f: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let rt = self
-            .query_rt
-            .0
-            .as_ref()
-            .ok_or_else(|| Error::Task("query runtime stopped".into()))?;
-        rt.spawn(f);
+        self.query_rt.handle()?.spawn(f);
         Ok(())
     }
 
@@ -151,11 +146,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: std::future::Future<Output = Result<T>> + Send + 'static,
     {
-        let rt = self
-            .query_rt
-            .0
-            .as_ref()
-            .ok_or_else(|| Error::Task("query runtime stopped".into()))?;
+        let rt = self.query_rt.handle()?;
         let limit = self.config.query_timeout;
         let handle = rt.spawn(async move { tokio::time::timeout(limit, f).await });
         match handle.await {

@@ -57,9 +57,16 @@ pub struct StoreConfig {
     pub compact_min_files: usize,
     /// Only files smaller than this are merged (a full persist's files are big enough).
     pub compact_small_bytes: u64,
+    /// ... and with fewer rows than this: well-compressed data makes small files of many rows
+    /// (a full persist of repetitive readings: ~300 KB for 190k rows), and merging those
+    /// rewrites everything once more for nothing.
+    pub compact_small_rows: u64,
     /// The most bytes of Parquet one compaction reads: bigger files are left as they are (they
     /// are big enough), and a merge's memory stays bounded.
     pub compact_max_bytes: u64,
+    /// The most rows one compaction reads: a merge holds them all decoded (and sorted), which
+    /// for well-compressed files is far more than their bytes say.
+    pub compact_max_rows: u64,
     /// Which partition width data gets by its age (hours, then days, then months).
     pub partitioning: crate::partition::Partitioning,
     /// Memory for the files' digests (summaries and top lists without scanning rows); 0 keeps
@@ -85,7 +92,9 @@ impl StoreConfig {
             retention_interval: Duration::from_secs(60),
             compact_min_files: 8,
             compact_small_bytes: 1 << 20,
+            compact_small_rows: 100_000,
             compact_max_bytes: 32 << 20,
+            compact_max_rows: 1_000_000,
             partitioning: crate::partition::Partitioning::default(),
             digest_memory_bytes: 256 << 20,
             late_after_ns: 300_000_000_000,
@@ -202,7 +211,7 @@ impl EmbeddedStore {
                 applied,
             }),
             log,
-            query_rt: QueryRuntime(Some(query_rt)),
+            query_rt: QueryRuntime::new(query_rt),
             task: ConsumerTask::new("store writer", "final persist"),
             retention: std::sync::Mutex::new(None),
             retired: std::sync::Mutex::new(Vec::new()),
@@ -287,6 +296,12 @@ impl EmbeddedStore {
     /// Stops the writer after persisting what it holds.
     pub async fn shutdown(&self) {
         self.task.stop().await;
+    }
+
+    /// Stops the query runtime and waits for its threads (a runtime left running crashes the exit): the last step
+    /// of a shutdown, once nothing queries any more.
+    pub async fn stop_queries(&self) {
+        self.query_rt.stop().await;
     }
 
     /// Stops the writer at once, persisting nothing: what a crash does (tests).

@@ -67,6 +67,7 @@ impl Running {
         }
         self.store.shutdown().await;
         self.stream.shutdown().await;
+        self.store.stop_queries().await;
         tracing::info!(
             persisted_offset = self.store.stats().persisted_offset,
             stream_offset = self.stream.applied_offset(),
