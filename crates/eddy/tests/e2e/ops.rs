@@ -326,7 +326,17 @@ async fn a_graceful_stop_after_a_long_history_import_exits_cleanly_and_keeps_eve
     s.wait_visible().await;
     s.wait_rollups().await;
     let samples = (DEVICES * HOURS * 2) as u64;
-    let (_, v) = s.post("/api/v1/query", &k, &count_sql).await;
+    // Known bug (issue 20's note): with queries between the requests, SQL can answer one
+    // request's rows for up to ~1 s after `/lag` says the store has applied everything; the
+    // subject here is the stop, so wait (bounded) for the full count first.
+    let mut v = json!(null);
+    for _ in 0..500 {
+        v = s.post("/api/v1/query", &k, &count_sql).await.1;
+        if v["data"][0]["n"] == samples {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(v["data"][0]["n"], samples, "{v}");
     let status = s.terminate();
     assert!(
