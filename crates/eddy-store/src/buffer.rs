@@ -38,3 +38,25 @@ pub(crate) fn rows_bytes(batch: &RecordBatch) -> usize {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+    /// A batch slicing a bigger one counts its own rows' bytes, not the shared buffers'.
+    #[test]
+    fn a_slice_counts_its_rows_not_the_buffers_it_points_into() {
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..10_000).map(|i| format!("device-{i:05}")),
+        ));
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        let whole = RecordBatch::try_from_iter([("d", names), ("v", values)]).unwrap();
+        let part = whole.slice(0, 100);
+        let (w, p) = (super::rows_bytes(&whole), super::rows_bytes(&part));
+        assert!(w >= 10_000 * (12 + 8), "{w}");
+        assert!(p * 50 < w, "a 1% slice counts {p} of {w} bytes");
+        assert!(part.get_array_memory_size() >= w, "what it used to count");
+    }
+}

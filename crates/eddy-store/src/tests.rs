@@ -1684,7 +1684,7 @@ async fn a_log_written_before_batch_records_reads_as_before() {
         let f = f.unwrap().path();
         std::fs::copy(&f, wal_dir.join(f.file_name().unwrap())).unwrap();
     }
-    let f = open(dir, |c| c.persist_bytes = 4_000).await;
+    let f = open(dir, |c| c.persist_bytes = 1).await;
     caught_up(&f).await;
     // The fixture's records decode as they were written.
     let read = f.wal.read(0, 100).unwrap();
