@@ -345,55 +345,55 @@ impl EventColumns {
         self.batch.column(10).as_boolean()
     }
 
-    /// The events as records, in order (for consumers that work event by event).
+    /// The events as records, in order (for consumers that keep owned events).
     pub fn events(&self) -> Vec<Event> {
-        let (times, received, ids) = (self.times(), self.received(), self.event_ids());
-        let (types, sources, devices, users, pages) = (
-            self.utf8(3),
-            self.utf8(4),
-            self.utf8(5),
-            self.utf8(6),
-            self.utf8(7),
-        );
+        (0..self.len()).map(|i| self.event(i)).collect()
+    }
+
+    /// The events as borrowed views, in order (for consumers that work event by event and
+    /// keep nothing of most events: no allocation per row).
+    pub fn rows(&self) -> crate::view::Rows<'_> {
+        crate::view::Rows::new(self)
+    }
+
+    /// Event `i` as a record (`i < len()`).
+    pub fn event(&self, i: usize) -> Event {
         let (metrics, props) = (self.map(8), self.map(9));
         let m_keys = metrics.keys().as_string::<i32>();
         let m_values = metrics.values().as_primitive::<Float64Type>();
         let p_keys = props.keys().as_string::<i32>();
         let p_values = props.values().as_string::<i32>();
-        let client = self.client_ids();
-        let opt = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        let opt = |a: &StringArray| a.is_valid(i).then(|| a.value(i).to_string());
         let m_off = metrics.value_offsets();
         let p_off = props.value_offsets();
-        (0..self.len())
-            .map(|i| Event {
-                tenant: self.tenant.clone(),
-                event_id: ids.value(i).to_string(),
-                time: times.value(i),
-                received_at: received.value(i),
-                r#type: types.value(i).to_string(),
-                source: opt(sources, i),
-                device_id: opt(devices, i),
-                user_id: opt(users, i),
-                page_url: opt(pages, i),
-                metrics: (m_off[i] as usize..m_off[i + 1] as usize)
-                    .map(|j| (m_keys.value(j).to_string(), m_values.value(j)))
-                    .collect::<BTreeMap<_, _>>(),
-                properties: (p_off[i] as usize..p_off[i + 1] as usize)
-                    .map(|j| {
-                        (
-                            p_keys.value(j).to_string(),
-                            PropertyValue {
-                                value: p_values
-                                    .is_valid(j)
-                                    .then(|| decode_property(p_values.value(j)))
-                                    .flatten(),
-                            },
-                        )
-                    })
-                    .collect(),
-                client_id: client.value(i),
-            })
-            .collect()
+        Event {
+            tenant: self.tenant.clone(),
+            event_id: self.event_ids().value(i).to_string(),
+            time: self.times().value(i),
+            received_at: self.received().value(i),
+            r#type: self.utf8(3).value(i).to_string(),
+            source: opt(self.utf8(4)),
+            device_id: opt(self.utf8(5)),
+            user_id: opt(self.utf8(6)),
+            page_url: opt(self.utf8(7)),
+            metrics: (m_off[i] as usize..m_off[i + 1] as usize)
+                .map(|j| (m_keys.value(j).to_string(), m_values.value(j)))
+                .collect::<BTreeMap<_, _>>(),
+            properties: (p_off[i] as usize..p_off[i + 1] as usize)
+                .map(|j| {
+                    (
+                        p_keys.value(j).to_string(),
+                        PropertyValue {
+                            value: p_values
+                                .is_valid(j)
+                                .then(|| decode_property(p_values.value(j)))
+                                .flatten(),
+                        },
+                    )
+                })
+                .collect(),
+            client_id: self.client_ids().value(i),
+        }
     }
 }
 

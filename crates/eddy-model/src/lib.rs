@@ -19,6 +19,7 @@ pub mod id;
 pub mod normalize;
 pub mod parse;
 pub mod time;
+pub mod view;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, EventError, Result};
@@ -27,3 +28,4 @@ pub use event::{
     Value,
 };
 pub use normalize::{EventFields, Limits, Scalar, TenantPolicy};
+pub use view::{AsEventRef, EventRef, MetricsRef};

@@ -5,6 +5,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use eddy_model::Event;
+use eddy_model::columns::{ColumnsBuilder, EventColumns};
 use eddy_stream::{TenantAlerts, TenantRollups};
 
 const SEC: i64 = 1_000_000_000;
@@ -178,6 +179,50 @@ fn readings(c: &mut Criterion) {
             }
             r.len()
         })
+    });
+    // What the processor does with a batch record of 1000 readings: rollups and the default
+    // rule for every row, read from the batch's columns either as owned events (how the
+    // processor read them before session 21) or as borrowed rows (how it reads them now).
+    let batches: Vec<EventColumns> = evs
+        .chunks(1000)
+        .filter_map(|chunk| {
+            let mut b = ColumnsBuilder::default();
+            chunk.iter().try_for_each(|e| b.push(e)).ok()?;
+            Some(EventColumns {
+                tenant: "t".into(),
+                batch: b.finish().ok()?,
+            })
+        })
+        .collect();
+    assert_eq!(batches.len(), n / 1000);
+    let detect = |owned: bool| {
+        let mut r = TenantRollups::default();
+        let mut a = TenantAlerts::with_default_rule(0);
+        let mut notices = Vec::new();
+        let mut i = 0u64;
+        for cols in &batches {
+            if owned {
+                for e in cols.events() {
+                    r.apply(&e, i, 5 * SEC);
+                    a.observe(&e, &mut notices);
+                    i += 1;
+                }
+            } else {
+                for e in cols.rows() {
+                    r.apply(&e, i, 5 * SEC);
+                    a.observe(&e, &mut notices);
+                    i += 1;
+                }
+            }
+        }
+        (r.len(), notices.len())
+    };
+    g.bench_function(
+        "apply_and_detect_600k_readings_from_batches_as_owned_events",
+        |b| b.iter(|| detect(true)),
+    );
+    g.bench_function("apply_and_detect_600k_readings_from_batches_as_rows", |b| {
+        b.iter(|| detect(false))
     });
     g.finish();
 }

@@ -3,7 +3,7 @@
 //! of closed windows and tenant deletions waiting for the rollup files ([`Flusher`]), and the
 //! checkpoint in flight. Must not touch the log, the live feed or the processing loop.
 
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

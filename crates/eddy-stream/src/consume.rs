@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use eddy_log::Record;
 use eddy_log::runner::{Consumer, ReadErrors, RunConfig, Step, run_consumer};
 use eddy_model::codec::{self, Decoded};
-use eddy_model::{Entry, Event, columns};
+use eddy_model::{AsEventRef, Entry, EventRef, columns};
 
 use crate::alerts::{AlertNotice, Rule, TenantAlerts};
 use crate::checkpoint::State;
 use crate::feed::{Live, RollupUpdate};
 use crate::processor::{EVICT_INTERVAL, MAX_PRESSURE, Processor};
 use crate::rollup::{Resolution, TenantRollups};
-use crate::{Error, Result, poisoned};
+use crate::{Error, FastMap, Result, poisoned, slot_with};
 
 /// How the processor reads the log: 8192 records at a time, a look at its timers at least every
 /// 200 ms while idle; a read error is retried after a second (the log may recover, or the server
@@ -74,25 +74,31 @@ impl Consumer for Consume<'_> {
                 alerts,
             } = &mut *s;
             for rec in records {
-                let mut apply_event = |ev: Event, position: u64| {
-                    let rollups = tenants.entry(ev.tenant.clone()).or_default();
-                    let applied = rollups.apply(&ev, position, self.lateness);
-                    late += u64::from(applied.late);
-                    events += 1;
-                    let start = notices.len();
-                    alerts
-                        .entry(ev.tenant.clone())
-                        .or_insert_with(|| TenantAlerts::with_default_rule(ev.received_at))
-                        .observe(&ev, &mut notices);
-                    p.publish_event(ev, rollups, &notices[start..]);
-                };
+                let mut apply =
+                    |tenant: &str, rows: &mut dyn Iterator<Item = (u64, EventRef<'_>)>| {
+                        let (n, l) = p.apply_events(
+                            tenants,
+                            alerts,
+                            tenant,
+                            rows,
+                            self.lateness,
+                            &mut notices,
+                        );
+                        events += n;
+                        late += l;
+                    };
                 match codec::decode(&rec.payload) {
-                    Ok(Decoded::Event(ev)) => apply_event(ev, columns::position(rec.offset, 0)),
-                    Ok(Decoded::Events(cols)) => {
-                        for (i, ev) in cols.events().into_iter().enumerate() {
-                            apply_event(ev, columns::position(rec.offset, i));
-                        }
-                    }
+                    Ok(Decoded::Event(ev)) => apply(
+                        &ev.tenant,
+                        &mut std::iter::once((columns::position(rec.offset, 0), ev.as_event_ref())),
+                    ),
+                    Ok(Decoded::Events(cols)) => apply(
+                        &cols.tenant,
+                        &mut cols
+                            .rows()
+                            .enumerate()
+                            .map(|(i, e)| (columns::position(rec.offset, i), e)),
+                    ),
                     Ok(Decoded::Other(Entry::TenantDeleted(t))) => {
                         tenants.remove(&t.tenant);
                         p.flusher.forget(&t.tenant);
@@ -198,21 +204,54 @@ impl Processor {
         .await
     }
 
+    /// Applies one record's events — all of one tenant, with their positions — to the tenant's
+    /// rollups and alerts (looked up once per record, not per event) and offers each to the
+    /// live feed. Answers (events applied, late resolution counts).
+    fn apply_events(
+        &self,
+        tenants: &mut FastMap<String, TenantRollups>,
+        alerts: &mut FastMap<String, TenantAlerts>,
+        tenant: &str,
+        rows: &mut dyn Iterator<Item = (u64, EventRef<'_>)>,
+        lateness: i64,
+        notices: &mut Vec<AlertNotice>,
+    ) -> (u64, u64) {
+        let mut rows = rows.peekable();
+        let Some(&(_, first)) = rows.peek() else {
+            return (0, 0);
+        };
+        let rollups = slot_with(tenants, tenant, TenantRollups::default);
+        let tenant_alerts = slot_with(alerts, tenant, || {
+            TenantAlerts::with_default_rule(first.received_at)
+        });
+        let (mut events, mut late) = (0, 0);
+        for (position, ev) in rows {
+            let applied = rollups.apply(&ev, position, lateness);
+            late += u64::from(applied.late);
+            events += 1;
+            let start = notices.len();
+            tenant_alerts.observe(&ev, notices);
+            self.publish_event(&ev, rollups, &notices[start..]);
+        }
+        (events, late)
+    }
+
     /// Offers an applied event, the rollup windows it changed and the alert transitions it
-    /// caused to the tenant's live subscribers.
-    fn publish_event(&self, ev: Event, rollups: &TenantRollups, notices: &[AlertNotice]) {
+    /// caused to the tenant's live subscribers (the owned event is built only for an events
+    /// subscriber).
+    fn publish_event(&self, ev: &EventRef<'_>, rollups: &TenantRollups, notices: &[AlertNotice]) {
         use crate::Channel;
-        let rollups_watched = self.feed.watched(&ev.tenant, Channel::Rollups);
-        if !rollups_watched && notices.is_empty() && !self.feed.watched(&ev.tenant, Channel::Events)
-        {
+        let rollups_watched = self.feed.watched(ev.tenant, Channel::Rollups);
+        let events_watched = self.feed.watched(ev.tenant, Channel::Events);
+        if !rollups_watched && notices.is_empty() && !events_watched {
             return;
         }
-        let device = ev.device_id.as_deref().unwrap_or("");
+        let device = ev.device_id.unwrap_or("");
         let r = Resolution::Minute;
         let start = r.window_start(ev.time);
         let updates: Vec<Live> = ev
             .metrics
-            .keys()
+            .names()
             .filter(|_| rollups_watched)
             .filter_map(|m| {
                 let (_, _, agg) = rollups
@@ -221,10 +260,11 @@ impl Processor {
                 Some(Live::Rollup(RollupUpdate::new(device, m, r, start, &agg)))
             })
             .collect();
-        let tenant = ev.tenant.clone();
         self.feed.publish(
-            &tenant,
-            std::iter::once(Live::Event(ev))
+            ev.tenant,
+            events_watched
+                .then(|| Live::Event(ev.to_event()))
+                .into_iter()
                 .chain(updates)
                 .chain(notices.iter().cloned().map(Live::Alert)),
         );

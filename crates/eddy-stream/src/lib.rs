@@ -62,8 +62,20 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The error of a poisoned lock on the processor's state.
 /// The hash map of per-series state (rollups, alert state), keyed by device, metric or rule:
 /// foldhash (randomly seeded per map, like hashbrown's default) instead of SipHash, which
-/// profiling showed at ~4% of the server's time hashing the same names again and again.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// profiling showed at ~4% of the server's time hashing the same names again and again; and
+/// hashbrown's map for `entry_ref`, which finds or inserts a series by `&str` in one lookup
+/// (std's needs two, or an owned key for every event).
+pub(crate) type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// `map[key]`, inserted by `make` when missing: one hash lookup, and the key copied only for a
+/// new entry.
+pub(crate) fn slot_with<'m, V>(
+    map: &'m mut FastMap<String, V>,
+    key: &str,
+    make: impl FnOnce() -> V,
+) -> &'m mut V {
+    map.entry_ref(key).or_insert_with(make)
+}
 
 pub(crate) fn poisoned() -> Error {
     Error::Task("stream state lock poisoned".into())

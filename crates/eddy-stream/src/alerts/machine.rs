@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::FastMap as HashMap;
+use crate::slot_with;
 
-use eddy_model::Event;
+use eddy_model::AsEventRef;
 use eddy_model::time::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
@@ -83,19 +84,6 @@ pub struct TenantAlerts {
     pub suppressed: u64,
 }
 
-/// `map[key]`, inserting `make()` under an owned key only when missing.
-fn slot_with<'m, V>(
-    map: &'m mut HashMap<String, V>,
-    key: &str,
-    make: impl FnOnce() -> V,
-) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), make());
-    }
-    // Invariant: present — inserted just above when missing.
-    map.get_mut(key).unwrap_or_else(|| unreachable!())
-}
-
 impl TenantAlerts {
     /// A tenant's alert state with the default rule, created at `at`.
     pub fn with_default_rule(at: i64) -> Self {
@@ -123,11 +111,12 @@ impl TenantAlerts {
     }
 
     /// Feeds every metric of `e` to the rules watching it.
-    pub fn observe(&mut self, e: &Event, out: &mut Vec<AlertNotice>) {
+    pub fn observe(&mut self, e: &impl AsEventRef, out: &mut Vec<AlertNotice>) {
+        let e = e.as_event_ref();
         if e.metrics.is_empty() {
             return;
         }
-        let device = e.device_id.as_deref().unwrap_or("");
+        let device = e.device_id.unwrap_or("");
         let Self {
             rules,
             series,
@@ -136,12 +125,16 @@ impl TenantAlerts {
             suppressed,
         } = self;
         for rule in rules.values() {
-            for (metric, &value) in &e.metrics {
+            if !e.metrics.names().any(|m| rule.watches(device, m)) {
+                continue;
+            }
+            // The rule's and the device's maps are looked up once per event, not per metric.
+            let per_device = slot_with(series, &rule.id, HashMap::default);
+            let per_metric = slot_with(per_device, device, HashMap::default);
+            for (metric, value) in e.metrics.iter() {
                 if !rule.watches(device, metric) {
                     continue;
                 }
-                let per_device = slot_with(series, &rule.id, HashMap::default);
-                let per_metric = slot_with(per_device, device, HashMap::default);
                 let st = slot_with(per_metric, metric, || SeriesState {
                     detector: rule.new_detector(),
                     active: None,
@@ -184,7 +177,7 @@ impl TenantAlerts {
                             && let Some(a) = alerts.get_mut(&seq)
                         {
                             resolve(a, e.received_at, "data_resumed", None);
-                            out.push(notice(&e.tenant, Transition::Resolved, e.received_at, a));
+                            out.push(notice(e.tenant, Transition::Resolved, e.received_at, a));
                         }
                         continue;
                     }
@@ -209,7 +202,7 @@ impl TenantAlerts {
                     };
                     let mut a = opened(seq, rule, device, metric, message(), e.time);
                     (a.value, a.expected, a.score) = (Some(value), expected, score);
-                    out.push(notice(&e.tenant, Transition::Opened, e.received_at, &a));
+                    out.push(notice(e.tenant, Transition::Opened, e.received_at, &a));
                     alerts.insert(seq, a);
                     st.active = Some(seq);
                 } else if let Some(seq) = st.active {
@@ -219,7 +212,7 @@ impl TenantAlerts {
                         st.normal_streak = 0;
                         if let Some(a) = alerts.get_mut(&seq) {
                             resolve(a, e.received_at, "auto", None);
-                            out.push(notice(&e.tenant, Transition::Resolved, e.received_at, a));
+                            out.push(notice(e.tenant, Transition::Resolved, e.received_at, a));
                         }
                     }
                 }
@@ -438,6 +431,7 @@ fn admit(
 mod tests {
     use super::*;
     use crate::alerts::rule::{RuleSpec, Severity};
+    use eddy_model::Event;
     const T0: i64 = 1_764_000_000_000_000_000;
     const SEC: i64 = 1_000_000_000;
 

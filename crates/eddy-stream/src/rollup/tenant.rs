@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::FastMap as HashMap;
 
 use cardinality_estimator::CardinalityEstimator;
-use eddy_model::Event;
+use eddy_model::AsEventRef;
 use serde::{Deserialize, Serialize};
 
 use crate::rollup::agg::{CountAgg, MetricAgg, Point, Users};
@@ -158,11 +158,7 @@ fn answer<'a>(
 
 /// `map[key]`, inserting a default under an owned copy of `key` only when it is missing.
 fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    // Invariant: present — inserted just above when missing.
-    map.get_mut(key).unwrap_or_else(|| unreachable!())
+    crate::slot_with(map, key, V::default)
 }
 
 /// Adds `p` to its open windows (`None` = late for that resolution). Its quantile sample goes
@@ -464,7 +460,8 @@ impl TenantRollups {
     }
 
     /// Applies one event at log `offset`.
-    pub fn apply(&mut self, e: &Event, offset: u64, lateness_ns: i64) -> Applied {
+    pub fn apply(&mut self, e: &impl AsEventRef, offset: u64, lateness_ns: i64) -> Applied {
+        let e = e.as_event_ref();
         let mut applied = Applied::default();
         let mut open = [None; 3];
         for (i, r) in Resolution::ALL.into_iter().enumerate() {
@@ -478,22 +475,23 @@ impl TenantRollups {
             }
         }
         if !e.metrics.is_empty() {
-            let device = slot(&mut self.metrics, e.device_id.as_deref().unwrap_or(""));
-            for (metric, value) in &e.metrics {
-                if !device.contains_key(metric.as_str()) {
-                    self.series += 1;
-                }
+            let device = slot(&mut self.metrics, e.device_id.unwrap_or(""));
+            for (metric, value) in e.metrics.iter() {
                 let p = Point {
                     time: e.time,
                     offset,
-                    value: *value,
+                    value,
                 };
-                add_point(&mut slot(device, metric).0, &open, p);
+                let series = device.entry_ref(metric).or_insert_with(|| {
+                    self.series += 1;
+                    WindowsOf::default()
+                });
+                add_point(&mut series.0, &open, p);
                 add_point(&mut slot(&mut self.all_devices, metric).0, &open, p);
             }
         }
         for d in Dimension::ALL {
-            let Some(v) = d.of(e) else { continue };
+            let Some(v) = d.of(&e) else { continue };
             let windows = &mut slot(self.counts.entry(d).or_default(), v).0;
             for key in open.iter().flatten() {
                 let agg = windows.entry(*key).or_insert_with(|| CountAgg {
@@ -501,10 +499,10 @@ impl TenantRollups {
                     users: Users::Sketch(CardinalityEstimator::new()),
                 });
                 agg.count += 1;
-                if let Some(u) = &e.user_id
+                if let Some(u) = e.user_id
                     && let Users::Sketch(users) = &mut agg.users
                 {
-                    users.insert(u.as_str());
+                    users.insert(u);
                 }
             }
         }

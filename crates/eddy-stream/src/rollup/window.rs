@@ -2,7 +2,7 @@
 //! by ([`Dimension`]), and which series a read wants ([`Series`], [`Devices`]). Plain values:
 //! must not touch aggregates or rollup state.
 
-use eddy_model::Event;
+use eddy_model::EventRef;
 use serde::{Deserialize, Serialize};
 
 /// A window length.
@@ -81,11 +81,11 @@ impl Dimension {
         Self::ALL.into_iter().find(|d| d.name() == s)
     }
 
-    pub(crate) fn of(self, e: &Event) -> Option<&str> {
+    pub(crate) fn of<'a>(self, e: &EventRef<'a>) -> Option<&'a str> {
         match self {
-            Dimension::Type => Some(e.r#type.as_str()),
-            Dimension::PageUrl => e.page_url.as_deref(),
-            Dimension::Source => e.source.as_deref(),
+            Dimension::Type => Some(e.r#type),
+            Dimension::PageUrl => e.page_url,
+            Dimension::Source => e.source,
         }
     }
 }
