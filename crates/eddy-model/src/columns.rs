@@ -350,12 +350,6 @@ impl EventColumns {
         (0..self.len()).map(|i| self.event(i)).collect()
     }
 
-    /// The events as borrowed views, in order (for consumers that work event by event and
-    /// keep nothing of most events: no allocation per row).
-    pub fn rows(&self) -> crate::view::Rows<'_> {
-        crate::view::Rows::new(self)
-    }
-
     /// Event `i` as a record (`i < len()`).
     pub fn event(&self, i: usize) -> Event {
         let (metrics, props) = (self.map(8), self.map(9));

@@ -186,8 +186,17 @@ pub struct Rows<'a> {
     next: usize,
 }
 
+impl EventColumns {
+    /// The events as borrowed views, in order (for consumers that work event by event and
+    /// keep nothing of most events: no allocation per row). Defined here, not in `columns`,
+    /// so that `view` depends on `columns` and not the other way round.
+    pub fn rows(&self) -> Rows<'_> {
+        Rows::new(self)
+    }
+}
+
 impl<'a> Rows<'a> {
-    pub(crate) fn new(cols: &'a EventColumns) -> Self {
+    fn new(cols: &'a EventColumns) -> Self {
         let metrics = cols.batch.column(8).as_map();
         Self {
             cols,
