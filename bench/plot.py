@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pictures for docs/benchmarks.md from what bench/pipeline.sh recorded in a results dir
 (summary.jsonl: one line per round and system; timeline-<round>.csv: bench/sample.py's samples
-of Eddy during that round). Writes PNGs beside them.
+of Eddy during that round) or bench/soak.sh (soak.csv). Writes PNGs beside them.
 Needs matplotlib (pip install matplotlib). Usage: plot.py RESULTS_DIR"""
 import csv, json, os, sys
 
@@ -11,6 +11,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 d = sys.argv[1]
+
+# bench/soak.sh: RSS and lag over the whole soak.
+soak = os.path.join(d, "soak.csv")
+if os.path.exists(soak):
+    t, rss, store, stream = [], [], [], []
+    for row in csv.DictReader(open(soak)):
+        t.append(float(row["t_s"]) / 60)
+        rss.append(float(row["rss_mib"]))
+        store.append(int(row["store_behind_ms"]))
+        stream.append(int(row["stream_behind_ms"]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(t, rss, label="RSS, MiB", color="tab:red")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("RSS, MiB")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(t, store, label="store behind, ms", color="tab:orange", linewidth=0.6)
+    ax2.plot(t, stream, label="processor behind, ms", color="tab:green", linewidth=0.6)
+    ax2.set_ylabel("behind the log, ms")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower center")
+    ax.set_title("Eddy during the soak: memory and lag")
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "soak.png"), dpi=110)
+if not os.path.exists(os.path.join(d, "summary.jsonl")):
+    print(f"plots written to {d}")
+    sys.exit(0)
 rows = [json.loads(line) for line in open(os.path.join(d, "summary.jsonl"))]
 title = rows[0].get("commit", "") if rows else ""
 

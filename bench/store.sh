@@ -35,7 +35,7 @@ while [[ "$(lag stream)" != 0 ]]; do sleep 0.05; done
 ROLLUPS_S=$(since "$t2")
 echo "   acknowledged in $INGEST_S s = $(python3 -c "print(round($N / $INGEST_S))") events/s; all visible to queries $VISIBLE_S s after the last ack ($(python3 -c "print(round($N / ($INGEST_S + $VISIBLE_S)))") events/s end to end)"
 echo "   rollups caught up $ROLLUPS_S s after the last ack"
-echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}')"
+echo "   RSS $(ps -o rss= -p "$pid" | awk '{printf "%.0f MiB", $1/1024}'); rollup windows in memory $(curl -sf 127.0.0.1:18080/metrics | awk '$1 == "eddy_stream_windows" {print $2}'), digests $(curl -sf 127.0.0.1:18080/metrics | awk '$1 == "eddy_store_digest_bytes" {printf "%.0f MiB", $2/1048576}')"
 
 DEV=sensor-00042
 mkdir "$work/results"
