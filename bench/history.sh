@@ -13,9 +13,7 @@ DAYS=${1:-300}
 DEVICES=${2:-10}
 source bench/lib.sh
 bench_init history
-commit=$(git rev-parse --short HEAD)
-[[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
-echo "commit: $commit; command: bench/history.sh $DAYS $DEVICES"
+bench_commit bench/history.sh $DAYS $DEVICES
 python3 - "$work" "$DAYS" "$DEVICES" <<'PY'
 import json, os, random, sys, time
 w, days, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -10,6 +10,14 @@ bench_init() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 }
 
+# bench_commit COMMAND...: sets commit (short hash, "-dirty" with uncommitted changes) and
+# prints it with the command line, so every recorded figure names what it measured.
+bench_commit() {
+  commit=$(git rev-parse --short HEAD)
+  [[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
+  echo "commit: $commit; command: $*"
+}
+
 bench_cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 now() { date +%s.%N; }
 since() { python3 -c "print(round($(now) - $1, 2))"; }

@@ -18,9 +18,7 @@ ROUNDS=${2:-2}
 CONNS=${3:-8}
 source bench/lib.sh
 bench_init pipeline
-commit=$(git rev-parse --short HEAD)
-[[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
-echo "commit: $commit; command: bench/pipeline.sh $DUR $ROUNDS $CONNS"
+bench_commit bench/pipeline.sh $DUR $ROUNDS $CONNS
 RESULTS=${RESULTS:-bench/results/pipeline-$commit}
 mkdir -p "$RESULTS"
 : > "$RESULTS/summary.jsonl"

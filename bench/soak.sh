@@ -20,9 +20,7 @@ RATE=${1:?usage: bench/soak.sh RATE [minutes]}
 MIN=${2:-30}
 source bench/lib.sh
 bench_init soak
-commit=$(git rev-parse --short HEAD)
-[[ -z "$(git status --porcelain 2>/dev/null)" ]] || commit="$commit-dirty"
-echo "commit: $commit; command: bench/soak.sh $RATE $MIN"
+bench_commit bench/soak.sh $RATE $MIN
 RESULTS=${RESULTS:-bench/results/soak-$commit}
 mkdir -p "$RESULTS"
 URL=http://127.0.0.1:18095
